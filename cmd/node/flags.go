@@ -1,0 +1,107 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/flashstock/flashstock/config"
+)
+
+// secretFlags may also be read from the file named by SECKILL_<FLAG>_FILE.
+var secretFlags = map[string]bool{"auth-secret": true, "admin-token": true, "orders-dsn": true}
+
+// parseFlags reads the command line over the environment over the
+// defaults.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config.Config, error) {
+	c := config.Default()
+	if h, err := os.Hostname(); err == nil {
+		c.Name = h
+	}
+	var join, dsn string
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.Name, "name", c.Name, "node name, unique in the cluster (default: hostname)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for Raft logs, snapshots, the embedded order store and the admin token")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP API address")
+	fs.StringVar(&c.RaftAddr, "raft-addr", c.RaftAddr, "Raft address shared by all shard groups")
+	fs.StringVar(&c.RaftAdvertise, "raft-advertise", c.RaftAdvertise, "Raft address other nodes dial (default: --raft-addr)")
+	fs.StringVar(&c.GossipAddr, "gossip-addr", c.GossipAddr, "gossip (memberlist) address, UDP and TCP")
+	fs.StringVar(&c.ActorAddr, "actor-addr", c.ActorAddr, "actor remoting address")
+	fs.StringVar(&join, "join", "", "comma-separated gossip addresses of nodes to join")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", c.BootstrapExpect, "number of nodes to wait for before creating the shard groups")
+	fs.IntVar(&c.Shards, "shards", c.Shards, "number of Raft shard groups; fixed when the data dir is created")
+	fs.StringVar(&c.Region, "region", c.Region, "region/zone label, e.g. hk-1a")
+	fs.StringVar(&dsn, "orders-dsn", "", "comma-separated MySQL DSNs, one per database shard (default: embedded SQLite)")
+	fs.IntVar(&c.OrderTables, "order-tables", c.OrderTables, "order tables per MySQL database")
+	fs.StringVar(&c.AuthSecret, "auth-secret", "", "HS256 secret that verifies shopper JWTs")
+	fs.BoolVar(&c.TrustUserHeader, "trust-user-header", false, "take the shopper from the X-User-ID header (behind an authenticating gateway; benchmarks)")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for admin routes (default: generated and stored in the data dir)")
+	fs.IntVar(&c.QueueMax, "queue-max", c.QueueMax, "purchases that may wait in one item actor; beyond it 503 overloaded")
+	fs.IntVar(&c.BatchMax, "batch-max", c.BatchMax, "purchases per Raft log entry")
+	fs.IntVar(&c.MaxUnflushed, "max-unflushed", c.MaxUnflushed, "confirmed orders per shard waiting for the order store; beyond it 503 unavailable")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "how long a purchase waits for its answer")
+	fs.DurationVar(&c.DedupRetention, "dedup-retention", c.DedupRetention, "how long request_ids are remembered")
+	fs.IntVar(&c.DedupMax, "dedup-max", c.DedupMax, "how many request_ids each shard remembers")
+	fs.IntVar(&c.FlushBatch, "flush-batch", c.FlushBatch, "orders per order-store write")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "order flush poll interval")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long SIGTERM waits for in-flight work")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+		}
+		return c, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	set := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || envErr != nil {
+			return
+		}
+		v := getenv(config.EnvName(f.Name))
+		if v == "" && secretFlags[f.Name] {
+			if path := getenv(config.EnvName(f.Name) + "_FILE"); path != "" {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					envErr = fmt.Errorf("%s_FILE: %w", config.EnvName(f.Name), err)
+					return
+				}
+				v = strings.TrimSpace(string(b))
+			}
+		}
+		if v != "" {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", config.EnvName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, usageError{envErr}
+	}
+	c.Join = splitList(join)
+	c.OrdersDSN = splitList(dsn)
+	if err := c.Validate(); err != nil {
+		return c, usageError{err}
+	}
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,63 @@
+// Command node runs a Flashstock node: the HTTP API, the item actors, the
+// Raft shard groups, gossip membership and the order flusher.
+//
+//	node [flags]                 serve (see README.md for every flag)
+//	node status --addr URL       print the cluster status as a table
+//	node version                 print the version
+//
+// Every flag can also be set from the environment as SECKILL_<FLAG>
+// (SECKILL_DATA_DIR for --data-dir); secrets also from a file named by
+// SECKILL_<FLAG>_FILE (Docker Swarm secrets). Flags win over the
+// environment. Bad flags print one line and exit with code 2.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// usageError marks errors in the command line: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "node:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// run is main without the process: tests call it with their own arguments,
+// environment and output, and end it by cancelling ctx.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			fmt.Fprintln(stdout, version)
+			return nil
+		case "status":
+			return runStatus(ctx, args[1:], getenv, stdout, stderr)
+		}
+	}
+	cfg, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, stdout, stderr)
+}

@@ -1,0 +1,138 @@
+// Package config holds a node's configuration: one struct with defaults,
+// validation, and the mapping from flag names to SECKILL_* environment
+// variables (with *_FILE variants for Docker Swarm secrets). Only cmd/node
+// reads flags and the environment; everything else receives a Config.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// Config is everything a node is told at start.
+type Config struct {
+	Name            string
+	DataDir         string
+	HTTPAddr        string
+	RaftAddr        string
+	RaftAdvertise   string
+	GossipAddr      string
+	ActorAddr       string
+	Join            []string
+	BootstrapExpect int
+	Shards          int
+	Region          string
+
+	OrdersDSN   []string // empty: the embedded SQLite store
+	OrderTables int
+
+	AuthSecret      string
+	TrustUserHeader bool
+	AdminToken      string
+
+	QueueMax       int
+	BatchMax       int
+	MaxUnflushed   int
+	RequestTimeout time.Duration
+	DedupRetention time.Duration
+	DedupMax       int
+	FlushBatch     int
+	FlushInterval  time.Duration
+	DrainTimeout   time.Duration
+
+	LogLevel string
+}
+
+// Default returns the defaults: a single node on loopback.
+func Default() Config {
+	return Config{
+		DataDir:         "./data",
+		HTTPAddr:        "127.0.0.1:8080",
+		RaftAddr:        "127.0.0.1:7000",
+		GossipAddr:      "127.0.0.1:7946",
+		ActorAddr:       "127.0.0.1:8090",
+		BootstrapExpect: 1,
+		Shards:          8,
+		OrderTables:     16,
+		QueueMax:        4096,
+		BatchMax:        1024,
+		MaxUnflushed:    1_000_000,
+		RequestTimeout:  5 * time.Second,
+		DedupRetention:  24 * time.Hour,
+		DedupMax:        1_000_000,
+		FlushBatch:      500,
+		FlushInterval:   50 * time.Millisecond,
+		DrainTimeout:    30 * time.Second,
+		LogLevel:        "info",
+	}
+}
+
+// EnvName returns the environment variable for a flag: "data-dir" ->
+// "SECKILL_DATA_DIR".
+func EnvName(flag string) string {
+	return "SECKILL_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// IsLoopback reports whether addr ("host:port") binds only loopback.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Validate reports the first invalid setting, in words a user can act on.
+func (c *Config) Validate() error {
+	for _, a := range []struct{ flag, v string }{
+		{"http-addr", c.HTTPAddr}, {"raft-addr", c.RaftAddr}, {"gossip-addr", c.GossipAddr}, {"actor-addr", c.ActorAddr},
+	} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return fmt.Errorf("--%s %q: want host:port", a.flag, a.v)
+		}
+	}
+	switch {
+	case c.Name == "":
+		return errors.New("--name is required")
+	case c.DataDir == "":
+		return errors.New("--data-dir is required")
+	case c.Shards < 1 || c.Shards > 256:
+		return fmt.Errorf("--shards %d: want 1..256", c.Shards)
+	case c.BootstrapExpect < 1:
+		return fmt.Errorf("--bootstrap-expect %d: want at least 1", c.BootstrapExpect)
+	case c.BootstrapExpect > 1:
+		return fmt.Errorf("--bootstrap-expect %d: multi-node clusters are not supported by this build; use 1", c.BootstrapExpect)
+	case c.OrderTables < 1 || c.OrderTables > 1024:
+		return fmt.Errorf("--order-tables %d: want 1..1024", c.OrderTables)
+	case c.QueueMax < 1, c.BatchMax < 1, c.MaxUnflushed < 1, c.DedupMax < 1, c.FlushBatch < 1:
+		return errors.New("--queue-max, --batch-max, --max-unflushed, --dedup-max and --flush-batch must be positive")
+	case c.RequestTimeout <= 0, c.DedupRetention <= 0, c.FlushInterval <= 0, c.DrainTimeout <= 0:
+		return errors.New("--request-timeout, --dedup-retention, --flush-interval and --drain-timeout must be positive")
+	case c.AuthSecret != "" && len(c.AuthSecret) < 16:
+		return errors.New("--auth-secret must be at least 16 characters")
+	case c.AdminToken != "" && len(c.AdminToken) < 16:
+		return errors.New("--admin-token must be at least 16 characters")
+	}
+	if !IsLoopback(c.HTTPAddr) && c.AuthSecret == "" && !c.TrustUserHeader {
+		return fmt.Errorf("--http-addr %s is not loopback: give --auth-secret (verify shopper JWTs) or --trust-user-header (behind an authenticating gateway)", c.HTTPAddr)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}
+
+// UserHeaderTrusted reports whether X-User-ID identifies shoppers: when
+// asked, or by default on a loopback-only node without an auth secret.
+func (c *Config) UserHeaderTrusted() bool {
+	return c.TrustUserHeader || (c.AuthSecret == "" && IsLoopback(c.HTTPAddr))
+}

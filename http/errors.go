@@ -1,0 +1,123 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/flashstock/flashstock/actors"
+	"github.com/flashstock/flashstock/raftstore"
+)
+
+// apiError is an error with its HTTP status and machine-readable code.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func invalid(format string, args ...any) error {
+	return &apiError{http.StatusBadRequest, "invalid_argument", fmt.Sprintf(format, args...)}
+}
+
+var (
+	errInternal     = &apiError{http.StatusInternalServerError, "internal", "internal error"}
+	errTooLarge     = &apiError{http.StatusRequestEntityTooLarge, "payload_too_large", "request body too large"}
+	errContentType  = &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json"}
+	errUnauthorized = &apiError{http.StatusUnauthorized, "unauthenticated", "missing or invalid credentials"}
+	errForbidden    = &apiError{http.StatusForbidden, "forbidden", "not allowed"}
+)
+
+// errorBody is the JSON shape of every error.
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// ctxOutcome is the echo.Context key where handlers leave the outcome label
+// for metrics.
+const ctxOutcome = "outcome"
+
+// classify maps an error to its API form. retry is the Retry-After value in
+// seconds, 0 for none.
+func classify(err error) (ae *apiError, retry int) {
+	if errors.As(err, &ae) {
+		if ae.status == http.StatusServiceUnavailable || ae.status == http.StatusTooManyRequests {
+			retry = 1
+		}
+		return ae, retry
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		switch he.Code {
+		case http.StatusNotFound:
+			return &apiError{he.Code, "not_found", "no such route"}, 0
+		case http.StatusMethodNotAllowed:
+			return &apiError{he.Code, "method_not_allowed", "method not allowed"}, 0
+		case http.StatusRequestEntityTooLarge:
+			return errTooLarge, 0
+		}
+		if he.Code >= 400 && he.Code < 500 {
+			return &apiError{he.Code, "invalid_argument", fmt.Sprint(he.Message)}, 0
+		}
+		return errInternal, 0
+	}
+	switch {
+	case errors.Is(err, raftstore.ErrSoldOut):
+		return &apiError{http.StatusConflict, "sold_out", "the item is sold out"}, 0
+	case errors.Is(err, raftstore.ErrLimitExceeded):
+		return &apiError{http.StatusConflict, "limit_exceeded", "the per-user limit for this item is reached"}, 0
+	case errors.Is(err, raftstore.ErrNotOnSale):
+		return &apiError{http.StatusForbidden, "not_on_sale", "the item is not on sale now"}, 0
+	case errors.Is(err, raftstore.ErrItemNotFound):
+		return &apiError{http.StatusNotFound, "item_not_found", "no such item"}, 0
+	case errors.Is(err, raftstore.ErrItemExists):
+		return &apiError{http.StatusConflict, "item_exists", "an item with this id exists"}, 0
+	case errors.Is(err, raftstore.ErrInvalidQuantity):
+		return &apiError{http.StatusBadRequest, "invalid_argument", "quantity must be between 1 and the item's per-user limit"}, 0
+	case errors.Is(err, raftstore.ErrInvalidStock):
+		return &apiError{http.StatusBadRequest, "invalid_argument", "the stock change would make remaining stock negative"}, 0
+	case errors.Is(err, raftstore.ErrRequestConflict):
+		return &apiError{http.StatusConflict, "request_id_conflict", "this request_id was already used for another item"}, 0
+	case errors.Is(err, actors.ErrOrderNotFound):
+		return &apiError{http.StatusNotFound, "order_not_found", "no such order"}, 0
+	case errors.Is(err, actors.ErrOverloaded):
+		return &apiError{http.StatusServiceUnavailable, "overloaded", "too many purchases are waiting for this item; retry shortly"}, 1
+	case errors.Is(err, actors.ErrBacklogFull):
+		return &apiError{http.StatusServiceUnavailable, "unavailable", "the order store is behind; retry later"}, 5
+	case errors.Is(err, actors.ErrTimeout), errors.Is(err, raftstore.ErrUnknownOutcome):
+		return &apiError{http.StatusServiceUnavailable, "unavailable", "outcome unknown; retry with the same request_id to learn it"}, 1
+	case errors.Is(err, raftstore.ErrNotLeader), errors.Is(err, raftstore.ErrUnavailable), errors.Is(err, actors.ErrClosed):
+		return &apiError{http.StatusServiceUnavailable, "unavailable", "the item's shard is not available on this node; retry shortly"}, 1
+	}
+	return errInternal, 0
+}
+
+// handleError is Echo's HTTPErrorHandler: the one place errors become
+// responses. 5xx other than deliberate 503s are logged.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	ae, retry := classify(err)
+	if ae == errInternal {
+		s.log.Error("request failed", "route", c.Path(), "err", err)
+	}
+	if c.Get(ctxOutcome) == nil {
+		c.Set(ctxOutcome, ae.code)
+	}
+	if retry > 0 {
+		c.Response().Header().Set("Retry-After", fmt.Sprint(retry))
+	}
+	var body errorBody
+	body.Error.Code, body.Error.Message = ae.code, ae.message
+	if err := c.JSON(ae.status, &body); err != nil {
+		s.log.Warn("write error response", "err", err)
+	}
+}

@@ -1,0 +1,292 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/flashstock/flashstock/actors"
+	"github.com/flashstock/flashstock/orders"
+	"github.com/flashstock/flashstock/raftstore"
+)
+
+// Bounds on admin input.
+const (
+	stockMax        = 1_000_000_000
+	perUserLimitMax = 1000
+	nameLenMax      = 256
+)
+
+// itemJSON is the API form of an item.
+type itemJSON struct {
+	ID           string     `json:"id"`
+	Name         string     `json:"name"`
+	Stock        int64      `json:"stock"`
+	Remaining    int64      `json:"remaining"`
+	Sold         int64      `json:"sold"`
+	PerUserLimit int32      `json:"per_user_limit"`
+	StartsAt     *time.Time `json:"starts_at,omitempty"`
+	EndsAt       *time.Time `json:"ends_at,omitempty"`
+	Status       string     `json:"status"`
+}
+
+func nanosToTime(n int64) *time.Time {
+	if n == 0 {
+		return nil
+	}
+	t := time.Unix(0, n).UTC()
+	return &t
+}
+
+func (s *Server) itemJSON(it raftstore.Item) itemJSON {
+	return itemJSON{
+		ID: it.ID, Name: it.Name, Stock: it.Stock, Remaining: it.Remaining, Sold: it.Sold(),
+		PerUserLimit: it.PerUserLimit, StartsAt: nanosToTime(it.StartsAt), EndsAt: nanosToTime(it.EndsAt),
+		Status: it.Status(s.now().UnixNano()),
+	}
+}
+
+// orderJSON is the API form of an order.
+type orderJSON struct {
+	OrderID   string    `json:"order_id"`
+	ItemID    string    `json:"item_id"`
+	UserID    string    `json:"user_id"`
+	Quantity  int32     `json:"quantity"`
+	Status    string    `json:"status"`
+	RequestID string    `json:"request_id,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	Persisted *bool     `json:"persisted,omitempty"`
+}
+
+func toOrderJSON(o orders.Order) orderJSON {
+	return orderJSON{
+		OrderID: orders.FormatID(o.ID), ItemID: o.ItemID, UserID: o.UserID, Quantity: o.Quantity,
+		Status: string(o.Status), RequestID: o.RequestID, CreatedAt: o.CreatedAt,
+	}
+}
+
+// decode reads a JSON body strictly: the content type must be JSON, unknown
+// fields and trailing data are errors. An empty body leaves v unchanged
+// when allowEmpty.
+func decode(c echo.Context, v any, allowEmpty bool) error {
+	r := c.Request()
+	if r.ContentLength == 0 && allowEmpty {
+		return nil
+	}
+	if ct := r.Header.Get(echo.HeaderContentType); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != echo.MIMEApplicationJSON {
+			return errContentType
+		}
+	} else {
+		return errContentType
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return errTooLarge
+		case errors.Is(err, io.EOF):
+			if allowEmpty {
+				return nil
+			}
+			return invalid("request body is empty")
+		}
+		return invalid("malformed JSON body: %v", err)
+	}
+	if dec.More() {
+		return invalid("request body has data after the JSON object")
+	}
+	return nil
+}
+
+func itemParam(c echo.Context) (string, error) {
+	id := c.Param("id")
+	if !validID(id) {
+		return "", invalid("item id must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+	}
+	return id, nil
+}
+
+func (s *Server) getItem(c echo.Context) error {
+	id, err := itemParam(c)
+	if err != nil {
+		return err
+	}
+	it, err := s.engine.Item(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.itemJSON(it))
+}
+
+type createItemBody struct {
+	ID           string     `json:"id"`
+	Name         string     `json:"name"`
+	Stock        *int64     `json:"stock"`
+	PerUserLimit *int32     `json:"per_user_limit"`
+	StartsAt     *time.Time `json:"starts_at"`
+	EndsAt       *time.Time `json:"ends_at"`
+}
+
+func (b *createItemBody) validate() (raftstore.CreateItem, error) {
+	c := raftstore.CreateItem{ID: b.ID, Name: b.Name, PerUserLimit: 1}
+	switch {
+	case !validID(b.ID):
+		return c, invalid("id must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+	case len(b.Name) > nameLenMax:
+		return c, invalid("name must be at most %d bytes", nameLenMax)
+	case b.Stock == nil:
+		return c, invalid("stock is required")
+	case *b.Stock < 0 || *b.Stock > stockMax:
+		return c, invalid("stock must be 0..%d", stockMax)
+	case b.PerUserLimit != nil && (*b.PerUserLimit < 1 || *b.PerUserLimit > perUserLimitMax):
+		return c, invalid("per_user_limit must be 1..%d", perUserLimitMax)
+	case b.StartsAt != nil && b.EndsAt != nil && !b.EndsAt.After(*b.StartsAt):
+		return c, invalid("ends_at must be after starts_at")
+	}
+	c.Stock = *b.Stock
+	if b.PerUserLimit != nil {
+		c.PerUserLimit = *b.PerUserLimit
+	}
+	if b.StartsAt != nil {
+		c.StartsAt = b.StartsAt.UnixNano()
+	}
+	if b.EndsAt != nil {
+		c.EndsAt = b.EndsAt.UnixNano()
+	}
+	return c, nil
+}
+
+func (s *Server) createItem(c echo.Context) error {
+	var b createItemBody
+	if err := decode(c, &b, false); err != nil {
+		return err
+	}
+	cmd, err := b.validate()
+	if err != nil {
+		return err
+	}
+	it, err := s.engine.CreateItem(c.Request().Context(), cmd)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, s.itemJSON(it))
+}
+
+type restockBody struct {
+	Delta *int64 `json:"delta"`
+}
+
+func (s *Server) restock(c echo.Context) error {
+	id, err := itemParam(c)
+	if err != nil {
+		return err
+	}
+	var b restockBody
+	if err := decode(c, &b, false); err != nil {
+		return err
+	}
+	if b.Delta == nil || *b.Delta == 0 || *b.Delta > stockMax || *b.Delta < -stockMax {
+		return invalid("delta must be a non-zero integer within ±%d", stockMax)
+	}
+	it, err := s.engine.Restock(c.Request().Context(), id, *b.Delta)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.itemJSON(it))
+}
+
+func (s *Server) pause(c echo.Context) error  { return s.setPaused(c, true) }
+func (s *Server) resume(c echo.Context) error { return s.setPaused(c, false) }
+
+func (s *Server) setPaused(c echo.Context, paused bool) error {
+	id, err := itemParam(c)
+	if err != nil {
+		return err
+	}
+	it, err := s.engine.SetPaused(c.Request().Context(), id, paused)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.itemJSON(it))
+}
+
+type purchaseBody struct {
+	Quantity  *int32 `json:"quantity"`
+	RequestID string `json:"request_id"`
+}
+
+// parsePurchase validates a purchase request. It is separate from the
+// handler so that it can be fuzzed.
+func parsePurchase(b *purchaseBody) (qty int32, err error) {
+	qty = 1
+	if b.Quantity != nil {
+		qty = *b.Quantity
+	}
+	switch {
+	case qty < 1 || qty > perUserLimitMax:
+		return 0, invalid("quantity must be 1..%d", perUserLimitMax)
+	case b.RequestID != "" && !validID(b.RequestID):
+		return 0, invalid("request_id must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+	}
+	return qty, nil
+}
+
+func (s *Server) purchase(c echo.Context) error {
+	id, err := itemParam(c)
+	if err != nil {
+		return err
+	}
+	var b purchaseBody
+	if err := decode(c, &b, true); err != nil {
+		return err
+	}
+	qty, err := parsePurchase(&b)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	o, dup, err := s.engine.Purchase(ctx, actors.Request{
+		ItemID: id, UserID: c.Get(ctxUser).(string), RequestID: b.RequestID, Quantity: qty,
+	})
+	if err != nil {
+		ae, _ := classify(err)
+		s.m.Purchases.WithLabelValues(ae.code).Inc()
+		c.Set(ctxOutcome, ae.code)
+		return err
+	}
+	if dup {
+		s.m.Purchases.WithLabelValues("duplicate").Inc()
+		c.Set(ctxOutcome, "duplicate")
+		return c.JSON(http.StatusOK, toOrderJSON(o))
+	}
+	s.m.Purchases.WithLabelValues("confirmed").Inc()
+	c.Set(ctxOutcome, "confirmed")
+	return c.JSON(http.StatusCreated, toOrderJSON(o))
+}
+
+func (s *Server) getOrder(c echo.Context) error {
+	id, err := orders.ParseID(c.Param("id"))
+	if err != nil {
+		return invalid("order id must be a positive decimal integer")
+	}
+	o, persisted, err := s.engine.Order(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	if admin, _ := c.Get(ctxAdmin).(bool); !admin && c.Get(ctxUser) != o.UserID {
+		// Not the buyer: answer as if it did not exist.
+		return actors.ErrOrderNotFound
+	}
+	j := toOrderJSON(o)
+	j.Persisted = &persisted
+	return c.JSON(http.StatusOK, j)
+}

@@ -1,0 +1,567 @@
+package raftstore
+
+import (
+	"bytes"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/flashstock/flashstock/orders"
+)
+
+// Business outcomes of commands. They are Apply responses, not Raft
+// failures: the entry was committed and every replica reached the same
+// answer.
+var (
+	ErrItemExists      = errors.New("raftstore: item exists")
+	ErrItemNotFound    = errors.New("raftstore: item not found")
+	ErrSoldOut         = errors.New("raftstore: sold out")
+	ErrLimitExceeded   = errors.New("raftstore: per-user limit exceeded")
+	ErrNotOnSale       = errors.New("raftstore: item not on sale")
+	ErrInvalidQuantity = errors.New("raftstore: invalid quantity")
+	ErrRequestConflict = errors.New("raftstore: request id already used for another item")
+	ErrInvalidStock    = errors.New("raftstore: stock would become negative")
+)
+
+// Item is a sale item as the state machine holds it.
+type Item struct {
+	ID           string
+	Name         string
+	Stock        int64 // total units ever offered (initial stock plus restocks)
+	Remaining    int64
+	PerUserLimit int32
+	StartsAt     int64 // unix nanoseconds; 0 = none
+	EndsAt       int64 // unix nanoseconds; 0 = none
+	Paused       bool
+	CreatedAt    int64
+}
+
+// Sold returns the number of units sold and not returned.
+func (it *Item) Sold() int64 { return it.Stock - it.Remaining }
+
+// Item statuses as the API reports them.
+const (
+	StatusUpcoming = "upcoming"
+	StatusOnSale   = "on_sale"
+	StatusSoldOut  = "sold_out"
+	StatusEnded    = "ended"
+	StatusPaused   = "paused"
+)
+
+// Status returns the item's sale status at time now (unix nanoseconds).
+func (it *Item) Status(now int64) string {
+	switch {
+	case it.EndsAt != 0 && now >= it.EndsAt:
+		return StatusEnded
+	case it.Paused:
+		return StatusPaused
+	case it.Remaining <= 0:
+		return StatusSoldOut
+	case now < it.StartsAt:
+		return StatusUpcoming
+	}
+	return StatusOnSale
+}
+
+// onSaleAt reports whether purchases are accepted at time now.
+func (it *Item) onSaleAt(now int64) bool {
+	return !it.Paused && now >= it.StartsAt && (it.EndsAt == 0 || now < it.EndsAt)
+}
+
+// Outcome is the result of one purchase inside a batch.
+type Outcome uint8
+
+// Purchase outcomes.
+const (
+	OutcomeConfirmed Outcome = iota + 1
+	OutcomeDuplicate         // the request ID was seen: Order is the original
+	OutcomeSoldOut
+	OutcomeLimitExceeded
+	OutcomeNotOnSale
+	OutcomeItemNotFound
+	OutcomeInvalidQuantity
+	OutcomeRequestConflict
+)
+
+// Err returns the sentinel error for a rejected outcome, nil for a
+// confirmed or duplicate one.
+func (o Outcome) Err() error {
+	switch o {
+	case OutcomeConfirmed, OutcomeDuplicate:
+		return nil
+	case OutcomeSoldOut:
+		return ErrSoldOut
+	case OutcomeLimitExceeded:
+		return ErrLimitExceeded
+	case OutcomeNotOnSale:
+		return ErrNotOnSale
+	case OutcomeItemNotFound:
+		return ErrItemNotFound
+	case OutcomeInvalidQuantity:
+		return ErrInvalidQuantity
+	case OutcomeRequestConflict:
+		return ErrRequestConflict
+	}
+	return fmt.Errorf("raftstore: unknown outcome %d", o)
+}
+
+// PurchaseResult is the Apply response for one purchase of a batch.
+type PurchaseResult struct {
+	Outcome Outcome
+	Order   orders.Order // set when Outcome is Confirmed or Duplicate
+}
+
+type userItem struct{ item, user string }
+type userRequest struct{ user, request string }
+
+type dedupEntry struct {
+	order   orders.Order
+	expires int64
+}
+
+type dedupRef struct {
+	key     userRequest
+	expires int64
+}
+
+// FSMConfig bounds the state machine's memory.
+type FSMConfig struct {
+	// DedupRetention is how long a request ID is remembered, in command
+	// time. DedupMax caps how many are remembered; the oldest go first.
+	DedupRetention time.Duration
+	DedupMax       int
+}
+
+// FSM is the replicated state of one shard: items, per-user purchases,
+// idempotency keys, and confirmed orders not yet in the order store. It is
+// the source of truth for stock; every other copy is a cache.
+//
+// Apply is deterministic: it reads no clock and no randomness (time is the
+// leader's stamp in the command) and produces no side effects. Reads from
+// other goroutines take mu for reading.
+type FSM struct {
+	shard int
+	cfg   FSMConfig
+
+	applied atomic.Uint64 // last applied log index
+
+	mu struct {
+		sync.RWMutex
+		items       map[string]*Item
+		bought      map[userItem]int32
+		dedup       map[userRequest]dedupEntry
+		dedupQueue  []dedupRef // insertion order, for expiry
+		dedupHead   int
+		pending     []orders.Order // confirmed, not yet flushed; ascending ID
+		flushedUpTo uint64
+		lastStamp   int64
+	}
+}
+
+// NewFSM returns an empty state machine for shard.
+func NewFSM(shard int, cfg FSMConfig) *FSM {
+	f := &FSM{shard: shard, cfg: cfg}
+	f.resetLocked()
+	return f
+}
+
+func (f *FSM) resetLocked() {
+	f.mu.items = make(map[string]*Item)
+	f.mu.bought = make(map[userItem]int32)
+	f.mu.dedup = make(map[userRequest]dedupEntry)
+	f.mu.dedupQueue = nil
+	f.mu.dedupHead = 0
+	f.mu.pending = nil
+	f.mu.flushedUpTo = 0
+	f.mu.lastStamp = 0
+}
+
+// Apply applies one committed log entry. An entry that does not decode means
+// the replicas would drift, so it panics.
+func (f *FSM) Apply(l *raft.Log) any {
+	defer f.applied.Store(l.Index)
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	cmd, err := Decode(l.Data)
+	if err != nil {
+		panic(fmt.Sprintf("raftstore: shard %d index %d: %v", f.shard, l.Index, err))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch c := cmd.(type) {
+	case *CreateItem:
+		f.advanceLocked(c.Stamp)
+		return f.createItemLocked(c)
+	case *PurchaseBatch:
+		now := f.advanceLocked(c.Stamp)
+		return f.purchaseLocked(l.Index, now, c)
+	case *MarkFlushed:
+		f.advanceLocked(c.Stamp)
+		f.markFlushedLocked(c.UpTo)
+		return nil
+	case *Restock:
+		f.advanceLocked(c.Stamp)
+		return f.restockLocked(c)
+	case *SetPaused:
+		f.advanceLocked(c.Stamp)
+		it, ok := f.mu.items[c.ItemID]
+		if !ok {
+			return ErrItemNotFound
+		}
+		it.Paused = c.Paused
+		return *it
+	}
+	panic(fmt.Sprintf("raftstore: shard %d index %d: unhandled command %T", f.shard, l.Index, cmd))
+}
+
+// advanceLocked moves command time forward and expires old request IDs.
+// Time never goes backwards, even if a new leader's clock is behind.
+func (f *FSM) advanceLocked(stamp int64) int64 {
+	if stamp > f.mu.lastStamp {
+		f.mu.lastStamp = stamp
+	}
+	now := f.mu.lastStamp
+	q := f.mu.dedupQueue
+	for f.mu.dedupHead < len(q) {
+		ref := q[f.mu.dedupHead]
+		if ref.expires > now && len(f.mu.dedup) <= f.cfg.DedupMax {
+			break
+		}
+		if e, ok := f.mu.dedup[ref.key]; ok && e.expires == ref.expires {
+			delete(f.mu.dedup, ref.key)
+		}
+		q[f.mu.dedupHead] = dedupRef{}
+		f.mu.dedupHead++
+	}
+	if f.mu.dedupHead > 1024 && f.mu.dedupHead > len(q)/2 {
+		f.mu.dedupQueue = append([]dedupRef(nil), q[f.mu.dedupHead:]...)
+		f.mu.dedupHead = 0
+	}
+	return now
+}
+
+func (f *FSM) createItemLocked(c *CreateItem) any {
+	if _, ok := f.mu.items[c.ID]; ok {
+		return ErrItemExists
+	}
+	it := &Item{
+		ID:           c.ID,
+		Name:         c.Name,
+		Stock:        c.Stock,
+		Remaining:    c.Stock,
+		PerUserLimit: c.PerUserLimit,
+		StartsAt:     c.StartsAt,
+		EndsAt:       c.EndsAt,
+		CreatedAt:    c.Stamp,
+	}
+	f.mu.items[c.ID] = it
+	return *it
+}
+
+func (f *FSM) restockLocked(c *Restock) any {
+	it, ok := f.mu.items[c.ItemID]
+	if !ok {
+		return ErrItemNotFound
+	}
+	if it.Remaining+c.Delta < 0 {
+		return ErrInvalidStock
+	}
+	it.Stock += c.Delta
+	it.Remaining += c.Delta
+	return *it
+}
+
+func (f *FSM) purchaseLocked(index uint64, now int64, b *PurchaseBatch) []PurchaseResult {
+	res := make([]PurchaseResult, len(b.Purchases))
+	it := f.mu.items[b.ItemID]
+	for i := range b.Purchases {
+		p := &b.Purchases[i]
+		var key userRequest
+		if p.RequestID != "" {
+			key = userRequest{p.UserID, p.RequestID}
+			if e, ok := f.mu.dedup[key]; ok {
+				if e.order.ItemID != b.ItemID {
+					res[i].Outcome = OutcomeRequestConflict
+					continue
+				}
+				res[i] = PurchaseResult{Outcome: OutcomeDuplicate, Order: e.order}
+				continue
+			}
+		}
+		switch {
+		case it == nil:
+			res[i].Outcome = OutcomeItemNotFound
+			continue
+		case p.Quantity < 1 || p.Quantity > it.PerUserLimit:
+			res[i].Outcome = OutcomeInvalidQuantity
+			continue
+		case !it.onSaleAt(now):
+			res[i].Outcome = OutcomeNotOnSale
+			continue
+		}
+		ui := userItem{b.ItemID, p.UserID}
+		had := f.mu.bought[ui]
+		if had+p.Quantity > it.PerUserLimit {
+			res[i].Outcome = OutcomeLimitExceeded
+			continue
+		}
+		if int64(p.Quantity) > it.Remaining {
+			res[i].Outcome = OutcomeSoldOut
+			continue
+		}
+		it.Remaining -= int64(p.Quantity)
+		f.mu.bought[ui] = had + p.Quantity
+		o := orders.Order{
+			ID:        orders.MakeID(f.shard, index, i),
+			ItemID:    b.ItemID,
+			UserID:    p.UserID,
+			RequestID: p.RequestID,
+			Quantity:  p.Quantity,
+			Status:    orders.StatusConfirmed,
+			CreatedAt: time.Unix(0, now).UTC(),
+			Shard:     f.shard,
+			LogIndex:  index,
+		}
+		f.mu.pending = append(f.mu.pending, o)
+		if p.RequestID != "" {
+			exp := now + int64(f.cfg.DedupRetention)
+			f.mu.dedup[key] = dedupEntry{order: o, expires: exp}
+			f.mu.dedupQueue = append(f.mu.dedupQueue, dedupRef{key: key, expires: exp})
+		}
+		res[i] = PurchaseResult{Outcome: OutcomeConfirmed, Order: o}
+	}
+	return res
+}
+
+func (f *FSM) markFlushedLocked(upTo uint64) {
+	if upTo <= f.mu.flushedUpTo {
+		return
+	}
+	f.mu.flushedUpTo = upTo
+	p := f.mu.pending
+	n := sort.Search(len(p), func(i int) bool { return p[i].ID > upTo })
+	if n == 0 {
+		return
+	}
+	// Copy the tail so the flushed prefix does not pin memory.
+	f.mu.pending = append([]orders.Order(nil), p[n:]...)
+}
+
+// AppliedIndex returns the index of the last applied log entry.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// Item returns a copy of the item.
+func (f *FSM) Item(id string) (Item, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	it, ok := f.mu.items[id]
+	if !ok {
+		return Item{}, false
+	}
+	return *it, true
+}
+
+// Items returns copies of all items, sorted by ID.
+func (f *FSM) Items() []Item {
+	f.mu.RLock()
+	out := make([]Item, 0, len(f.mu.items))
+	for _, it := range f.mu.items {
+		out = append(out, *it)
+	}
+	f.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Remaining returns the committed remaining stock of an item, and false if
+// the item does not exist.
+func (f *FSM) Remaining(id string) (int64, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	it, ok := f.mu.items[id]
+	if !ok {
+		return 0, false
+	}
+	return it.Remaining, true
+}
+
+// Bought returns how many units of item the user holds.
+func (f *FSM) Bought(item, user string) int32 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.mu.bought[userItem{item, user}]
+}
+
+// LookupRequest returns the order a (user, request ID) pair produced, if it
+// is still remembered.
+func (f *FSM) LookupRequest(user, request string) (orders.Order, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	e, ok := f.mu.dedup[userRequest{user, request}]
+	return e.order, ok
+}
+
+// PendingOrder returns a confirmed order that is not yet flushed.
+func (f *FSM) PendingOrder(id uint64) (orders.Order, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	p := f.mu.pending
+	i := sort.Search(len(p), func(i int) bool { return p[i].ID >= id })
+	if i < len(p) && p[i].ID == id {
+		return p[i], true
+	}
+	return orders.Order{}, false
+}
+
+// PendingCount returns the number of confirmed orders not yet flushed.
+func (f *FSM) PendingCount() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.mu.pending)
+}
+
+// Unflushed returns up to max of the oldest confirmed orders not yet
+// flushed, in ID order.
+func (f *FSM) Unflushed(max int) []orders.Order {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	p := f.mu.pending
+	if len(p) > max {
+		p = p[:max]
+	}
+	return append([]orders.Order(nil), p...)
+}
+
+// FlushedUpTo returns the flushed watermark: every order with an ID up to
+// it is in the order store.
+func (f *FSM) FlushedUpTo() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.mu.flushedUpTo
+}
+
+// Stats is a summary of the state for status pages and metrics.
+type Stats struct {
+	Items       int
+	Pending     int
+	DedupKeys   int
+	BuyerRows   int
+	FlushedUpTo uint64
+	Applied     uint64
+}
+
+// Stats returns a summary of the state.
+func (f *FSM) Stats() Stats {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return Stats{
+		Items:       len(f.mu.items),
+		Pending:     len(f.mu.pending),
+		DedupKeys:   len(f.mu.dedup),
+		BuyerRows:   len(f.mu.bought),
+		FlushedUpTo: f.mu.flushedUpTo,
+		Applied:     f.applied.Load(),
+	}
+}
+
+// snapshotState is the serialized form of the FSM. Slices, not maps, so
+// the dedup expiry order survives a restore.
+type snapshotState struct {
+	Items       []Item
+	Bought      []boughtRecord
+	Dedup       []dedupRecord
+	Pending     []orders.Order
+	FlushedUpTo uint64
+	LastStamp   int64
+}
+
+type boughtRecord struct {
+	Item, User string
+	Quantity   int32
+}
+
+type dedupRecord struct {
+	User, Request string
+	Expires       int64
+	Order         orders.Order
+}
+
+// Snapshot captures the state. Raft calls it on the FSM goroutine, so it
+// blocks Apply while it runs: the state is encoded here, in memory, and
+// Persist only writes bytes.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	s := snapshotState{
+		Items:       make([]Item, 0, len(f.mu.items)),
+		Bought:      make([]boughtRecord, 0, len(f.mu.bought)),
+		Pending:     f.mu.pending,
+		FlushedUpTo: f.mu.flushedUpTo,
+		LastStamp:   f.mu.lastStamp,
+	}
+	for _, it := range f.mu.items {
+		s.Items = append(s.Items, *it)
+	}
+	for k, q := range f.mu.bought {
+		s.Bought = append(s.Bought, boughtRecord{k.item, k.user, q})
+	}
+	for _, ref := range f.mu.dedupQueue[f.mu.dedupHead:] {
+		if e, ok := f.mu.dedup[ref.key]; ok && e.expires == ref.expires {
+			s.Dedup = append(s.Dedup, dedupRecord{ref.key.user, ref.key.request, e.expires, e.order})
+		}
+	}
+	var buf bytes.Buffer
+	err := gob.NewEncoder(&buf).Encode(&s)
+	f.mu.RUnlock()
+	if err != nil {
+		return nil, fmt.Errorf("raftstore: encode snapshot: %w", err)
+	}
+	return &fsmSnapshot{data: buf.Bytes()}, nil
+}
+
+// Restore replaces the state with a snapshot.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var s snapshotState
+	if err := gob.NewDecoder(rc).Decode(&s); err != nil {
+		return fmt.Errorf("raftstore: decode snapshot: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.resetLocked()
+	for i := range s.Items {
+		it := s.Items[i]
+		f.mu.items[it.ID] = &it
+	}
+	for _, b := range s.Bought {
+		f.mu.bought[userItem{b.Item, b.User}] = b.Quantity
+	}
+	for _, d := range s.Dedup {
+		k := userRequest{d.User, d.Request}
+		f.mu.dedup[k] = dedupEntry{order: d.Order, expires: d.Expires}
+		f.mu.dedupQueue = append(f.mu.dedupQueue, dedupRef{key: k, expires: d.Expires})
+	}
+	f.mu.pending = s.Pending
+	f.mu.flushedUpTo = s.FlushedUpTo
+	f.mu.lastStamp = s.LastStamp
+	return nil
+}
+
+type fsmSnapshot struct{ data []byte }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s.data); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("raftstore: write snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

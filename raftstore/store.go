@@ -1,0 +1,543 @@
+package raftstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+
+	"github.com/flashstock/flashstock/orders"
+)
+
+// Failures of the replication layer, as opposed to business outcomes.
+var (
+	// ErrNotLeader means this node does not lead the shard: the command was
+	// not applied and may be retried on the leader.
+	ErrNotLeader = errors.New("raftstore: not the shard leader")
+	// ErrUnavailable means the command was not applied (queue full,
+	// shutting down before enqueue) and may be retried.
+	ErrUnavailable = errors.New("raftstore: shard unavailable")
+	// ErrUnknownOutcome means the command may or may not have been
+	// committed (leadership lost after it was sent). Retry with the same
+	// idempotency key to learn the outcome.
+	ErrUnknownOutcome = errors.New("raftstore: outcome unknown")
+)
+
+// Config configures a node's shard groups.
+type Config struct {
+	NodeID        string
+	DataDir       string // raft state lives in DataDir/raft/<shard>/
+	BindAddr      string // the one TCP listener all groups share
+	AdvertiseAddr string // what peers dial; empty means the bound address
+	Shards        int    // fixed when the data dir is first created
+
+	// Bootstrap makes each group a one-voter cluster of this node when it has
+	// no state yet (bootstrap-expect 1). A node with state never bootstraps.
+	Bootstrap bool
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	MaxAppendEntries   int
+	SnapshotInterval   time.Duration
+	SnapshotThreshold  uint64
+	TrailingLogs       uint64
+	ApplyTimeout       time.Duration // bound on enqueueing and on the post-election barrier
+
+	FSM FSMConfig
+
+	// OnLeadership, if set, is called when this node gains (after its
+	// barrier) or loses leadership of a shard. It must not block.
+	OnLeadership func(shard int, leader bool)
+
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns production defaults.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:            "data",
+		BindAddr:           "127.0.0.1:7000",
+		Shards:             8,
+		Bootstrap:          true,
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
+		CommitTimeout:      50 * time.Millisecond,
+		MaxAppendEntries:   256,
+		SnapshotInterval:   10 * time.Second,
+		SnapshotThreshold:  4096,
+		TrailingLogs:       10240,
+		ApplyTimeout:       5 * time.Second,
+		FSM:                FSMConfig{DedupRetention: 24 * time.Hour, DedupMax: 1_000_000},
+		Now:                time.Now,
+	}
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("raftstore: node id is required")
+	case c.DataDir == "":
+		return errors.New("raftstore: data dir is required")
+	case c.Shards < 1 || c.Shards > orders.ShardsMax:
+		return fmt.Errorf("raftstore: shards must be 1..%d", orders.ShardsMax)
+	case c.ApplyTimeout <= 0:
+		return errors.New("raftstore: apply timeout must be positive")
+	case c.FSM.DedupMax < 1 || c.FSM.DedupRetention <= 0:
+		return errors.New("raftstore: dedup retention and max must be positive")
+	}
+	return nil
+}
+
+// Store is a node's set of shard groups.
+type Store struct {
+	cfg    Config
+	log    *slog.Logger
+	mux    *Mux
+	shards []*Shard
+}
+
+// Open creates or recovers every shard group under cfg.DataDir and starts
+// them. It does not wait for leaders: see WaitReady.
+func Open(cfg Config) (*Store, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	root := filepath.Join(cfg.DataDir, "raft")
+	if err := checkShardCount(root, cfg.Shards); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("raftstore: listen %s: %w", cfg.BindAddr, err)
+	}
+	var adv net.Addr
+	if cfg.AdvertiseAddr != "" {
+		if adv, err = net.ResolveTCPAddr("tcp", cfg.AdvertiseAddr); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("raftstore: advertise address: %w", err)
+		}
+	}
+	s := &Store{cfg: cfg, log: cfg.Logger, mux: NewMux(ln, adv, cfg.Shards, cfg.Logger)}
+	for i := 0; i < cfg.Shards; i++ {
+		sh, err := s.openShard(i, filepath.Join(root, strconv.Itoa(i)))
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("raftstore: shard %d: %w", i, err)
+		}
+		s.shards = append(s.shards, sh)
+	}
+	return s, nil
+}
+
+// checkShardCount records the shard count on first start and refuses a
+// different one later: items are placed by hash mod S, so S is fixed.
+func checkShardCount(root string, shards int) error {
+	if err := os.MkdirAll(root, 0o750); err != nil {
+		return fmt.Errorf("raftstore: %w", err)
+	}
+	path := filepath.Join(root, "shards")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return os.WriteFile(path, []byte(strconv.Itoa(shards)+"\n"), 0o640)
+	}
+	if err != nil {
+		return fmt.Errorf("raftstore: %w", err)
+	}
+	have, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("raftstore: corrupt %s: %w", path, err)
+	}
+	if have != shards {
+		return fmt.Errorf("raftstore: this data dir was created with %d shards; the shard count is fixed (asked for %d)", have, shards)
+	}
+	return nil
+}
+
+// Shards returns the number of shard groups.
+func (s *Store) Shards() int { return len(s.shards) }
+
+// Shard returns shard i.
+func (s *Store) Shard(i int) *Shard { return s.shards[i] }
+
+// ShardFor returns the shard that owns an item.
+func (s *Store) ShardFor(itemID string) int { return ShardFor(itemID, len(s.shards)) }
+
+// ShardFor maps an item to one of n shards by a stable hash (FNV-1a).
+func ShardFor(itemID string, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(itemID))
+	return int(h.Sum32() % uint32(n))
+}
+
+// Addr returns the address peers dial for this node's Raft traffic.
+func (s *Store) Addr() string { return s.mux.adv.String() }
+
+// WaitReady waits until every shard has a leader and, where this node
+// leads, has applied everything committed before its term.
+func (s *Store) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if s.Ready() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("raftstore: waiting for shard leaders: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Ready reports whether every shard has a known leader and every shard this
+// node leads has passed its post-election barrier.
+func (s *Store) Ready() bool {
+	for _, sh := range s.shards {
+		if !sh.HasLeader() || (sh.IsLeader() && !sh.Ready()) {
+			return false
+		}
+	}
+	return true
+}
+
+// Close shuts every group down and closes the listener.
+func (s *Store) Close() error {
+	var errs []error
+	for _, sh := range s.shards {
+		if err := sh.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, s.mux.Close())
+	return errors.Join(errs...)
+}
+
+// Shard is one Raft group: its FSM, log and transport.
+type Shard struct {
+	id    int
+	cfg   *Config
+	log   *slog.Logger
+	fsm   *FSM
+	raft  *raft.Raft
+	wal   *wal.WAL
+	trans *raft.NetworkTransport
+
+	ready  atomic.Bool // leader and post-election barrier done
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+func (s *Store) openShard(id int, dir string) (*Shard, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	cfg := &s.cfg
+	hlog := hclog.New(&hclog.LoggerOptions{
+		Name:   "raft-" + strconv.Itoa(id),
+		Level:  hclog.Warn,
+		Output: os.Stderr,
+	})
+	walDir := filepath.Join(dir, "wal")
+	if err := os.MkdirAll(walDir, 0o750); err != nil {
+		return nil, err
+	}
+	w, err := wal.Open(walDir, wal.WithLogger(hlog))
+	if err != nil {
+		return nil, fmt.Errorf("open wal: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open snapshots: %w", err)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:          s.mux.Layer(id),
+		MaxPool:         3,
+		Timeout:         5 * time.Second,
+		MaxRPCsInFlight: 2,
+		Logger:          hlog,
+	})
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.MaxAppendEntries = cfg.MaxAppendEntries
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	if err := raft.ValidateConfig(rc); err != nil {
+		w.Close()
+		trans.Close()
+		return nil, err
+	}
+	sh := &Shard{id: id, cfg: cfg, log: s.log.With("shard", id), fsm: NewFSM(id, cfg.FSM), wal: w, trans: trans, stop: make(chan struct{})}
+
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(w, w, snaps)
+		if err != nil {
+			w.Close()
+			trans.Close()
+			return nil, err
+		}
+		if !has {
+			conf := raft.Configuration{Servers: []raft.Server{{
+				Suffrage: raft.Voter, ID: rc.LocalID, Address: trans.LocalAddr(),
+			}}}
+			if err := raft.BootstrapCluster(rc, w, w, snaps, trans, conf); err != nil {
+				w.Close()
+				trans.Close()
+				return nil, fmt.Errorf("bootstrap: %w", err)
+			}
+		}
+	}
+	r, err := raft.NewRaft(rc, sh.fsm, w, w, snaps, trans)
+	if err != nil {
+		w.Close()
+		trans.Close()
+		return nil, err
+	}
+	sh.raft = r
+	sh.wg.Add(1)
+	go sh.watchLeadership()
+	return sh, nil
+}
+
+// watchLeadership runs a barrier after each election this node wins, so
+// that the FSM holds every entry committed in earlier terms before any
+// reader (the item actor) trusts it.
+func (sh *Shard) watchLeadership() {
+	defer sh.wg.Done()
+	ch := sh.raft.LeaderCh()
+	for {
+		select {
+		case <-sh.stop:
+			return
+		case leader := <-ch:
+			if !leader {
+				if sh.ready.Swap(false) && sh.cfg.OnLeadership != nil {
+					sh.cfg.OnLeadership(sh.id, false)
+				}
+				continue
+			}
+			if err := sh.raft.Barrier(sh.cfg.ApplyTimeout).Error(); err != nil {
+				sh.log.Warn("post-election barrier", "err", err)
+				continue // a new LeaderCh signal follows the lost leadership
+			}
+			if sh.raft.State() == raft.Leader {
+				sh.ready.Store(true)
+				if sh.cfg.OnLeadership != nil {
+					sh.cfg.OnLeadership(sh.id, true)
+				}
+			}
+		}
+	}
+}
+
+// ID returns the shard number.
+func (sh *Shard) ID() int { return sh.id }
+
+// FSM returns the shard's state machine, for reads.
+func (sh *Shard) FSM() *FSM { return sh.fsm }
+
+// Raft returns the underlying Raft instance, for membership and status.
+func (sh *Shard) Raft() *raft.Raft { return sh.raft }
+
+// IsLeader reports whether this node leads the shard.
+func (sh *Shard) IsLeader() bool { return sh.raft.State() == raft.Leader }
+
+// Ready reports whether this node leads the shard and its FSM is current.
+func (sh *Shard) Ready() bool { return sh.ready.Load() && sh.IsLeader() }
+
+// HasLeader reports whether the shard has a known leader.
+func (sh *Shard) HasLeader() bool {
+	addr, _ := sh.raft.LeaderWithID()
+	return addr != ""
+}
+
+// Leader returns the leader's address and ID, empty if unknown.
+func (sh *Shard) Leader() (addr, id string) {
+	a, i := sh.raft.LeaderWithID()
+	return string(a), string(i)
+}
+
+// Apply replicates one encoded command and returns the FSM's response.
+// It blocks until the entry is applied on this node, leadership is lost, or
+// the shard shuts down. ErrNotLeader and ErrUnavailable mean the command was
+// not applied; ErrUnknownOutcome means it may have been.
+func (sh *Shard) Apply(cmd []byte) (any, error) {
+	if sh.raft.State() != raft.Leader {
+		return nil, ErrNotLeader
+	}
+	f := sh.raft.Apply(cmd, sh.cfg.ApplyTimeout)
+	if err := f.Error(); err != nil {
+		return nil, mapRaftError(err)
+	}
+	return f.Response(), nil
+}
+
+func mapRaftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return ErrNotLeader
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return ErrUnavailable
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// applyItem applies a command whose response is an Item or an error.
+func (sh *Shard) applyItem(cmd []byte) (Item, error) {
+	resp, err := sh.Apply(cmd)
+	if err != nil {
+		return Item{}, err
+	}
+	switch r := resp.(type) {
+	case Item:
+		return r, nil
+	case error:
+		return Item{}, r
+	}
+	return Item{}, fmt.Errorf("raftstore: unexpected response %T", resp)
+}
+
+func (sh *Shard) stamp() int64 { return sh.cfg.Now().UnixNano() }
+
+// CreateItem creates an item; ErrItemExists if the ID is taken.
+func (sh *Shard) CreateItem(c CreateItem) (Item, error) {
+	c.Stamp = sh.stamp()
+	return sh.applyItem(c.Encode(nil))
+}
+
+// Restock adds delta units to an item's stock.
+func (sh *Shard) Restock(itemID string, delta int64) (Item, error) {
+	return sh.applyItem((&Restock{Stamp: sh.stamp(), ItemID: itemID, Delta: delta}).Encode(nil))
+}
+
+// SetPaused pauses or resumes an item's sale.
+func (sh *Shard) SetPaused(itemID string, paused bool) (Item, error) {
+	return sh.applyItem((&SetPaused{Stamp: sh.stamp(), ItemID: itemID, Paused: paused}).Encode(nil))
+}
+
+// PurchaseBatch stamps and applies a batch of purchases of one item. On
+// success the results are in the batch's order.
+func (sh *Shard) PurchaseBatch(itemID string, ps []Purchase) ([]PurchaseResult, error) {
+	b := PurchaseBatch{Stamp: sh.stamp(), ItemID: itemID, Purchases: ps}
+	resp, err := sh.Apply(b.Encode(make([]byte, 0, 16+len(ps)*32)))
+	if err != nil {
+		return nil, err
+	}
+	res, ok := resp.([]PurchaseResult)
+	if !ok || len(res) != len(ps) {
+		return nil, fmt.Errorf("raftstore: unexpected purchase response %T", resp)
+	}
+	return res, nil
+}
+
+// IsFlushLeader reports whether this node should flush the shard's orders.
+// It implements orders.Source.
+func (sh *Shard) IsFlushLeader() bool { return sh.Ready() }
+
+// Unflushed implements orders.Source.
+func (sh *Shard) Unflushed(max int) []orders.Order { return sh.fsm.Unflushed(max) }
+
+// MarkFlushed records the flushed watermark through Raft. It implements
+// orders.Source.
+func (sh *Shard) MarkFlushed(upTo uint64) error {
+	_, err := sh.Apply((&MarkFlushed{Stamp: sh.stamp(), UpTo: upTo}).Encode(nil))
+	return err
+}
+
+// ShardStatus is a point-in-time view of a shard for the status endpoint.
+type ShardStatus struct {
+	ID           int      `json:"id"`
+	State        string   `json:"state"`
+	Leader       string   `json:"leader"`
+	LeaderAddr   string   `json:"leader_addr"`
+	Voters       []string `json:"voters"`
+	NonVoters    []string `json:"non_voters"`
+	Term         uint64   `json:"term"`
+	CommitIndex  uint64   `json:"commit_index"`
+	AppliedIndex uint64   `json:"applied_index"`
+	LastContact  string   `json:"last_contact"`
+	Items        int      `json:"items"`
+	Unflushed    int      `json:"unflushed_orders"`
+	FlushedUpTo  string   `json:"flushed_up_to"`
+}
+
+// Status returns the shard's status.
+func (sh *Shard) Status() ShardStatus {
+	st := sh.raft.Stats()
+	addr, id := sh.Leader()
+	fs := sh.fsm.Stats()
+	ss := ShardStatus{
+		ID:           sh.id,
+		State:        sh.raft.State().String(),
+		Leader:       id,
+		LeaderAddr:   addr,
+		Voters:       []string{},
+		NonVoters:    []string{},
+		Term:         parseUint(st["term"]),
+		CommitIndex:  sh.raft.CommitIndex(),
+		AppliedIndex: fs.Applied,
+		LastContact:  st["last_contact"],
+		Items:        fs.Items,
+		Unflushed:    fs.Pending,
+		FlushedUpTo:  orders.FormatID(fs.FlushedUpTo),
+	}
+	if f := sh.raft.GetConfiguration(); f.Error() == nil {
+		for _, srv := range f.Configuration().Servers {
+			if srv.Suffrage == raft.Voter {
+				ss.Voters = append(ss.Voters, string(srv.ID))
+			} else {
+				ss.NonVoters = append(ss.NonVoters, string(srv.ID))
+			}
+		}
+	}
+	return ss
+}
+
+func parseUint(s string) uint64 {
+	v, _ := strconv.ParseUint(s, 10, 64)
+	return v
+}
+
+func (sh *Shard) close() error {
+	if sh.closed.Swap(true) {
+		return nil
+	}
+	close(sh.stop)
+	err := sh.raft.Shutdown().Error()
+	sh.wg.Wait()
+	return errors.Join(err, sh.trans.Close(), sh.wal.Close())
+}
