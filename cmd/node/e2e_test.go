@@ -1,0 +1,435 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flashstock/flashstock/orders"
+	"github.com/flashstock/flashstock/orders/sqlite"
+)
+
+// These tests run the real node binary: real processes, real TCP, Raft on
+// disk, the embedded order store. TestMain builds it once.
+
+var nodeBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "flashstock-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	nodeBin = filepath.Join(dir, "node")
+	out, err := exec.Command("go", "build", "-o", nodeBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build node: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type testNode struct {
+	t       *testing.T
+	dir     string
+	url     string
+	token   string
+	cmd     *exec.Cmd
+	stderr  *bytes.Buffer
+	done    chan struct{}
+	exitErr error
+	client  *http.Client
+}
+
+// startNode starts the node binary on dir with fresh ports and waits until
+// it is ready.
+func startNode(t *testing.T, dir string, extra ...string) *testNode {
+	t.Helper()
+	httpAddr := freeAddr(t)
+	args := append([]string{
+		"--name", "n1", "--data-dir", dir, "--http-addr", httpAddr, "--raft-addr", freeAddr(t),
+		"--gossip-addr", freeAddr(t), "--shards", "4", "--log-level", "warn",
+	}, extra...)
+	n := &testNode{t: t, dir: dir, url: "http://" + httpAddr, stderr: &bytes.Buffer{}, done: make(chan struct{}),
+		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}}}
+	n.cmd = exec.Command(nodeBin, args...)
+	n.cmd.Stderr = n.stderr
+	n.cmd.Stdout = io.Discard
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { n.exitErr = n.cmd.Wait(); close(n.done) }()
+	t.Cleanup(func() { n.kill() })
+	waitFor(t, 20*time.Second, func() bool {
+		select {
+		case <-n.done:
+			t.Fatalf("node exited: %v\n%s", n.exitErr, n.stderr)
+		default:
+		}
+		resp, err := n.client.Get(n.url + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	tok, err := os.ReadFile(filepath.Join(dir, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.token = strings.TrimSpace(string(tok))
+	return n
+}
+
+func (n *testNode) kill() {
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGKILL)
+	<-n.done
+}
+
+// stop sends SIGTERM and waits for the drain.
+func (n *testNode) stop() {
+	n.t.Helper()
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+		if n.exitErr != nil {
+			n.t.Fatalf("node exit after SIGTERM: %v\n%s", n.exitErr, n.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		n.t.Fatal("node did not drain within 30 s")
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// do sends a JSON request; it returns the status and the decoded body.
+func (n *testNode) do(method, path, user string, body any) (int, map[string]any, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, n.url+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if user == "admin" {
+		req.Header.Set("Authorization", "Bearer "+n.token)
+	} else if user != "" {
+		req.Header.Set("X-User-ID", user)
+	}
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("decode %s %s: %w", method, path, err)
+	}
+	return resp.StatusCode, m, nil
+}
+
+func (n *testNode) mustDo(method, path, user string, body any, want int) map[string]any {
+	n.t.Helper()
+	code, m, err := n.do(method, path, user, body)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if code != want {
+		n.t.Fatalf("%s %s = %d %v; want %d", method, path, code, m, want)
+	}
+	return m
+}
+
+func (n *testNode) remaining(item string) int64 {
+	n.t.Helper()
+	m := n.mustDo("GET", "/v1/items/"+item, "", nil, 200)
+	return int64(m["remaining"].(float64))
+}
+
+func errCode(m map[string]any) string {
+	if e, ok := m["error"].(map[string]any); ok {
+		return e["code"].(string)
+	}
+	return ""
+}
+
+// storedOrders opens the node's embedded order store (node stopped).
+func storedOrders(t *testing.T, dir string) *sqlite.Sink {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), filepath.Join(dir, "orders.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestNeverOversell: 5000 concurrent buyers, each trying twice, for 1000
+// units with a limit of one per user.
+func TestNeverOversell(t *testing.T) {
+	const stock, buyers = 1000, 5000
+	dir := t.TempDir()
+	n := startNode(t, dir)
+	n.mustDo("POST", "/v1/items", "admin", map[string]any{"id": "hot", "name": "Hot", "stock": stock, "per_user_limit": 1}, 201)
+
+	type result struct {
+		user, order, code string
+		status            int
+	}
+	results := make(chan result, buyers*2)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < buyers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			user := fmt.Sprintf("u%d", i)
+			<-start
+			for try := 0; try < 2; try++ {
+				code, m, err := n.do("POST", "/v1/items/hot/purchase", user, map[string]any{"quantity": 1, "request_id": fmt.Sprintf("r%d", try)})
+				if err != nil {
+					results <- result{user: user, code: err.Error()}
+					continue
+				}
+				r := result{user: user, status: code, code: errCode(m)}
+				if code == 201 {
+					r.order = m["order_id"].(string)
+				}
+				results <- r
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(results)
+
+	confirmed := map[string]string{} // order -> user
+	perUser := map[string]int{}
+	outcomes := map[string]int{}
+	for r := range results {
+		switch {
+		case r.status == 201:
+			if u, dup := confirmed[r.order]; dup {
+				t.Errorf("order %s confirmed twice (users %s, %s)", r.order, u, r.user)
+			}
+			confirmed[r.order] = r.user
+			perUser[r.user]++
+			outcomes["confirmed"]++
+		case r.status == 409 && (r.code == "sold_out" || r.code == "limit_exceeded"):
+			outcomes[r.code]++
+		default:
+			t.Errorf("purchase by %s = %d %q; want 201 or 409", r.user, r.status, r.code)
+		}
+	}
+	t.Logf("outcomes: %v", outcomes)
+	if len(confirmed) != stock {
+		t.Fatalf("confirmed = %d; want %d", len(confirmed), stock)
+	}
+	for u, k := range perUser {
+		if k > 1 {
+			t.Errorf("user %s has %d orders; limit 1", u, k)
+		}
+	}
+	if got := n.remaining("hot"); got != 0 {
+		t.Errorf("remaining = %d; want 0", got)
+	}
+
+	n.stop() // drains: every confirmed order flushed
+	s := storedOrders(t, dir)
+	sold, err := s.SoldByItem(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sold["hot"] != stock {
+		t.Errorf("order store holds %d units of hot; want %d", sold["hot"], stock)
+	}
+	for id, user := range confirmed {
+		oid, _ := orders.ParseID(id)
+		o, err := s.Get(context.Background(), oid)
+		if err != nil || o.UserID != user {
+			t.Fatalf("order %s in store = %+v, %v; want user %s", id, o, err, user)
+		}
+	}
+}
+
+// TestIdempotentPurchase: retries with one request_id, sequential and
+// concurrent, make one order and one decrement.
+func TestIdempotentPurchase(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	n.mustDo("POST", "/v1/items", "admin", map[string]any{"id": "i1", "stock": 10, "per_user_limit": 5}, 201)
+
+	first := n.mustDo("POST", "/v1/items/i1/purchase", "alice", map[string]any{"quantity": 2, "request_id": "k1"}, 201)
+	again := n.mustDo("POST", "/v1/items/i1/purchase", "alice", map[string]any{"quantity": 2, "request_id": "k1"}, 200)
+	if first["order_id"] != again["order_id"] {
+		t.Fatalf("retry order = %v; want %v", again["order_id"], first["order_id"])
+	}
+	if got := n.remaining("i1"); got != 8 {
+		t.Fatalf("remaining = %d; want 8", got)
+	}
+	// The same request_id by another user is another purchase.
+	n.mustDo("POST", "/v1/items/i1/purchase", "bob", map[string]any{"request_id": "k1"}, 201)
+
+	var wg sync.WaitGroup
+	ids := make(chan string, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, m, err := n.do("POST", "/v1/items/i1/purchase", "carol", map[string]any{"request_id": "k2"})
+			if err != nil || (code != 201 && code != 200) {
+				t.Errorf("concurrent retry = %d %v %v", code, m, err)
+				return
+			}
+			ids <- m["order_id"].(string)
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	var seen string
+	for id := range ids {
+		if seen != "" && id != seen {
+			t.Fatalf("concurrent retries got orders %s and %s", seen, id)
+		}
+		seen = id
+	}
+	if got := n.remaining("i1"); got != 6 {
+		t.Fatalf("remaining = %d; want 6 (2 alice + 1 bob + 1 carol)", got)
+	}
+	o := n.mustDo("GET", "/v1/orders/"+seen, "carol", nil, 200)
+	if o["user_id"] != "carol" || o["quantity"].(float64) != 1 {
+		t.Fatalf("order = %v", o)
+	}
+	n.mustDo("GET", "/v1/orders/"+seen, "mallory", nil, 404)
+}
+
+// TestRestartAfterKill: SIGKILL mid-sale, restart on the same data dir:
+// the same remaining stock, every confirmed order readable, and after a
+// drain every order in the store exactly once.
+func TestRestartAfterKill(t *testing.T) {
+	const stock = 100000
+	dir := t.TempDir()
+	n := startNode(t, dir)
+	n.mustDo("POST", "/v1/items", "admin", map[string]any{"id": "k", "stock": stock}, 201)
+
+	var (
+		mu        sync.Mutex
+		confirmed []string
+		unknown   int
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				code, m, err := n.do("POST", "/v1/items/k/purchase", fmt.Sprintf("w%d-%d", w, i), nil)
+				mu.Lock()
+				switch {
+				case err != nil:
+					unknown++ // the kill: outcome unknown
+				case code == 201:
+					confirmed = append(confirmed, m["order_id"].(string))
+				default:
+					unknown++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	waitFor(t, 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(confirmed) > 2000 })
+	n.kill()
+	cancel()
+	wg.Wait()
+	t.Logf("confirmed %d before SIGKILL, %d outcomes unknown", len(confirmed), unknown)
+
+	n2 := startNode(t, dir)
+	rem := n2.remaining("k")
+	sold := stock - rem
+	if sold < int64(len(confirmed)) || sold > int64(len(confirmed)+unknown) {
+		t.Fatalf("after restart sold = %d; want between %d confirmed and %d (+unknown)", sold, len(confirmed), len(confirmed)+unknown)
+	}
+	for _, id := range confirmed {
+		o := n2.mustDo("GET", "/v1/orders/"+id, "admin", nil, 200)
+		if o["item_id"] != "k" {
+			t.Fatalf("order %s = %v", id, o)
+		}
+	}
+	n2.stop()
+	n3 := startNode(t, dir) // a second restart changes nothing
+	if got := n3.remaining("k"); got != rem {
+		t.Fatalf("remaining after second restart = %d; want %d", got, rem)
+	}
+	n3.stop()
+	s := storedOrders(t, dir)
+	units, err := s.SoldByItem(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if units["k"] != sold {
+		t.Fatalf("order store holds %d units; want %d (sold in Raft)", units["k"], sold)
+	}
+}
+
+// TestBadFlags: one line and exit code 2.
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--shards", "0"},
+		{"--http-addr", "0.0.0.0:0"},
+		{"--no-such-flag"},
+		{"--log-level", "loud"},
+	} {
+		cmd := exec.Command(nodeBin, append(args, "--data-dir", t.TempDir())...)
+		out, err := cmd.CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 {
+			t.Errorf("node %v: err %v; want exit code 2", args, err)
+		}
+		if lines := strings.Count(strings.TrimSpace(string(out)), "\n"); lines != 0 {
+			t.Errorf("node %v printed %d lines; want one: %s", args, lines+1, out)
+		}
+	}
+}
