@@ -1,12 +1,26 @@
-// Package cluster is Flashstock's membership: which nodes exist, where
-// they listen and whether they are alive, learned by gossip through
-// hashicorp/memberlist. Each node publishes its addresses and region in its
-// memberlist meta; the rest of the node reads the member list from here.
+// Package cluster makes Flashstock nodes one cluster:
 //
-// Memberlist callbacks never block: they only record state under a mutex.
+//   - Membership: who exists, where they listen, whether they are alive,
+//     learned by gossip through hashicorp/memberlist. Each node publishes
+//     its addresses, region, protoactor system ID and the shards it leads in
+//     its memberlist meta.
+//   - Bootstrap: with --bootstrap-expect N, the first N nodes create every
+//     shard group with the same voters (the way Consul's bootstrap_expect
+//     works); later nodes are added by the groups' leaders.
+//   - Reconciler: on each shard leader, Raft configuration follows
+//     membership: new nodes join as non-voters and are promoted once
+//     stable, dead nodes are removed after a grace period, leaders are
+//     spread across nodes.
+//   - Provider and LeaderLookup: protoactor's ClusterProvider backed by
+//     memberlist, and an IdentityLookup that places each item actor on the
+//     leader of its shard.
+//
+// Memberlist callbacks never block: they record state under a mutex and
+// signal a channel. See DESIGN.md.
 package cluster
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,17 +42,63 @@ type Meta struct {
 	RaftAddr  string `json:"raft"`
 	HTTPAddr  string `json:"http"`
 	ActorAddr string `json:"actor"`
+	ActorSys  string `json:"sys,omitempty"` // protoactor ActorSystem.ID of this process
 	Region    string `json:"region,omitempty"`
 	Role      string `json:"role,omitempty"`
 	Version   string `json:"version,omitempty"`
+	// Bootstrapped is set once this node's shard groups exist, so that a
+	// node started later joins them instead of bootstrapping new ones.
+	Bootstrapped bool `json:"boot,omitempty"`
+	// Leads is the set of shards this node leads, a hex bit set, so that
+	// nodes outside a shard's group can still route to its leader.
+	Leads string `json:"leads,omitempty"`
 }
+
+// LeadsShard reports whether the meta says its node leads shard.
+func (m *Meta) LeadsShard(shard int) bool {
+	b, err := hex.DecodeString(m.Leads)
+	if err != nil || shard/8 >= len(b) {
+		return false
+	}
+	return b[shard/8]&(1<<(shard%8)) != 0
+}
+
+// EncodeLeads returns the Leads form of a set of shards.
+func EncodeLeads(shards []int) string {
+	if len(shards) == 0 {
+		return ""
+	}
+	max := 0
+	for _, s := range shards {
+		max = mathMax(max, s)
+	}
+	b := make([]byte, max/8+1)
+	for _, s := range shards {
+		b[s/8] |= 1 << (s % 8)
+	}
+	return hex.EncodeToString(b)
+}
+
+func mathMax(a, b int) int {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// Member states.
+const (
+	StateAlive = "alive"
+	StateDead  = "dead"
+	StateLeft  = "left"
+)
 
 // Member is a node as this node sees it.
 type Member struct {
 	Meta
 	GossipAddr string    `json:"gossip_addr"`
-	State      string    `json:"state"` // alive, suspect, dead, left
-	Since      time.Time `json:"since"`
+	State      string    `json:"state"`
+	Since      time.Time `json:"since"` // when State last changed
 }
 
 // Config configures membership.
@@ -47,34 +107,45 @@ type Config struct {
 	AdvertiseAddr string   // host:port others reach; empty means BindAddr
 	Join          []string // seeds
 	Meta          Meta
-	Logger        *slog.Logger
+	// Fast selects memberlist's local-network timing (tests, one machine).
+	Fast   bool
+	Logger *slog.Logger
 }
 
-// Membership is this node's memberlist.
+// Membership is this node's view of the cluster.
 type Membership struct {
-	ml  *memberlist.Memberlist
-	log *slog.Logger
-	del *delegate
+	ml      *memberlist.Memberlist
+	log     *slog.Logger
+	del     *delegate
+	changed chan struct{} // signalled (never blocking) on any change
+
+	metaMu sync.Mutex // serialises meta updates
 }
 
-// Start creates the memberlist and joins the seeds. Failing to reach every
-// seed is not an error when at least one answered, or when there were none.
+// Start creates the memberlist and joins the seeds. Failing to reach the
+// seeds is logged, not fatal: a node may start before its peers, and
+// memberlist keeps the cluster together once any two nodes meet. See
+// JoinRetry.
 func Start(cfg Config) (*Membership, error) {
 	if cfg.Meta.ID == "" {
 		return nil, errors.New("cluster: node id is required")
 	}
-	meta, err := json.Marshal(cfg.Meta)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: meta: %w", err)
-	}
-	if len(meta) > memberlist.MetaMaxSize {
-		return nil, fmt.Errorf("cluster: meta is %d bytes, over memberlist's %d", len(meta), memberlist.MetaMaxSize)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	host, port, err := splitHostPort(cfg.BindAddr)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: gossip address: %w", err)
 	}
 	mc := memberlist.DefaultLANConfig()
+	if cfg.Fast {
+		mc = memberlist.DefaultLocalConfig()
+		mc.ProbeInterval = 200 * time.Millisecond
+		mc.ProbeTimeout = 100 * time.Millisecond
+		mc.GossipInterval = 50 * time.Millisecond
+		mc.PushPullInterval = 2 * time.Second
+		mc.SuspicionMult = 2
+	}
 	mc.Name = cfg.Meta.ID
 	mc.BindAddr, mc.BindPort = host, port
 	mc.AdvertiseAddr, mc.AdvertisePort = host, port
@@ -84,13 +155,18 @@ func Start(cfg Config) (*Membership, error) {
 		}
 	}
 	mc.Logger = log.New(io.Discard, "", 0)
-	d := &delegate{meta: meta, states: make(map[string]memberState)}
+	m := &Membership{log: cfg.Logger, changed: make(chan struct{}, 1)}
+	d := &delegate{states: make(map[string]memberState), notify: m.signal}
+	if err := d.setMeta(cfg.Meta); err != nil {
+		return nil, err
+	}
+	m.del = d
 	mc.Delegate, mc.Events = d, d
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start gossip on %s: %w", cfg.BindAddr, err)
 	}
-	m := &Membership{ml: ml, log: cfg.Logger, del: d}
+	m.ml = ml
 	if len(cfg.Join) > 0 {
 		if _, err := ml.Join(cfg.Join); err != nil {
 			m.log.Warn("gossip join", "seeds", cfg.Join, "err", err)
@@ -98,6 +174,19 @@ func Start(cfg Config) (*Membership, error) {
 	}
 	return m, nil
 }
+
+// Join contacts seeds; it returns how many answered.
+func (m *Membership) Join(seeds []string) (int, error) { return m.ml.Join(seeds) }
+
+func (m *Membership) signal() {
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Changed is signalled after membership or meta changes. One receiver.
+func (m *Membership) Changed() <-chan struct{} { return m.changed }
 
 func splitHostPort(addr string) (string, int, error) {
 	h, p, err := net.SplitHostPort(addr)
@@ -111,13 +200,46 @@ func splitHostPort(addr string) (string, int, error) {
 	return h, port, nil
 }
 
-// Members returns every member ever seen, alive or not, sorted by ID.
-func (m *Membership) Members() []Member {
-	return m.del.members()
+// Self returns this node's meta.
+func (m *Membership) Self() Meta {
+	m.del.mu.Lock()
+	defer m.del.mu.Unlock()
+	return m.del.self
 }
 
-// Alive returns the number of live members.
-func (m *Membership) Alive() int { return m.ml.NumMembers() }
+// UpdateMeta changes this node's meta and gossips it. It waits at most
+// timeout for the broadcast.
+func (m *Membership) UpdateMeta(f func(*Meta), timeout time.Duration) error {
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	meta := m.Self()
+	f(&meta)
+	if meta == m.Self() {
+		return nil
+	}
+	if err := m.del.setMeta(meta); err != nil {
+		return err
+	}
+	return m.ml.UpdateNode(timeout)
+}
+
+// Members returns every member seen, alive or not, sorted by ID.
+func (m *Membership) Members() []Member { return m.del.members() }
+
+// Member returns the member with this ID.
+func (m *Membership) Member(id string) (Member, bool) { return m.del.member(id) }
+
+// Alive returns the live members (this node included), sorted by ID.
+func (m *Membership) Alive() []Member {
+	all := m.Members()
+	out := all[:0]
+	for _, mb := range all {
+		if mb.State == StateAlive {
+			out = append(out, mb)
+		}
+	}
+	return out
+}
 
 // Leave tells the others this node is going, then stops gossip.
 func (m *Membership) Leave(timeout time.Duration) error {
@@ -125,52 +247,97 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	return errors.Join(err, m.ml.Shutdown())
 }
 
+// Shutdown stops gossip without saying goodbye (a crash, for tests).
+func (m *Membership) Shutdown() error { return m.ml.Shutdown() }
+
 type memberState struct {
-	node  *memberlist.Node
+	meta  Meta
+	addr  string
 	state string
 	since time.Time
 }
 
-// delegate records membership events; it never blocks.
+// delegate is memberlist's Delegate and EventDelegate. It records state
+// under mu and never blocks.
 type delegate struct {
-	meta []byte
-	mu   sync.Mutex
-	// states is keyed by node name.
-	states map[string]memberState
+	notify func()
+
+	mu       sync.Mutex
+	self     Meta
+	selfJSON []byte
+	states   map[string]memberState // by node name
 }
 
-func (d *delegate) NodeMeta(limit int) []byte                  { return d.meta }
+func (d *delegate) setMeta(meta Meta) error {
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return fmt.Errorf("cluster: meta: %w", err)
+	}
+	if len(b) > memberlist.MetaMaxSize {
+		return fmt.Errorf("cluster: meta is %d bytes, over memberlist's %d", len(b), memberlist.MetaMaxSize)
+	}
+	d.mu.Lock()
+	d.self, d.selfJSON = meta, b
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.selfJSON
+}
 func (d *delegate) NotifyMsg([]byte)                           {}
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
 
 func (d *delegate) set(n *memberlist.Node, state string) {
+	var meta Meta
+	_ = json.Unmarshal(n.Meta, &meta) // a peer with bad meta shows with its name only
+	if meta.ID == "" {
+		meta.ID = n.Name
+	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.states[n.Name] = memberState{node: n, state: state, since: time.Now()}
+	prev, ok := d.states[n.Name]
+	since := time.Now()
+	if ok && prev.state == state {
+		since = prev.since
+	}
+	d.states[n.Name] = memberState{meta: meta, addr: n.Address(), state: state, since: since}
+	d.mu.Unlock()
+	d.notify()
 }
 
-func (d *delegate) NotifyJoin(n *memberlist.Node)   { d.set(n, "alive") }
-func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.set(n, "alive") }
+func (d *delegate) NotifyJoin(n *memberlist.Node)   { d.set(n, StateAlive) }
+func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.set(n, StateAlive) }
 func (d *delegate) NotifyLeave(n *memberlist.Node) {
-	state := "dead"
+	state := StateDead
 	if n.State == memberlist.StateLeft {
-		state = "left"
+		state = StateLeft
 	}
 	d.set(n, state)
+}
+
+func (s *memberState) member() Member {
+	return Member{Meta: s.meta, GossipAddr: s.addr, State: s.state, Since: s.since}
+}
+
+func (d *delegate) member(id string) (Member, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, ok := d.states[id]
+	if !ok {
+		return Member{}, false
+	}
+	return s.member(), true
 }
 
 func (d *delegate) members() []Member {
 	d.mu.Lock()
 	out := make([]Member, 0, len(d.states))
 	for _, s := range d.states {
-		var meta Meta
-		_ = json.Unmarshal(s.node.Meta, &meta) // a peer with bad meta shows with its name only
-		if meta.ID == "" {
-			meta.ID = s.node.Name
-		}
-		out = append(out, Member{Meta: meta, GossipAddr: s.node.Address(), State: s.state, Since: s.since})
+		out = append(out, s.member())
 	}
 	d.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

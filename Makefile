@@ -1,0 +1,53 @@
+# Flashstock build and test entry points. `make test` is the test command
+# (README.md); .ci/run installs the system packages it needs and calls it.
+
+GO        ?= go
+MYSQL_DIR ?= $(CURDIR)/.tmp/mariadb
+MYSQL_PORT ?= 13306
+RACE_PKGS := ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... ./internal/... ./cmd/loadgen/...
+
+.PHONY: build run test check unit e2e fuzz bench clean
+
+build:
+	$(GO) build -o bin/node ./cmd/node
+	$(GO) build -o bin/loadgen ./cmd/loadgen
+
+# One node on the embedded default: loopback, SQLite order store in ./data.
+run:
+	$(GO) run ./cmd/node --data-dir ./data
+
+# check: formatting, vet, tidy.
+check:
+	@fmt=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$fmt" ]; then echo "gofmt needed: $$fmt"; exit 1; fi
+	$(GO) vet ./...
+	@cp go.mod .tmp-go.mod.bak && cp go.sum .tmp-go.sum.bak && $(GO) mod tidy && \
+	  if ! diff -q go.mod .tmp-go.mod.bak >/dev/null || ! diff -q go.sum .tmp-go.sum.bak >/dev/null; then \
+	    mv .tmp-go.mod.bak go.mod; mv .tmp-go.sum.bak go.sum; echo "go mod tidy changes go.mod/go.sum"; exit 1; fi; \
+	  rm -f .tmp-go.mod.bak .tmp-go.sum.bak
+
+# test: the whole suite, with a throwaway MariaDB for the MySQL tests.
+test: check
+	@mkdir -p .tmp
+	@env_line=$$(scripts/mariadb.sh start $(MYSQL_DIR) $(MYSQL_PORT)) || exit 1; \
+	  export $$env_line; status=0; \
+	  $(MAKE) --no-print-directory unit e2e fuzz || status=$$?; \
+	  scripts/mariadb.sh stop $(MYSQL_DIR); exit $$status
+
+# unit: race-checked package tests.
+unit:
+	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
+
+# e2e: tests that run the real node binary (no -race: they exec processes).
+e2e:
+	$(GO) test -count=1 -timeout 15m ./cmd/node/...
+
+# fuzz: a short smoke of every fuzz target.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 10s ./raftstore/
+	$(GO) test -run '^$$' -fuzz '^FuzzPurchaseBody$$' -fuzztime 10s ./http/
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./raftstore/ ./actors/ ./http/
+
+clean:
+	rm -rf bin .tmp

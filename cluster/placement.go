@@ -1,0 +1,95 @@
+package cluster
+
+import (
+	"hash/fnv"
+	"sort"
+	"strconv"
+
+	"github.com/flashstock/flashstock/raftstore"
+)
+
+// LeaderPlacement places an item's actor on the leader of the item's
+// shard. It implements Placement.
+type LeaderPlacement struct {
+	store *raftstore.Store
+	m     *Membership
+	self  string // this node's ID
+}
+
+// NewLeaderPlacement returns a placement over this node's shards and view
+// of the members.
+func NewLeaderPlacement(store *raftstore.Store, m *Membership) *LeaderPlacement {
+	return &LeaderPlacement{store: store, m: m, self: m.Self().ID}
+}
+
+// Owner implements Placement.
+func (p *LeaderPlacement) Owner(identity string) (string, bool, bool) {
+	shard := p.store.ShardFor(identity)
+	sh := p.store.Shard(shard)
+	if sh.Ready() {
+		return p.m.Self().ActorAddr, true, true
+	}
+	id := p.LeaderOf(shard)
+	if id == "" || id == p.self {
+		return "", false, false // no leader, or this node before its barrier
+	}
+	mb, ok := p.m.Member(id)
+	if !ok || mb.State != StateAlive || mb.ActorAddr == "" {
+		return "", false, false
+	}
+	return mb.ActorAddr, false, true
+}
+
+// LeaderOf returns the ID of the shard's leader as this node knows it: from
+// its own replica when it has one, else from the members' gossiped Leads.
+func (p *LeaderPlacement) LeaderOf(shard int) string {
+	if _, id := p.store.Shard(shard).Leader(); id != "" {
+		return id
+	}
+	for _, mb := range p.m.Alive() {
+		if mb.LeadsShard(shard) {
+			return mb.ID
+		}
+	}
+	return ""
+}
+
+// Rendezvous orders node IDs by highest-random-weight hashing for a shard:
+// the first R are the shard's preferred voters. Every node computes the
+// same order from the same IDs.
+func Rendezvous(shard int, ids []string) []string {
+	type scored struct {
+		id    string
+		score uint64
+	}
+	s := make([]scored, len(ids))
+	for i, id := range ids {
+		h := fnv.New64a()
+		_, _ = h.Write([]byte(strconv.Itoa(shard)))
+		_, _ = h.Write([]byte{0})
+		_, _ = h.Write([]byte(id))
+		s[i] = scored{id, mix(h.Sum64())}
+	}
+	sort.Slice(s, func(i, j int) bool {
+		if s[i].score != s[j].score {
+			return s[i].score > s[j].score
+		}
+		return s[i].id < s[j].id
+	})
+	out := make([]string, len(s))
+	for i := range s {
+		out[i] = s[i].id
+	}
+	return out
+}
+
+// mix is a 64-bit finaliser (splitmix64) that spreads FNV's low-entropy
+// output for short similar inputs.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}

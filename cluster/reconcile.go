@@ -1,0 +1,340 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/flashstock/flashstock/raftstore"
+)
+
+// ReconcilerConfig tunes how Raft membership follows gossip membership.
+type ReconcilerConfig struct {
+	Replicas        int           // voters per shard group (R)
+	DeadGrace       time.Duration // how long a dead node keeps its seats
+	Stabilization   time.Duration // how long a non-voter waits before promotion
+	Interval        time.Duration // reconcile period
+	BalanceInterval time.Duration // leader balancing period
+}
+
+// DefaultReconcilerConfig returns production defaults.
+func DefaultReconcilerConfig() ReconcilerConfig {
+	return ReconcilerConfig{Replicas: 3, DeadGrace: 30 * time.Second, Stabilization: 3 * time.Second,
+		Interval: time.Second, BalanceInterval: 5 * time.Second}
+}
+
+// Reconciler makes each shard group this node leads follow membership, one
+// configuration change per shard per tick, never below quorum:
+//
+//   - a live member not in the group, while the group has fewer than R
+//     voters, joins as a non-voter (hashicorp/raft's AddVoter adds a voter
+//     at once; a voter that is far behind would weaken the quorum);
+//   - a non-voter alive for Stabilization is promoted;
+//   - a voter that memberlist has declared dead for DeadGrace is removed,
+//     but only while the remaining voters are a majority of the remaining
+//     group (they are: this node leads it), so a flapping network does not
+//     churn the group;
+//   - live voters are never removed, so a returning node keeps its seat.
+//
+// It also spreads leaders: a node leading more than its share of shards
+// hands one to the least-loaded voter per BalanceInterval.
+type Reconciler struct {
+	cfg   ReconcilerConfig
+	store *raftstore.Store
+	m     *Membership
+	place *LeaderPlacement
+	log   *slog.Logger
+
+	nonvoterSince map[string]time.Time // shard/id -> first seen as non-voter
+	lastBalance   time.Time
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewReconciler returns a reconciler; Start runs it.
+func NewReconciler(cfg ReconcilerConfig, store *raftstore.Store, m *Membership, place *LeaderPlacement, log *slog.Logger) *Reconciler {
+	return &Reconciler{cfg: cfg, store: store, m: m, place: place, log: log, nonvoterSince: make(map[string]time.Time)}
+}
+
+// Start runs the reconcile loop until Stop.
+func (r *Reconciler) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		t := time.NewTicker(r.cfg.Interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				r.Tick(time.Now())
+			}
+		}
+	}()
+}
+
+// Stop ends the loop and waits for it.
+func (r *Reconciler) Stop() {
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.wg.Wait()
+}
+
+// Tick runs one reconcile round. It is exported for tests.
+func (r *Reconciler) Tick(now time.Time) {
+	r.publishLeads()
+	alive := map[string]Member{}
+	for _, mb := range r.m.Alive() {
+		if mb.RaftAddr != "" {
+			alive[mb.ID] = mb
+		}
+	}
+	for i := 0; i < r.store.Shards(); i++ {
+		sh := r.store.Shard(i)
+		if !sh.Ready() {
+			continue
+		}
+		if err := r.reconcileShard(sh, alive, now); err != nil {
+			r.log.Warn("reconcile shard", "shard", i, "err", err)
+		}
+	}
+	if now.Sub(r.lastBalance) >= r.cfg.BalanceInterval {
+		r.lastBalance = now
+		r.balance(alive)
+	}
+}
+
+// publishLeads gossips which shards this node leads, for routing by nodes
+// outside those groups.
+func (r *Reconciler) publishLeads() {
+	var led []int
+	for i := 0; i < r.store.Shards(); i++ {
+		if r.store.Shard(i).IsLeader() {
+			led = append(led, i)
+		}
+	}
+	leads := EncodeLeads(led)
+	if err := r.m.UpdateMeta(func(m *Meta) { m.Leads = leads }, time.Second); err != nil {
+		r.log.Debug("publish leads", "err", err)
+	}
+}
+
+func (r *Reconciler) reconcileShard(sh *raftstore.Shard, alive map[string]Member, now time.Time) error {
+	servers, err := sh.Servers()
+	if err != nil {
+		return err
+	}
+	in := map[string]raftstore.Server{}
+	voters := 0
+	for _, s := range servers {
+		in[s.ID] = s
+		if s.Voter {
+			voters++
+		}
+	}
+	// Promote stable non-voters.
+	for _, s := range servers {
+		key := fmt.Sprintf("%d/%s", sh.ID(), s.ID)
+		if s.Voter {
+			delete(r.nonvoterSince, key)
+			continue
+		}
+		if _, ok := alive[s.ID]; !ok {
+			continue
+		}
+		since, ok := r.nonvoterSince[key]
+		if !ok {
+			r.nonvoterSince[key] = now
+			continue
+		}
+		if now.Sub(since) >= r.cfg.Stabilization {
+			r.log.Info("promote to voter", "shard", sh.ID(), "node", s.ID)
+			delete(r.nonvoterSince, key)
+			return sh.Promote(s.ID, s.Addr)
+		}
+	}
+	// Remove one long-dead server.
+	for _, s := range servers {
+		if _, ok := alive[s.ID]; ok || s.ID == r.m.Self().ID {
+			continue
+		}
+		mb, known := r.m.Member(s.ID)
+		if known && (mb.State == StateAlive || now.Sub(mb.Since) < r.cfg.DeadGrace) {
+			continue
+		}
+		if !known {
+			continue // never seen by gossip yet: give it time
+		}
+		r.log.Warn("remove dead server", "shard", sh.ID(), "node", s.ID, "dead_for", now.Sub(mb.Since).Round(time.Second))
+		return sh.RemoveServer(s.ID)
+	}
+	// Add one live member, in rendezvous order, while seats are free.
+	if voters+countNonvoters(servers) >= r.cfg.Replicas {
+		return nil
+	}
+	ids := make([]string, 0, len(alive))
+	for id := range alive {
+		ids = append(ids, id)
+	}
+	for _, id := range Rendezvous(sh.ID(), ids) {
+		if _, ok := in[id]; ok {
+			continue
+		}
+		r.log.Info("add non-voter", "shard", sh.ID(), "node", id)
+		return sh.AddNonvoter(id, alive[id].RaftAddr)
+	}
+	return nil
+}
+
+func countNonvoters(servers []raftstore.Server) int {
+	n := 0
+	for _, s := range servers {
+		if !s.Voter {
+			n++
+		}
+	}
+	return n
+}
+
+// balance hands one leadership from this node to the least-loaded live
+// voter when this node leads more than ceil(shards/alive).
+func (r *Reconciler) balance(alive map[string]Member) {
+	if len(alive) < 2 {
+		return
+	}
+	load := map[string]int{}
+	for id := range alive {
+		load[id] = 0
+	}
+	self := r.m.Self().ID
+	var mine []int
+	for i := 0; i < r.store.Shards(); i++ {
+		id := r.place.LeaderOf(i)
+		if id == "" {
+			continue
+		}
+		load[id]++
+		if id == self && r.store.Shard(i).Ready() {
+			mine = append(mine, i)
+		}
+	}
+	share := (r.store.Shards() + len(alive) - 1) / len(alive)
+	if len(mine) <= share {
+		return
+	}
+	for _, shard := range mine {
+		sh := r.store.Shard(shard)
+		servers, err := sh.Servers()
+		if err != nil {
+			continue
+		}
+		var cands []raftstore.Server
+		for _, s := range servers {
+			if _, ok := alive[s.ID]; ok && s.Voter && s.ID != self && load[s.ID] < share {
+				cands = append(cands, s)
+			}
+		}
+		if len(cands) == 0 {
+			continue
+		}
+		sort.Slice(cands, func(i, j int) bool {
+			if load[cands[i].ID] != load[cands[j].ID] {
+				return load[cands[i].ID] < load[cands[j].ID]
+			}
+			return cands[i].ID < cands[j].ID
+		})
+		to := cands[0]
+		r.log.Info("transfer leadership", "shard", shard, "to", to.ID, "led", len(mine), "share", share)
+		if err := sh.TransferLeadership(to.ID, to.Addr); err != nil {
+			r.log.Warn("transfer leadership", "shard", shard, "to", to.ID, "err", err)
+		}
+		return
+	}
+}
+
+// Bootstrap creates the shard groups once bootstrapExpect members with
+// Raft addresses are alive, choosing each group's voters by rendezvous
+// hashing over them; every node computes the same choice. It returns at
+// once when this node's shards already have configurations (a restart: a
+// node never bootstraps twice) and without bootstrapping when another node
+// already bootstrapped (this node is added by the groups' leaders).
+func Bootstrap(ctx context.Context, store *raftstore.Store, m *Membership, expect, replicas int, log *slog.Logger) error {
+	bootstrapped := func() bool {
+		for i := 0; i < store.Shards(); i++ {
+			if !store.Shard(i).HasConfiguration() {
+				return false
+			}
+		}
+		return true
+	}
+	markDone := func() error {
+		if err := store.MarkBootstrapped(); err != nil {
+			return err
+		}
+		return m.UpdateMeta(func(meta *Meta) { meta.Bootstrapped = true }, 2*time.Second)
+	}
+	if store.Bootstrapped() || bootstrapped() {
+		return markDone()
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	lastLog := time.Now()
+	for {
+		var ready []Member
+		for _, mb := range m.Alive() {
+			if mb.RaftAddr == "" {
+				continue
+			}
+			if mb.Bootstrapped && mb.ID != m.Self().ID {
+				log.Info("cluster exists; waiting to be added by the shard leaders", "seen", mb.ID)
+				return markDone()
+			}
+			ready = append(ready, mb)
+		}
+		if len(ready) >= expect {
+			ready = ready[:expect] // sorted by ID: the same on every node
+			ids := make([]string, len(ready))
+			addr := map[string]string{}
+			for i, mb := range ready {
+				ids[i], addr[mb.ID] = mb.ID, mb.RaftAddr
+			}
+			for i := 0; i < store.Shards(); i++ {
+				voters := Rendezvous(i, ids)
+				if len(voters) > replicas {
+					voters = voters[:replicas]
+				}
+				var servers []raftstore.Server
+				self := false
+				for _, id := range voters {
+					servers = append(servers, raftstore.Server{ID: id, Addr: addr[id], Voter: true})
+					self = self || id == m.Self().ID
+				}
+				if self {
+					if err := store.Shard(i).Bootstrap(servers); err != nil {
+						return err
+					}
+				}
+			}
+			log.Info("bootstrapped shard groups", "nodes", ids, "replicas", min(replicas, len(ids)))
+			return markDone()
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			lastLog = time.Now()
+			log.Info("waiting for nodes before bootstrap", "alive", len(ready), "expect", expect)
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(errors.New("cluster: bootstrap: waiting for members"), ctx.Err())
+		case <-t.C:
+		}
+	}
+}
