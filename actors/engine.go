@@ -1,6 +1,6 @@
 // Package actors runs one virtual actor per sale item (protoactor kind
 // "item") on the node that leads the item's Raft shard, and the Engine that
-// routes requests to them.
+// routes requests to them from any node.
 //
 // The item actor is admission control and group commit, never the truth:
 // it answers a sold-out item from the committed state without touching Raft,
@@ -16,12 +16,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/flashstock/flashstock/cluster"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/raftstore"
 )
@@ -40,6 +46,9 @@ var (
 	// ErrOrderNotFound: no such order.
 	ErrOrderNotFound = errors.New("actors: order not found")
 )
+
+// KindItem is the protoactor kind of item actors.
+const KindItem = "item"
 
 // Config bounds the engine.
 type Config struct {
@@ -82,22 +91,6 @@ type Request struct {
 	Quantity  int32
 }
 
-// Engine routes item operations to item actors and Raft shards.
-type Engine struct {
-	cfg   Config
-	store *raftstore.Store
-	sink  orders.Sink
-	obs   Observer
-	log   *slog.Logger
-	sys   *actor.ActorSystem
-	now   func() time.Time
-
-	pids    sync.Map // item ID -> *actor.PID
-	spawnMu sync.Mutex
-	closed  atomic.Bool
-	applies sync.WaitGroup // Raft applies started by item actors
-}
-
 // Deps are the engine's collaborators.
 type Deps struct {
 	Store    *raftstore.Store
@@ -105,91 +98,169 @@ type Deps struct {
 	Observer Observer    // may be nil
 	Logger   *slog.Logger
 	Now      func() time.Time // nil means time.Now
+
+	// System is the actor system; nil creates one. Create it first when its
+	// ID must be gossiped before the engine starts.
+	System *actor.ActorSystem
+	// Provider and Placement join the engine to a cluster; nil for both
+	// runs this node alone (it owns what it leads).
+	Provider  pcluster.ClusterProvider
+	Placement cluster.Placement
+	// ActorAddr is the host:port of actor remoting; empty means
+	// 127.0.0.1 with a port chosen by the OS.
+	ActorAddr string
 }
 
-// NewEngine returns an engine with its own actor system.
-func NewEngine(cfg Config, deps Deps) (*Engine, error) {
+// NewActorSystem returns an actor system that logs through log.
+func NewActorSystem(log *slog.Logger) *actor.ActorSystem {
+	return actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log.With("lib", "protoactor") }),
+		actor.WithDeadLetterRequestLogging(false),
+	)
+}
+
+// Engine routes item operations to item actors, on this node or another.
+type Engine struct {
+	cfg      Config
+	store    *raftstore.Store
+	sink     orders.Sink
+	obs      Observer
+	log      *slog.Logger
+	now      func() time.Time
+	sys      *actor.ActorSystem
+	cluster  *pcluster.Cluster
+	lookup   *cluster.LeaderLookup
+	place    cluster.Placement
+	provider pcluster.ClusterProvider
+
+	closed  atomic.Bool
+	applies sync.WaitGroup // Raft applies started by item actors
+}
+
+// NewEngine starts the actor system's cluster member and returns the
+// engine. It takes about a second: protoactor's StartMember waits for its
+// gossip to settle.
+func NewEngine(cfg Config, deps Deps) (e *Engine, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	log := deps.Logger
-	sys := actor.NewActorSystem(
-		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log.With("lib", "protoactor") }),
-		actor.WithDeadLetterRequestLogging(false),
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.System == nil {
+		deps.System = NewActorSystem(deps.Logger)
+	}
+	if deps.Placement == nil {
+		deps.Placement = cluster.NewLocalPlacement(deps.Store)
+	}
+	if deps.Provider == nil {
+		deps.Provider = cluster.StaticProvider{}
+	}
+	if deps.ActorAddr == "" {
+		deps.ActorAddr = "127.0.0.1:0"
+	}
+	host, portStr, err := net.SplitHostPort(deps.ActorAddr)
+	if err != nil {
+		return nil, fmt.Errorf("actors: actor address: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("actors: actor address: %w", err)
+	}
+	e = &Engine{
+		cfg: cfg, store: deps.Store, sink: deps.Sink, obs: deps.Observer, log: deps.Logger, now: deps.Now,
+		sys: deps.System, provider: deps.Provider, place: deps.Placement,
+	}
+	e.lookup = cluster.NewLeaderLookup(deps.Placement, 2*time.Second, deps.Logger)
+	kind := pcluster.NewKind(KindItem, actor.PropsFromProducer(func() actor.Actor { return &itemActor{e: e} }))
+	cc := pcluster.Configure("flashstock", deps.Provider, e.lookup, remote.Configure(host, port),
+		pcluster.WithKinds(kind),
+		pcluster.WithRequestTimeout(cfg.RequestTimeout),
+		// Our provider decides who is a member; protoactor's own heartbeat
+		// expiry would block a member forever after a long pause.
+		pcluster.WithHeartbeatExpiration(24*time.Hour),
 	)
-	return &Engine{cfg: cfg, store: deps.Store, sink: deps.Sink, obs: deps.Observer, log: log, sys: sys, now: deps.Now}, nil
+	e.cluster = pcluster.New(deps.System, cc)
+	// protoactor panics when remoting cannot listen or the provider fails.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("actors: start cluster member on %s: %v", deps.ActorAddr, r)
+		}
+	}()
+	e.cluster.StartMember()
+	return e, nil
 }
+
+// ActorAddr returns the actor remoting address.
+func (e *Engine) ActorAddr() string { return e.sys.Address() }
 
 // OnLeadership stops the item actors of a shard this node no longer leads,
 // so that a stale activation stops admitting purchases. It never blocks.
 func (e *Engine) OnLeadership(shard int, leader bool) {
-	if leader {
+	if leader || e.lookup == nil {
 		return
 	}
-	e.pids.Range(func(k, v any) bool {
-		if e.store.ShardFor(k.(string)) == shard {
-			e.pids.Delete(k)
-			e.sys.Root.Stop(v.(*actor.PID))
-		}
-		return true
-	})
+	e.lookup.Deactivate(func(id string) bool { return e.store.ShardFor(id) == shard })
 }
 
-// shardFor returns an item's shard, ready on this node.
-func (e *Engine) leaderShard(itemID string) (*raftstore.Shard, error) {
-	sh := e.store.Shard(e.store.ShardFor(itemID))
-	if !sh.Ready() {
-		return nil, raftstore.ErrNotLeader
-	}
-	return sh, nil
-}
+// Activations returns the number of item actors on this node.
+func (e *Engine) Activations() int { return e.lookup.Activations() }
 
-// CreateItem creates an item through Raft.
+// CreateItem creates an item on its shard's leader.
 func (e *Engine) CreateItem(ctx context.Context, c raftstore.CreateItem) (raftstore.Item, error) {
-	sh, err := e.leaderShard(c.ID)
-	if err != nil {
-		return raftstore.Item{}, err
-	}
-	return sh.CreateItem(c)
+	return e.callItem(ctx, c.ID, &createItem{cmd: c})
 }
 
-// Item returns an item from the local state machine.
+// Item returns an item: from this node's replica of its shard when it has
+// one (at most a replication delay behind the leader), else from the owner.
 func (e *Engine) Item(ctx context.Context, id string) (raftstore.Item, error) {
 	sh := e.store.Shard(e.store.ShardFor(id))
-	it, ok := sh.FSM().Item(id)
-	if !ok {
+	if it, ok := sh.FSM().Item(id); ok {
+		return it, nil
+	}
+	if sh.Ready() {
 		return raftstore.Item{}, raftstore.ErrItemNotFound
 	}
-	return it, nil
+	return e.callItem(ctx, id, &getItem{})
 }
 
 // Restock adds delta units to an item.
 func (e *Engine) Restock(ctx context.Context, id string, delta int64) (raftstore.Item, error) {
-	sh, err := e.leaderShard(id)
-	if err != nil {
-		return raftstore.Item{}, err
-	}
-	return sh.Restock(id, delta)
+	return e.callItem(ctx, id, &restock{delta: delta})
 }
 
 // SetPaused pauses or resumes an item.
 func (e *Engine) SetPaused(ctx context.Context, id string, paused bool) (raftstore.Item, error) {
-	sh, err := e.leaderShard(id)
+	return e.callItem(ctx, id, &setPaused{paused: paused})
+}
+
+func (e *Engine) callItem(ctx context.Context, id string, m message) (raftstore.Item, error) {
+	reply, err := e.call(ctx, id, m, true)
 	if err != nil {
 		return raftstore.Item{}, err
 	}
-	return sh.SetPaused(id, paused)
+	switch r := reply.(type) {
+	case *itemReply:
+		return r.item, nil
+	case *Rejected:
+		return raftstore.Item{}, r.Err
+	}
+	return raftstore.Item{}, fmt.Errorf("actors: unexpected reply %T", reply)
 }
 
 // Purchase buys an item. It returns the order and whether it is the
 // original order of an earlier request with the same request ID.
 //
-// Answers that need no Raft round come first and cost a map lookup: a
-// remembered request ID, an unknown item, a quantity over the limit, a sale
-// not open, sold out. Everything else goes to the item actor.
+// Answers that need no other node and no Raft round come first and cost a
+// map lookup in this node's replica: a remembered request ID, a quantity
+// over the limit, a sale not open, sold out. A replica may lag its leader by
+// a replication round; these answers only change by an admin action (a
+// restock, a new window), so a lagging "sold out" is as honest as a
+// shopper who arrived a millisecond earlier. Everything else goes to the
+// item actor on the shard's leader.
 func (e *Engine) Purchase(ctx context.Context, r Request) (orders.Order, bool, error) {
 	if e.closed.Load() {
 		return orders.Order{}, false, ErrClosed
@@ -204,39 +275,31 @@ func (e *Engine) Purchase(ctx context.Context, r Request) (orders.Order, bool, e
 			return o, true, nil
 		}
 	}
-	it, ok := fsm.Item(r.ItemID)
-	switch {
-	case !ok:
+	if it, ok := fsm.Item(r.ItemID); ok {
+		switch {
+		case r.Quantity < 1 || r.Quantity > it.PerUserLimit:
+			return orders.Order{}, false, raftstore.ErrInvalidQuantity
+		case !saleOpen(&it, e.now().UnixNano()):
+			return orders.Order{}, false, raftstore.ErrNotOnSale
+		case it.Remaining < int64(r.Quantity):
+			return orders.Order{}, false, raftstore.ErrSoldOut
+		case fsm.PendingCount() >= e.cfg.MaxUnflushed:
+			return orders.Order{}, false, ErrBacklogFull
+		}
+	} else if sh.Ready() {
 		return orders.Order{}, false, raftstore.ErrItemNotFound
-	case r.Quantity < 1 || r.Quantity > it.PerUserLimit:
-		return orders.Order{}, false, raftstore.ErrInvalidQuantity
-	case !saleOpen(&it, e.now().UnixNano()):
-		return orders.Order{}, false, raftstore.ErrNotOnSale
-	case it.Remaining < int64(r.Quantity):
-		return orders.Order{}, false, raftstore.ErrSoldOut
-	case !sh.Ready():
-		return orders.Order{}, false, raftstore.ErrNotLeader
-	case fsm.PendingCount() >= e.cfg.MaxUnflushed:
-		return orders.Order{}, false, ErrBacklogFull
 	}
-	pid, err := e.activate(r.ItemID, sh)
+	reply, err := e.call(ctx, r.ItemID, &Purchase{Request: r}, r.RequestID != "")
 	if err != nil {
 		return orders.Order{}, false, err
 	}
-	res, err := e.sys.Root.RequestFuture(pid, &Purchase{Request: r}, e.cfg.RequestTimeout).Result()
-	if err != nil {
-		if errors.Is(err, actor.ErrTimeout) {
-			return orders.Order{}, false, ErrTimeout
-		}
-		return orders.Order{}, false, fmt.Errorf("%w: %v", raftstore.ErrUnavailable, err)
-	}
-	switch m := res.(type) {
+	switch m := reply.(type) {
 	case *Purchased:
 		return m.Order, m.Duplicate, nil
 	case *Rejected:
 		return orders.Order{}, false, m.Err
 	}
-	return orders.Order{}, false, fmt.Errorf("actors: unexpected reply %T", res)
+	return orders.Order{}, false, fmt.Errorf("actors: unexpected reply %T", reply)
 }
 
 // saleOpen is the admission-time check of the sale window, on this node's
@@ -245,33 +308,95 @@ func saleOpen(it *raftstore.Item, now int64) bool {
 	return !it.Paused && now >= it.StartsAt && (it.EndsAt == 0 || now < it.EndsAt)
 }
 
-// activate returns the item's actor, spawning it on first use.
-func (e *Engine) activate(itemID string, sh *raftstore.Shard) (*actor.PID, error) {
-	if pid, ok := e.pids.Load(itemID); ok {
-		return pid.(*actor.PID), nil
+// call sends m to the item's actor, wherever it lives, and returns the
+// reply. It retries, within the request timeout, whatever certainly did not
+// reach Raft: no owner known yet, a dead letter (the activation stopped), a
+// "not the leader" answer from a stale activation. An answer whose outcome
+// is unknown is retried only when idempotent (the purchase has a request
+// ID), so that the shopper gets a definite answer where one exists.
+func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool) (message, error) {
+	env := encode(m)
+	deadline := e.now().Add(e.cfg.RequestTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
-	e.spawnMu.Lock()
-	defer e.spawnMu.Unlock()
-	if pid, ok := e.pids.Load(itemID); ok {
-		return pid.(*actor.PID), nil
+	backoff := 5 * time.Millisecond
+	var last error = raftstore.ErrNotLeader
+	for {
+		if e.closed.Load() {
+			return nil, ErrClosed
+		}
+		pid := e.pid(id)
+		if pid != nil {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return nil, ErrTimeout
+			}
+			res, err := e.sys.Root.RequestFuture(pid, env, left).Result()
+			switch {
+			case errors.Is(err, actor.ErrTimeout):
+				return nil, ErrTimeout
+			case err != nil: // dead letter: the activation is gone
+				e.cluster.PidCache.RemoveByValue(id, KindItem, pid)
+				last = raftstore.ErrNotLeader
+			default:
+				bv, ok := res.(*wrapperspb.BytesValue)
+				if !ok {
+					return nil, fmt.Errorf("actors: unexpected reply %T", res)
+				}
+				reply, err := decode(bv)
+				if err != nil {
+					return nil, err
+				}
+				rej, ok := reply.(*Rejected)
+				if !ok {
+					return reply, nil
+				}
+				retry := errors.Is(rej.Err, raftstore.ErrNotLeader) ||
+					(idempotent && errors.Is(rej.Err, raftstore.ErrUnknownOutcome))
+				if !retry {
+					return reply, nil
+				}
+				e.cluster.PidCache.RemoveByValue(id, KindItem, pid)
+				last = rej.Err
+			}
+		}
+		if time.Until(deadline) < backoff {
+			if errors.Is(last, raftstore.ErrUnknownOutcome) {
+				return nil, last
+			}
+			return nil, fmt.Errorf("%w: no leader for item %s", raftstore.ErrUnavailable, id)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ErrTimeout
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 200*time.Millisecond)
 	}
-	if e.closed.Load() {
-		return nil, ErrClosed
+}
+
+// pid returns the item's actor, from the cluster's cache when it still
+// points at the current owner, else from the lookup.
+func (e *Engine) pid(id string) *actor.PID {
+	addr, local, ok := e.place.Owner(id)
+	if !ok {
+		return nil
 	}
-	props := actor.PropsFromProducer(func() actor.Actor {
-		return &itemActor{e: e, id: itemID, shard: sh}
-	})
-	pid, err := e.sys.Root.SpawnNamed(props, "item/"+itemID)
-	if errors.Is(err, actor.ErrNameExists) {
-		// A stopped activation's name is released asynchronously; the
-		// caller retries.
-		return nil, fmt.Errorf("%w: item actor restarting", raftstore.ErrUnavailable)
+	if local {
+		addr = e.sys.Address()
 	}
-	if err != nil {
-		return nil, fmt.Errorf("actors: spawn %s: %w", itemID, err)
+	if pid, ok := e.cluster.PidCache.Get(id, KindItem); ok {
+		if pid.Address == addr {
+			return pid
+		}
+		e.cluster.PidCache.RemoveByValue(id, KindItem, pid) // the leader moved
 	}
-	e.pids.Store(itemID, pid)
-	return pid, nil
+	pid := e.lookup.Get(pcluster.NewClusterIdentity(id, KindItem))
+	if pid != nil {
+		e.cluster.PidCache.Set(id, KindItem, pid)
+	}
+	return pid
 }
 
 // Order returns an order and whether it is already in the order store.
@@ -295,29 +420,22 @@ func (e *Engine) Order(ctx context.Context, id uint64) (orders.Order, bool, erro
 
 // Close stops admitting purchases, stops every item actor (each answers its
 // queued purchases) and waits for the Raft applies already in flight, so
-// that every shopper whose purchase was sent to Raft gets its answer.
+// that every shopper whose purchase was sent to Raft gets its answer. Then
+// it leaves the actor cluster.
 func (e *Engine) Close(ctx context.Context) error {
 	if e.closed.Swap(true) {
 		return nil
 	}
-	e.spawnMu.Lock()
-	var futures []*actor.Future
-	e.pids.Range(func(k, v any) bool {
-		futures = append(futures, e.sys.Root.StopFuture(v.(*actor.PID)))
-		e.pids.Delete(k)
-		return true
-	})
-	e.spawnMu.Unlock()
-	for _, f := range futures {
-		_ = f.Wait()
-	}
+	e.lookup.Shutdown()
 	done := make(chan struct{})
 	go func() { e.applies.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return fmt.Errorf("actors: waiting for in-flight applies: %w", ctx.Err())
+		err = fmt.Errorf("actors: waiting for in-flight applies: %w", ctx.Err())
 	}
-	e.sys.Shutdown()
-	return nil
+	_ = e.provider.Shutdown(false)
+	e.cluster.Shutdown(false)
+	return err
 }

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/raftstore"
@@ -46,23 +48,73 @@ type itemActor struct {
 
 func (a *itemActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case *Purchase:
-		if len(a.queue) >= a.e.cfg.QueueMax {
-			ctx.Respond(&Rejected{Err: ErrOverloaded})
+	case *pcluster.ClusterInit:
+		a.id = m.Identity.Identity
+		a.shard = a.e.store.Shard(a.e.store.ShardFor(a.id))
+	case *wrapperspb.BytesValue:
+		msg, err := decode(m)
+		if err != nil {
+			a.e.log.Warn("item actor: bad message", "item", a.id, "err", err)
 			return
 		}
-		a.queue = append(a.queue, waiting{sender: ctx.Sender(), req: m.Request})
-		a.flush(ctx)
+		a.receive(ctx, ctx.Sender(), msg)
 	case *batchApplied:
 		a.busy = false
 		a.flush(ctx)
 	case *actor.Stopping:
 		// Not yet sent to Raft: a definite "not applied".
 		for _, w := range a.queue {
-			ctx.Send(w.sender, &Rejected{Err: raftstore.ErrNotLeader})
+			ctx.Send(w.sender, encode(&Rejected{Err: raftstore.ErrNotLeader}))
 		}
 		a.queue = nil
 	}
+}
+
+func (a *itemActor) receive(ctx actor.Context, sender *actor.PID, msg message) {
+	switch m := msg.(type) {
+	case *Purchase:
+		if len(a.queue) >= a.e.cfg.QueueMax {
+			ctx.Send(sender, encode(&Rejected{Err: ErrOverloaded}))
+			return
+		}
+		a.queue = append(a.queue, waiting{sender: sender, req: m.Request})
+		a.flush(ctx)
+	case *getItem:
+		if !a.shard.Ready() {
+			ctx.Send(sender, encode(&Rejected{Err: raftstore.ErrNotLeader}))
+			return
+		}
+		it, ok := a.shard.FSM().Item(a.id)
+		if !ok {
+			ctx.Send(sender, encode(&Rejected{Err: raftstore.ErrItemNotFound}))
+			return
+		}
+		ctx.Send(sender, encode(&itemReply{item: it}))
+	case *createItem:
+		a.admin(sender, func(sh *raftstore.Shard) (raftstore.Item, error) { return sh.CreateItem(m.cmd) })
+	case *restock:
+		a.admin(sender, func(sh *raftstore.Shard) (raftstore.Item, error) { return sh.Restock(a.id, m.delta) })
+	case *setPaused:
+		a.admin(sender, func(sh *raftstore.Shard) (raftstore.Item, error) { return sh.SetPaused(a.id, m.paused) })
+	default:
+		ctx.Send(sender, encode(&Rejected{Err: raftstore.ErrUnavailable}))
+	}
+}
+
+// admin applies an admin command on its own goroutine, so that the Raft
+// round does not hold up purchases, and answers the caller.
+func (a *itemActor) admin(sender *actor.PID, apply func(*raftstore.Shard) (raftstore.Item, error)) {
+	e, sh := a.e, a.shard
+	e.applies.Add(1)
+	go func() {
+		defer e.applies.Done()
+		it, err := apply(sh)
+		if err != nil {
+			e.sys.Root.Send(sender, encode(&Rejected{Err: err}))
+			return
+		}
+		e.sys.Root.Send(sender, encode(&itemReply{item: it}))
+	}()
 }
 
 // flush sends the next batch to Raft unless one is in flight. With nothing
@@ -82,7 +134,7 @@ func (a *itemActor) flush(ctx actor.Context) {
 		q := int64(w.req.Quantity)
 		switch {
 		case !ok:
-			ctx.Send(w.sender, &Rejected{Err: raftstore.ErrItemNotFound})
+			ctx.Send(w.sender, encode(&Rejected{Err: raftstore.ErrItemNotFound}))
 		case len(batch) == a.e.cfg.BatchMax:
 			keep = append(keep, w)
 		case q > remaining:
@@ -108,11 +160,11 @@ func (a *itemActor) flush(ctx actor.Context) {
 func (a *itemActor) answerSoldOut(ctx actor.Context, w waiting) {
 	if w.req.RequestID != "" {
 		if o, ok := a.shard.FSM().LookupRequest(w.req.UserID, w.req.RequestID); ok && o.ItemID == a.id {
-			ctx.Send(w.sender, &Purchased{Order: o, Duplicate: true})
+			ctx.Send(w.sender, encode(&Purchased{Order: o, Duplicate: true}))
 			return
 		}
 	}
-	ctx.Send(w.sender, &Rejected{Err: raftstore.ErrSoldOut})
+	ctx.Send(w.sender, encode(&Rejected{Err: raftstore.ErrSoldOut}))
 }
 
 // apply replicates a batch on its own goroutine, owned by the engine's
@@ -135,14 +187,16 @@ func (a *itemActor) apply(self *actor.PID, batch []waiting) {
 		}
 		root := e.sys.Root
 		for i, w := range batch {
+			var reply message
 			switch {
 			case err != nil:
-				root.Send(w.sender, &Rejected{Err: err})
+				reply = &Rejected{Err: err}
 			case res[i].Outcome == raftstore.OutcomeConfirmed || res[i].Outcome == raftstore.OutcomeDuplicate:
-				root.Send(w.sender, &Purchased{Order: res[i].Order, Duplicate: res[i].Outcome == raftstore.OutcomeDuplicate})
+				reply = &Purchased{Order: res[i].Order, Duplicate: res[i].Outcome == raftstore.OutcomeDuplicate}
 			default:
-				root.Send(w.sender, &Rejected{Err: res[i].Outcome.Err()})
+				reply = &Rejected{Err: res[i].Outcome.Err()}
 			}
+			root.Send(w.sender, encode(reply))
 		}
 		root.Send(self, &batchApplied{})
 	}()

@@ -264,10 +264,10 @@ func (r *Reconciler) balance(alive map[string]Member) {
 // Bootstrap creates the shard groups once bootstrapExpect members with
 // Raft addresses are alive, choosing each group's voters by rendezvous
 // hashing over them; every node computes the same choice. It returns at
-// once when this node's shards already have configurations (a restart: a
-// node never bootstraps twice) and without bootstrapping when another node
+// once when this node's data dir belongs to a cluster (a restart: a node
+// never bootstraps twice) and without bootstrapping when another node
 // already bootstrapped (this node is added by the groups' leaders).
-func Bootstrap(ctx context.Context, store *raftstore.Store, m *Membership, expect, replicas int, log *slog.Logger) error {
+func Bootstrap(ctx context.Context, store *raftstore.Store, m *Membership, seeds []string, expect, replicas int, log *slog.Logger) error {
 	bootstrapped := func() bool {
 		for i := 0; i < store.Shards(); i++ {
 			if !store.Shard(i).HasConfiguration() {
@@ -330,6 +330,9 @@ func Bootstrap(ctx context.Context, store *raftstore.Store, m *Membership, expec
 		if time.Since(lastLog) > 5*time.Second {
 			lastLog = time.Now()
 			log.Info("waiting for nodes before bootstrap", "alive", len(ready), "expect", expect)
+			if len(seeds) > 0 {
+				_, _ = m.Join(seeds) // seeds that were not up at start may be now
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -24,7 +24,13 @@ type Config struct {
 	Join            []string
 	BootstrapExpect int
 	Shards          int
+	Replicas        int
+	DeadNodeGrace   time.Duration
 	Region          string
+	// GossipProfile is "lan" (memberlist's LAN timing) or "local" (one
+	// host: faster failure detection, for tests and demos).
+	GossipProfile    string
+	HeartbeatTimeout time.Duration // Raft heartbeat and election timeout
 
 	OrdersDSN   []string // empty: the embedded SQLite store
 	OrderTables int
@@ -49,24 +55,28 @@ type Config struct {
 // Default returns the defaults: a single node on loopback.
 func Default() Config {
 	return Config{
-		DataDir:         "./data",
-		HTTPAddr:        "127.0.0.1:8080",
-		RaftAddr:        "127.0.0.1:7000",
-		GossipAddr:      "127.0.0.1:7946",
-		ActorAddr:       "127.0.0.1:8090",
-		BootstrapExpect: 1,
-		Shards:          8,
-		OrderTables:     16,
-		QueueMax:        4096,
-		BatchMax:        1024,
-		MaxUnflushed:    1_000_000,
-		RequestTimeout:  5 * time.Second,
-		DedupRetention:  24 * time.Hour,
-		DedupMax:        1_000_000,
-		FlushBatch:      500,
-		FlushInterval:   50 * time.Millisecond,
-		DrainTimeout:    30 * time.Second,
-		LogLevel:        "info",
+		DataDir:          "./data",
+		HTTPAddr:         "127.0.0.1:8080",
+		RaftAddr:         "127.0.0.1:7000",
+		GossipAddr:       "127.0.0.1:7946",
+		ActorAddr:        "127.0.0.1:8090",
+		BootstrapExpect:  1,
+		Shards:           8,
+		Replicas:         3,
+		DeadNodeGrace:    30 * time.Second,
+		GossipProfile:    "lan",
+		HeartbeatTimeout: 500 * time.Millisecond,
+		OrderTables:      16,
+		QueueMax:         4096,
+		BatchMax:         1024,
+		MaxUnflushed:     1_000_000,
+		RequestTimeout:   5 * time.Second,
+		DedupRetention:   24 * time.Hour,
+		DedupMax:         1_000_000,
+		FlushBatch:       500,
+		FlushInterval:    50 * time.Millisecond,
+		DrainTimeout:     30 * time.Second,
+		LogLevel:         "info",
 	}
 }
 
@@ -107,8 +117,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--shards %d: want 1..256", c.Shards)
 	case c.BootstrapExpect < 1:
 		return fmt.Errorf("--bootstrap-expect %d: want at least 1", c.BootstrapExpect)
-	case c.BootstrapExpect > 1:
-		return fmt.Errorf("--bootstrap-expect %d: multi-node clusters are not supported by this build; use 1", c.BootstrapExpect)
+	case c.Replicas < 1 || c.Replicas > 7:
+		return fmt.Errorf("--replicas %d: want 1..7", c.Replicas)
+	case c.DeadNodeGrace <= 0:
+		return errors.New("--dead-node-grace must be positive")
+	case c.GossipProfile != "lan" && c.GossipProfile != "local":
+		return fmt.Errorf("--gossip-profile %q: want lan or local", c.GossipProfile)
+	case c.HeartbeatTimeout < 50*time.Millisecond:
+		return errors.New("--raft-heartbeat-timeout must be at least 50ms")
 	case c.OrderTables < 1 || c.OrderTables > 1024:
 		return fmt.Errorf("--order-tables %d: want 1..1024", c.OrderTables)
 	case c.QueueMax < 1, c.BatchMax < 1, c.MaxUnflushed < 1, c.DedupMax < 1, c.FlushBatch < 1:

@@ -16,9 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/flashstock/flashstock/config"
+	"github.com/flashstock/flashstock/internal/node"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -60,4 +64,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	return serve(ctx, cfg, stdout, stderr)
+}
+
+// serve runs a node until ctx ends (SIGTERM, SIGINT), then drains it.
+func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
+	node.Version = version
+	log := newLogger(cfg.LogLevel, stderr)
+	n, err := node.Start(ctx, cfg, openMySQL, stdout, log)
+	if err != nil {
+		return err
+	}
+	runErr := n.Wait(ctx)
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+	return errors.Join(runErr, n.Shutdown(dctx))
+}
+
+func newLogger(level string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }

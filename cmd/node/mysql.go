@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 
 	"github.com/flashstock/flashstock/config"
 	"github.com/flashstock/flashstock/orders"
+	"github.com/flashstock/flashstock/orders/mysql"
 )
 
+// openMySQL opens the sharded MySQL order store named by --orders-dsn. An
+// unreachable database is a one-line error at start, not a hang.
 func openMySQL(ctx context.Context, cfg config.Config) (orders.Sink, error) {
-	return nil, errors.New("--orders-dsn: the MySQL order store is not wired yet")
+	mc := mysql.DefaultConfig()
+	mc.DSNs = cfg.OrdersDSN
+	mc.Tables = cfg.OrderTables
+	return mysql.Open(ctx, mc)
 }

@@ -13,47 +13,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/flashstock/flashstock/cluster"
 	"github.com/flashstock/flashstock/config"
-	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/internal/node"
 )
-
-// nodeView implements httpapi.Node.
-type nodeView struct {
-	cfg     config.Config
-	store   *raftstore.Store
-	members *cluster.Membership
-}
-
-func (n *nodeView) Ready() bool { return n.store.Ready() }
-
-// clusterStatus is the admin's view of the cluster from one node.
-type clusterStatus struct {
-	Node struct {
-		Name     string `json:"name"`
-		Version  string `json:"version"`
-		HTTPAddr string `json:"http_addr"`
-		RaftAddr string `json:"raft_addr"`
-		Region   string `json:"region,omitempty"`
-		Ready    bool   `json:"ready"`
-		Time     string `json:"time"`
-	} `json:"node"`
-	Members []cluster.Member        `json:"members"`
-	Shards  []raftstore.ShardStatus `json:"shards"`
-}
-
-func (n *nodeView) Status(ctx context.Context) any {
-	var s clusterStatus
-	s.Node.Name, s.Node.Version = n.cfg.Name, version
-	s.Node.HTTPAddr, s.Node.RaftAddr, s.Node.Region = n.cfg.HTTPAddr, n.store.Addr(), n.cfg.Region
-	s.Node.Ready = n.store.Ready()
-	s.Node.Time = time.Now().UTC().Format(time.RFC3339Nano)
-	s.Members = n.members.Members()
-	for i := 0; i < n.store.Shards(); i++ {
-		s.Shards = append(s.Shards, n.store.Shard(i).Status())
-	}
-	return &s
-}
 
 // runStatus prints a node's cluster status as tables.
 func runStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -88,11 +50,11 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return fmt.Errorf("status: %s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
-	var s clusterStatus
+	var s node.Status
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
-	fmt.Fprintf(stdout, "node %s (%s) ready=%v at %s\n\n", s.Node.Name, s.Node.Version, s.Node.Ready, s.Node.Time)
+	fmt.Fprintf(stdout, "node %s (%s) ready=%v leads %d shards, %d item actors, at %s\n\n", s.Node.Name, s.Node.Version, s.Node.Ready, s.Node.ShardsLed, s.Node.Actors, s.Node.Time)
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "MEMBER\tSTATE\tREGION\tHTTP\tRAFT\tGOSSIP")
 	for _, m := range s.Members {

@@ -1,0 +1,286 @@
+package actors
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/flashstock/flashstock/orders"
+	"github.com/flashstock/flashstock/raftstore"
+)
+
+// Messages between nodes travel as a protobuf BytesValue holding our own
+// binary encoding. protoactor's remote needs protobuf messages whose types
+// are linked into both binaries (an unknown type crashes the receiver in
+// this protoactor version); BytesValue is a well-known type that every
+// binary has, so no generated code is needed and the format stays ours.
+//
+// The first byte is the message kind; the rest is varints and
+// length-prefixed strings, as in raftstore's command format.
+
+type msgKind uint8
+
+const (
+	msgPurchase   msgKind = 1
+	msgPurchased  msgKind = 2
+	msgRejected   msgKind = 3
+	msgGetItem    msgKind = 4
+	msgItem       msgKind = 5
+	msgCreateItem msgKind = 6
+	msgRestock    msgKind = 7
+	msgSetPaused  msgKind = 8
+)
+
+// errCodes maps the errors that cross the wire to stable numbers.
+var errCodes = []error{
+	1:  raftstore.ErrSoldOut,
+	2:  raftstore.ErrLimitExceeded,
+	3:  raftstore.ErrNotOnSale,
+	4:  raftstore.ErrItemNotFound,
+	5:  raftstore.ErrInvalidQuantity,
+	6:  raftstore.ErrRequestConflict,
+	7:  ErrOverloaded,
+	8:  ErrBacklogFull,
+	9:  raftstore.ErrNotLeader,
+	10: raftstore.ErrUnavailable,
+	11: raftstore.ErrUnknownOutcome,
+	12: ErrClosed,
+	13: raftstore.ErrItemExists,
+	14: raftstore.ErrInvalidStock,
+}
+
+func errCode(err error) uint64 {
+	for i, e := range errCodes {
+		if e != nil && errors.Is(err, e) {
+			return uint64(i)
+		}
+	}
+	return 10 // unavailable: an error we cannot name is a failure to serve
+}
+
+func codeErr(c uint64) error {
+	if c < uint64(len(errCodes)) && errCodes[c] != nil {
+		return errCodes[c]
+	}
+	return raftstore.ErrUnavailable
+}
+
+var errBadMessage = errors.New("actors: malformed message")
+
+// message is a decoded envelope: one of the request or reply types.
+type message interface{}
+
+// getItem asks the owner for an item's committed state.
+type getItem struct{}
+
+// itemReply carries an item.
+type itemReply struct{ item raftstore.Item }
+
+// createItem, restock and setPaused are admin commands applied by the
+// item's owner.
+type createItem struct{ cmd raftstore.CreateItem }
+type restock struct{ delta int64 }
+type setPaused struct{ paused bool }
+
+func envelope(b []byte) *wrapperspb.BytesValue { return &wrapperspb.BytesValue{Value: b} }
+
+func encode(m message) *wrapperspb.BytesValue {
+	var b []byte
+	switch m := m.(type) {
+	case *Purchase:
+		b = append(b, byte(msgPurchase))
+		b = appendStr(b, m.Request.ItemID)
+		b = appendStr(b, m.Request.UserID)
+		b = appendStr(b, m.Request.RequestID)
+		b = binary.AppendVarint(b, int64(m.Request.Quantity))
+	case *Purchased:
+		b = append(b, byte(msgPurchased))
+		if m.Duplicate {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+		b = appendOrder(b, &m.Order)
+	case *Rejected:
+		b = append(b, byte(msgRejected))
+		b = binary.AppendUvarint(b, errCode(m.Err))
+	case *getItem:
+		b = append(b, byte(msgGetItem))
+	case *itemReply:
+		b = append(b, byte(msgItem))
+		b = appendItem(b, &m.item)
+	case *createItem:
+		b = append(b, byte(msgCreateItem))
+		b = m.cmd.Encode(b)
+	case *restock:
+		b = append(b, byte(msgRestock))
+		b = binary.AppendVarint(b, m.delta)
+	case *setPaused:
+		b = append(b, byte(msgSetPaused))
+		if m.paused {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+	default:
+		panic(fmt.Sprintf("actors: encode %T", m))
+	}
+	return envelope(b)
+}
+
+func decode(v *wrapperspb.BytesValue) (message, error) {
+	b := v.GetValue()
+	if len(b) == 0 {
+		return nil, errBadMessage
+	}
+	r := reader{b: b[1:]}
+	var m message
+	switch msgKind(b[0]) {
+	case msgPurchase:
+		p := &Purchase{}
+		p.Request.ItemID = r.str()
+		p.Request.UserID = r.str()
+		p.Request.RequestID = r.str()
+		p.Request.Quantity = int32(r.varint())
+		m = p
+	case msgPurchased:
+		p := &Purchased{Duplicate: r.byte() == 1}
+		p.Order = r.order()
+		m = p
+	case msgRejected:
+		m = &Rejected{Err: codeErr(r.uvarint())}
+	case msgGetItem:
+		m = &getItem{}
+	case msgItem:
+		m = &itemReply{item: r.item()}
+	case msgCreateItem:
+		cmd, err := raftstore.Decode(r.b)
+		c, ok := cmd.(*raftstore.CreateItem)
+		if err != nil || !ok {
+			return nil, errBadMessage
+		}
+		r.b = nil
+		m = &createItem{cmd: *c}
+	case msgRestock:
+		m = &restock{delta: r.varint()}
+	case msgSetPaused:
+		m = &setPaused{paused: r.byte() == 1}
+	default:
+		return nil, errBadMessage
+	}
+	if r.bad || len(r.b) != 0 {
+		return nil, errBadMessage
+	}
+	return m, nil
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendOrder(b []byte, o *orders.Order) []byte {
+	b = binary.AppendUvarint(b, o.ID)
+	b = appendStr(b, o.ItemID)
+	b = appendStr(b, o.UserID)
+	b = appendStr(b, o.RequestID)
+	b = binary.AppendVarint(b, int64(o.Quantity))
+	b = appendStr(b, string(o.Status))
+	b = binary.AppendVarint(b, o.CreatedAt.UnixNano())
+	b = binary.AppendVarint(b, int64(o.Shard))
+	return binary.AppendUvarint(b, o.LogIndex)
+}
+
+func appendItem(b []byte, it *raftstore.Item) []byte {
+	b = appendStr(b, it.ID)
+	b = appendStr(b, it.Name)
+	b = binary.AppendVarint(b, it.Stock)
+	b = binary.AppendVarint(b, it.Remaining)
+	b = binary.AppendVarint(b, int64(it.PerUserLimit))
+	b = binary.AppendVarint(b, it.StartsAt)
+	b = binary.AppendVarint(b, it.EndsAt)
+	p := byte(0)
+	if it.Paused {
+		p = 1
+	}
+	b = append(b, p)
+	return binary.AppendVarint(b, it.CreatedAt)
+}
+
+// reader decodes fields in order; any error sets bad.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) byte() byte {
+	if len(r.b) == 0 {
+		r.bad = true
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) str() string {
+	n := r.uvarint()
+	if n > 1024 || n > uint64(len(r.b)) {
+		r.bad, r.b = true, nil
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *reader) order() orders.Order {
+	var o orders.Order
+	o.ID = r.uvarint()
+	o.ItemID = r.str()
+	o.UserID = r.str()
+	o.RequestID = r.str()
+	o.Quantity = int32(r.varint())
+	o.Status = orders.Status(r.str())
+	o.CreatedAt = time.Unix(0, r.varint()).UTC()
+	o.Shard = int(r.varint())
+	o.LogIndex = r.uvarint()
+	return o
+}
+
+func (r *reader) item() raftstore.Item {
+	var it raftstore.Item
+	it.ID = r.str()
+	it.Name = r.str()
+	it.Stock = r.varint()
+	it.Remaining = r.varint()
+	it.PerUserLimit = int32(r.varint())
+	it.StartsAt = r.varint()
+	it.EndsAt = r.varint()
+	it.Paused = r.byte() == 1
+	it.CreatedAt = r.varint()
+	return it
+}

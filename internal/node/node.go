@@ -1,0 +1,350 @@
+// Package node wires one Flashstock node: the order store, the Raft shard
+// groups, gossip membership and bootstrap, the actor engine, the Raft
+// membership reconciler, the order flusher and the HTTP API. cmd/node runs
+// one per process; tests run several in one process.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/flashstock/flashstock/actors"
+	"github.com/flashstock/flashstock/cluster"
+	"github.com/flashstock/flashstock/config"
+	httpapi "github.com/flashstock/flashstock/http"
+	"github.com/flashstock/flashstock/internal/metrics"
+	"github.com/flashstock/flashstock/orders"
+	"github.com/flashstock/flashstock/orders/sqlite"
+	"github.com/flashstock/flashstock/raftstore"
+)
+
+// Version is reported in gossip meta and the status endpoint.
+var Version = "dev"
+
+// OpenSink opens the MySQL order store; cmd/node sets it so that this
+// package does not import a SQL driver it may not need.
+type OpenSink func(ctx context.Context, cfg config.Config) (orders.Sink, error)
+
+// Node is a running node.
+type Node struct {
+	cfg        config.Config
+	log        *slog.Logger
+	metrics    *metrics.Metrics
+	sink       orders.Sink
+	store      *raftstore.Store
+	members    *cluster.Membership
+	place      *cluster.LeaderPlacement
+	engine     *actors.Engine
+	reconciler *cluster.Reconciler
+	flusher    *orders.Flusher
+	api        *httpapi.Server
+	ln         net.Listener
+	serveErr   chan error
+	adminToken string
+	stopped    atomic.Bool
+}
+
+// Start starts a node and returns once it serves HTTP. With
+// --bootstrap-expect N it first waits (until ctx ends) for N members.
+// On error everything started is stopped again.
+func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Writer, log *slog.Logger) (n *Node, err error) {
+	n = &Node{cfg: cfg, log: log, metrics: metrics.New(), serveErr: make(chan error, 1)}
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if n.adminToken, err = loadAdminToken(cfg, stdout); err != nil {
+		return nil, err
+	}
+	if n.sink, err = openSink(ctx, cfg, mysql); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { n.sink.Close() })
+
+	var engine atomic.Pointer[actors.Engine]
+	rc := raftstore.DefaultConfig()
+	rc.NodeID = cfg.Name
+	rc.DataDir = cfg.DataDir
+	rc.BindAddr = cfg.RaftAddr
+	rc.AdvertiseAddr = cfg.RaftAdvertise
+	rc.Shards = cfg.Shards
+	rc.Bootstrap = false // cluster.Bootstrap decides, for one node or many
+	rc.HeartbeatTimeout, rc.ElectionTimeout = cfg.HeartbeatTimeout, cfg.HeartbeatTimeout
+	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	rc.FSM = raftstore.FSMConfig{DedupRetention: cfg.DedupRetention, DedupMax: cfg.DedupMax}
+	rc.Logger = log
+	rc.OnLeadership = func(shard int, leader bool) {
+		if e := engine.Load(); e != nil {
+			e.OnLeadership(shard, leader)
+		}
+	}
+	if n.store, err = raftstore.Open(rc); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { n.store.Close() })
+
+	sys := actors.NewActorSystem(log)
+	if n.members, err = cluster.Start(cluster.Config{
+		BindAddr: cfg.GossipAddr,
+		Join:     cfg.Join,
+		Fast:     cfg.GossipProfile == "local",
+		Meta: cluster.Meta{
+			ID: cfg.Name, RaftAddr: n.store.Addr(), HTTPAddr: cfg.HTTPAddr, ActorAddr: cfg.ActorAddr,
+			ActorSys: sys.ID, Region: cfg.Region, Role: "node", Version: Version,
+		},
+		Logger: log,
+	}); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { n.members.Shutdown() })
+	if err := cluster.Bootstrap(ctx, n.store, n.members, cfg.Join, cfg.BootstrapExpect, cfg.Replicas, log); err != nil {
+		return nil, err
+	}
+
+	n.place = cluster.NewLeaderPlacement(n.store, n.members)
+	eng, err := actors.NewEngine(actors.Config{
+		QueueMax: cfg.QueueMax, BatchMax: cfg.BatchMax, RequestTimeout: cfg.RequestTimeout, MaxUnflushed: cfg.MaxUnflushed,
+	}, actors.Deps{
+		Store: n.store, Sink: n.sink, Observer: n.metrics, Logger: log, System: sys,
+		Provider: cluster.NewProvider(n.members, cfg.DeadNodeGrace), Placement: n.place, ActorAddr: cfg.ActorAddr,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.engine = eng
+	engine.Store(eng)
+	undo = append(undo, func() { eng.Close(context.Background()) })
+
+	recCfg := cluster.DefaultReconcilerConfig()
+	recCfg.Replicas, recCfg.DeadGrace = cfg.Replicas, cfg.DeadNodeGrace
+	n.reconciler = cluster.NewReconciler(recCfg, n.store, n.members, n.place, log)
+	n.reconciler.Start()
+	undo = append(undo, n.reconciler.Stop)
+
+	sources := make([]orders.Source, n.store.Shards())
+	for i := range sources {
+		sources[i] = n.store.Shard(i)
+	}
+	fc := orders.DefaultFlusherConfig()
+	fc.BatchMax, fc.Interval = cfg.FlushBatch, cfg.FlushInterval
+	n.flusher = orders.NewFlusher(fc, n.sink, sources, n.metrics, log)
+	n.flusher.Start()
+	undo = append(undo, n.flusher.Stop)
+	n.registerGauges()
+
+	hc := httpapi.DefaultConfig()
+	hc.Addr = cfg.HTTPAddr
+	hc.AdminToken = n.adminToken
+	hc.TrustUserHeader = cfg.UserHeaderTrusted()
+	hc.RequestTimeout = cfg.RequestTimeout
+	if cfg.AuthSecret != "" {
+		hc.AuthSecret = []byte(cfg.AuthSecret)
+	}
+	if n.api, err = httpapi.New(hc, eng, n, n.metrics, log); err != nil {
+		return nil, err
+	}
+	if n.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	go func() { n.serveErr <- n.api.Serve(n.ln) }()
+	log.Info("node started", "name", cfg.Name, "http", n.ln.Addr().String(), "raft", n.store.Addr(),
+		"gossip", cfg.GossipAddr, "actor", eng.ActorAddr(), "shards", cfg.Shards, "orders", sinkName(cfg),
+		"trust_user_header", hc.TrustUserHeader)
+	fmt.Fprintf(stdout, "flashstock %s: serving http://%s (raft %s, %d shards, order store %s)\n",
+		cfg.Name, n.ln.Addr(), n.store.Addr(), cfg.Shards, sinkName(cfg))
+	return n, nil
+}
+
+func (n *Node) registerGauges() {
+	count := func(f func(*raftstore.Shard) int) func() float64 {
+		return func() float64 {
+			total := 0
+			for i := 0; i < n.store.Shards(); i++ {
+				total += f(n.store.Shard(i))
+			}
+			return float64(total)
+		}
+	}
+	n.metrics.GaugeFunc("flashstock_orders_unflushed", "Confirmed orders not yet in the order store, in shards this node leads.",
+		count(func(sh *raftstore.Shard) int {
+			if sh.IsLeader() {
+				return sh.FSM().PendingCount()
+			}
+			return 0
+		}))
+	n.metrics.GaugeFunc("flashstock_shards_led", "Shard groups this node leads.",
+		count(func(sh *raftstore.Shard) int {
+			if sh.IsLeader() {
+				return 1
+			}
+			return 0
+		}))
+	n.metrics.GaugeFunc("flashstock_item_actors", "Item actors active on this node.",
+		func() float64 { return float64(n.engine.Activations()) })
+	n.metrics.GaugeFunc("flashstock_members_alive", "Live cluster members as this node sees them.",
+		func() float64 { return float64(len(n.members.Alive())) })
+}
+
+// HTTPAddr returns the address the API listens on.
+func (n *Node) HTTPAddr() string { return n.ln.Addr().String() }
+
+// AdminToken returns the admin bearer token.
+func (n *Node) AdminToken() string { return n.adminToken }
+
+// Store returns the node's shard groups.
+func (n *Node) Store() *raftstore.Store { return n.store }
+
+// Members returns the node's membership.
+func (n *Node) Members() *cluster.Membership { return n.members }
+
+// Engine returns the node's actor engine.
+func (n *Node) Engine() *actors.Engine { return n.engine }
+
+// Sink returns the node's order store.
+func (n *Node) Sink() orders.Sink { return n.sink }
+
+// Ready implements httpapi.Node.
+func (n *Node) Ready() bool { return n.store.Ready() && !n.stopped.Load() }
+
+// Wait blocks until ctx ends or the HTTP server fails.
+func (n *Node) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-n.serveErr:
+		return err
+	}
+}
+
+// Shutdown drains the node:
+//  1. the HTTP server stops accepting and waits for in-flight requests;
+//  2. the flusher writes the confirmed orders of the shards this node
+//     leads to the order store;
+//  3. this node hands its shard leaderships to other voters, so that the
+//     cluster keeps selling without an election timeout;
+//  4. the engine answers purchases still queued in item actors (503, not
+//     applied) and waits for Raft entries in flight (their shoppers get the
+//     real outcome);
+//  5. Raft shuts down cleanly, then the order store and gossip.
+//
+// A kill -9 skips all of this and loses nothing confirmed: confirmed orders
+// are in the Raft log on a quorum of disks; the next leader flushes what
+// the order store lacks.
+func (n *Node) Shutdown(ctx context.Context) error {
+	if n.stopped.Swap(true) {
+		return nil
+	}
+	n.log.Info("draining")
+	errs := []error{n.api.Shutdown(ctx)}
+	n.reconciler.Stop()
+	n.flusher.Stop()
+	errs = append(errs, n.flusher.Drain(ctx))
+	n.transferLeaderships()
+	errs = append(errs, n.engine.Close(ctx), n.store.Close(), n.members.Leave(2*time.Second), n.sink.Close())
+	err := errors.Join(errs...)
+	if err != nil {
+		n.log.Error("drain", "err", err)
+	} else {
+		n.log.Info("stopped")
+	}
+	return err
+}
+
+// Kill stops the node the way a crash would, for in-process tests: no
+// drain, no leadership transfer, no goodbye to gossip.
+func (n *Node) Kill() {
+	if n.stopped.Swap(true) {
+		return
+	}
+	n.ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_ = n.api.Shutdown(ctx)
+	_ = n.members.Shutdown()
+	n.reconciler.Stop()
+	n.flusher.Stop()
+	_ = n.store.Close()
+	_ = n.engine.Close(ctx)
+	_ = n.sink.Close()
+}
+
+func (n *Node) transferLeaderships() {
+	if len(n.members.Alive()) < 2 {
+		return
+	}
+	for i := 0; i < n.store.Shards(); i++ {
+		sh := n.store.Shard(i)
+		if !sh.IsLeader() {
+			continue
+		}
+		if err := sh.TransferLeadership("", ""); err != nil {
+			n.log.Warn("transfer leadership on shutdown", "shard", i, "err", err)
+		}
+	}
+}
+
+func sinkName(cfg config.Config) string {
+	if len(cfg.OrdersDSN) > 0 {
+		return fmt.Sprintf("mysql x%d", len(cfg.OrdersDSN))
+	}
+	return "sqlite " + filepath.Join(cfg.DataDir, "orders.db")
+}
+
+// openSink opens the order store: MySQL when DSNs are given, else the
+// embedded SQLite database in the data dir.
+func openSink(ctx context.Context, cfg config.Config, mysql OpenSink) (orders.Sink, error) {
+	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if len(cfg.OrdersDSN) > 0 {
+		if mysql == nil {
+			return nil, errors.New("--orders-dsn: this binary has no MySQL order store")
+		}
+		return mysql(octx, cfg)
+	}
+	return sqlite.Open(octx, filepath.Join(cfg.DataDir, "orders.db"))
+}
+
+// loadAdminToken returns --admin-token, or the token stored in the data
+// dir, creating one on first start and saying where it is.
+func loadAdminToken(cfg config.Config, stdout io.Writer) (string, error) {
+	if cfg.AdminToken != "" {
+		return cfg.AdminToken, nil
+	}
+	path := filepath.Join(cfg.DataDir, "admin-token")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		fmt.Fprintf(stdout, "admin token: in %s\n", path)
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	tok := hex.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	fmt.Fprintf(stdout, "admin token: generated, in %s\n", path)
+	return tok, nil
+}

@@ -1,0 +1,51 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/flashstock/flashstock/cluster"
+	"github.com/flashstock/flashstock/raftstore"
+)
+
+// Status is the admin's view of the cluster from one node: the document of
+// GET /v1/cluster/status.
+type Status struct {
+	Node struct {
+		Name      string `json:"name"`
+		Version   string `json:"version"`
+		HTTPAddr  string `json:"http_addr"`
+		RaftAddr  string `json:"raft_addr"`
+		ActorAddr string `json:"actor_addr"`
+		Region    string `json:"region,omitempty"`
+		Ready     bool   `json:"ready"`
+		ShardsLed int    `json:"shards_led"`
+		Actors    int    `json:"item_actors"`
+		Time      string `json:"time"`
+	} `json:"node"`
+	Members []cluster.Member        `json:"members"`
+	Shards  []raftstore.ShardStatus `json:"shards"`
+}
+
+// Status implements httpapi.Node.
+func (n *Node) Status(ctx context.Context) any {
+	var s Status
+	s.Node.Name, s.Node.Version = n.cfg.Name, Version
+	s.Node.HTTPAddr, s.Node.RaftAddr, s.Node.Region = n.HTTPAddr(), n.store.Addr(), n.cfg.Region
+	s.Node.ActorAddr = n.engine.ActorAddr()
+	s.Node.Ready = n.Ready()
+	s.Node.Actors = n.engine.Activations()
+	s.Node.Time = time.Now().UTC().Format(time.RFC3339Nano)
+	s.Members = n.members.Members()
+	for i := 0; i < n.store.Shards(); i++ {
+		st := n.store.Shard(i).Status()
+		if st.State == "Leader" {
+			s.Node.ShardsLed++
+		}
+		if st.Leader == "" {
+			st.Leader = n.place.LeaderOf(i)
+		}
+		s.Shards = append(s.Shards, st)
+	}
+	return &s
+}
