@@ -1,0 +1,24 @@
+// Package loadgen is the Flashstock load generator's engine: it plays flash
+// crowds and hot-item hammering against the HTTP API, measures what the
+// shoppers see, and then checks the server's books against it.
+//
+// A run is a Config (validated), Deps (all optional) and one call to Run:
+//
+//	cfg := loadgen.DefaultConfig()
+//	cfg.Scenario, cfg.Workers, cfg.Rate = loadgen.ScenarioCrowd, 0, 0
+//	cfg.Targets = []string{"http://127.0.0.1:8080"}
+//	rep, err := loadgen.Run(ctx, cfg, loadgen.Deps{Progress: os.Stderr})
+//	// err: the run could not be made; rep.Passed(): the books balanced.
+//
+// Load is open loop (arrivals on a schedule, latency from the due time, a
+// bounded number of shoppers in flight and the excess dropped) or closed loop
+// (a fixed number of workers). Every run is bounded by a number of arrivals
+// and a duration, and every request by a timeout.
+//
+// Latencies go into a log-linear Histogram (microsecond resolution, at most
+// 0.79% relative error, fixed memory). The verifier (Check) is a pure
+// function of the recorded History and the server's item counters, so other
+// harnesses can feed it their own histories; OrderStore is the hook for
+// checking the order store (MySQL) behind the cluster. DESIGN.md explains
+// what is checked and why the bounds are what they are.
+package loadgen
