@@ -36,6 +36,64 @@ type Mux struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	// faults is fault injection for tests: dials to blocked addresses
+	// fail, and Block closes the connections already dialed to them.
+	faults struct {
+		sync.Mutex
+		blocked map[string]bool
+		conns   map[*faultConn]struct{}
+	}
+}
+
+// Block makes this node unable to reach the given Raft addresses (a
+// network partition, for tests): new dials fail and open connections this
+// node dialed to them are closed. Block the reverse direction on the other
+// nodes too. Block(nil) heals.
+func (m *Mux) Block(addrs []string) {
+	m.faults.Lock()
+	defer m.faults.Unlock()
+	m.faults.blocked = make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		m.faults.blocked[a] = true
+	}
+	for c := range m.faults.conns {
+		if m.faults.blocked[c.addr] {
+			c.Conn.Close()
+			delete(m.faults.conns, c)
+		}
+	}
+}
+
+func (m *Mux) blocked(addr string) bool {
+	m.faults.Lock()
+	defer m.faults.Unlock()
+	return m.faults.blocked[addr]
+}
+
+func (m *Mux) track(c net.Conn, addr string) net.Conn {
+	m.faults.Lock()
+	defer m.faults.Unlock()
+	if m.faults.conns == nil {
+		m.faults.conns = make(map[*faultConn]struct{})
+	}
+	fc := &faultConn{Conn: c, addr: addr, m: m}
+	m.faults.conns[fc] = struct{}{}
+	return fc
+}
+
+// faultConn is a dialed connection Block can cut.
+type faultConn struct {
+	net.Conn
+	addr string
+	m    *Mux
+}
+
+func (c *faultConn) Close() error {
+	c.m.faults.Lock()
+	delete(c.m.faults.conns, c)
+	c.m.faults.Unlock()
+	return c.Conn.Close()
 }
 
 // NewMux starts accepting on ln for shards groups. adv is the address other
@@ -136,6 +194,9 @@ func (l *streamLayer) Close() error { return nil }
 func (l *streamLayer) Addr() net.Addr { return l.m.adv }
 
 func (l *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	if l.m.blocked(string(addr)) {
+		return nil, fmt.Errorf("raftstore: %s unreachable (fault injected)", addr)
+	}
 	c, err := net.DialTimeout("tcp", string(addr), timeout)
 	if err != nil {
 		return nil, err
@@ -148,5 +209,5 @@ func (l *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 		return nil, fmt.Errorf("raftstore: mux header to %s: %w", addr, err)
 	}
 	_ = c.SetWriteDeadline(time.Time{})
-	return c, nil
+	return l.m.track(c, string(addr)), nil
 }

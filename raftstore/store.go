@@ -194,6 +194,10 @@ func ShardFor(itemID string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
+// Block cuts this node's Raft traffic to the given addresses, for fault
+// injection in tests; see Mux.Block.
+func (s *Store) Block(addrs []string) { s.mux.Block(addrs) }
+
 // Addr returns the address peers dial for this node's Raft traffic.
 func (s *Store) Addr() string { return s.mux.adv.String() }
 

@@ -21,10 +21,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"time"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/flashstock/flashstock/internal/loadgen"
 )
