@@ -174,7 +174,9 @@ func NewEngine(cfg Config, deps Deps) (e *Engine, err error) {
 		cfg: cfg, store: deps.Store, sink: deps.Sink, obs: deps.Observer, log: deps.Logger, now: deps.Now,
 		sys: deps.System, provider: deps.Provider, place: deps.Placement,
 	}
-	e.lookup = cluster.NewLeaderLookup(deps.Placement, 2*time.Second, deps.Logger)
+	// A remote activation takes milliseconds; a dead owner never answers, and
+	// the caller retries once placement has moved on.
+	e.lookup = cluster.NewLeaderLookup(deps.Placement, 500*time.Millisecond, deps.Logger)
 	kind := pcluster.NewKind(KindItem, actor.PropsFromProducer(func() actor.Actor { return &itemActor{e: e} }))
 	cc := pcluster.Configure("flashstock", deps.Provider, e.lookup, remote.Configure(host, port),
 		pcluster.WithKinds(kind),
@@ -332,8 +334,16 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 			if left <= 0 {
 				return nil, ErrTimeout
 			}
-			res, err := e.sys.Root.RequestFuture(pid, env, left).Result()
+			res, err := e.await(ctx, id, pid, env, left)
 			switch {
+			case errors.Is(err, errOwnerMoved):
+				// The leader moved while we waited: the old one may or may
+				// not have committed. Idempotent requests ask the new one.
+				e.cluster.PidCache.RemoveByValue(id, KindItem, pid)
+				if !idempotent {
+					return nil, raftstore.ErrUnknownOutcome
+				}
+				last = raftstore.ErrUnknownOutcome
 			case errors.Is(err, actor.ErrTimeout):
 				return nil, ErrTimeout
 			case err != nil: // dead letter: the activation is gone
@@ -373,6 +383,51 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 200*time.Millisecond)
+	}
+}
+
+// errOwnerMoved: the item's owner changed while a request waited on the
+// old one.
+var errOwnerMoved = errors.New("actors: item owner moved")
+
+// ownerPollInterval is how often a request waiting on another node checks
+// that the node still owns the item.
+const ownerPollInterval = 50 * time.Millisecond
+
+// await sends env to pid and waits for the reply. A local actor is simply
+// awaited: if this node dies, so does the caller. A remote one may die or
+// lose its leadership while we wait; then its reply would come only at the
+// timeout, so await watches the placement and gives up as soon as another
+// node owns the item (errOwnerMoved). The waiting goroutine ends at the
+// future's timeout at the latest.
+func (e *Engine) await(ctx context.Context, id string, pid *actor.PID, env *wrapperspb.BytesValue, timeout time.Duration) (any, error) {
+	fut := e.sys.Root.RequestFuture(pid, env, timeout)
+	if pid.Address == e.sys.Address() {
+		return fut.Result()
+	}
+	type result struct {
+		res any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := fut.Result()
+		done <- result{res, err}
+	}()
+	t := time.NewTicker(ownerPollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case r := <-done:
+			return r.res, r.err
+		case <-ctx.Done():
+			return nil, actor.ErrTimeout
+		case <-t.C:
+			addr, local, ok := e.place.Owner(id)
+			if ok && (local || addr != pid.Address) {
+				return nil, errOwnerMoved
+			}
+		}
 	}
 }
 

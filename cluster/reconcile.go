@@ -288,6 +288,7 @@ func Bootstrap(ctx context.Context, store *raftstore.Store, m *Membership, seeds
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	lastLog := time.Now()
+	lastJoin := time.Now()
 	for {
 		var ready []Member
 		for _, mb := range m.Alive() {
@@ -330,9 +331,10 @@ func Bootstrap(ctx context.Context, store *raftstore.Store, m *Membership, seeds
 		if time.Since(lastLog) > 5*time.Second {
 			lastLog = time.Now()
 			log.Info("waiting for nodes before bootstrap", "alive", len(ready), "expect", expect)
-			if len(seeds) > 0 {
-				_, _ = m.Join(seeds) // seeds that were not up at start may be now
-			}
+		}
+		if len(seeds) > 0 && len(ready) < expect && time.Since(lastJoin) > time.Second {
+			lastJoin = time.Now()
+			_, _ = m.Join(seeds) // seeds that were not up at start may be now
 		}
 		select {
 		case <-ctx.Done():

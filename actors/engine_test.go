@@ -1,0 +1,513 @@
+package actors_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flashstock/flashstock/actors"
+	"github.com/flashstock/flashstock/internal/testutil"
+	"github.com/flashstock/flashstock/orders"
+	"github.com/flashstock/flashstock/raftstore"
+)
+
+// engineConfig is actors.DefaultConfig with a request timeout no healthy
+// single-node test reaches, so that a timeout means a lost answer.
+func engineConfig() *actors.Config {
+	c := actors.DefaultConfig()
+	c.RequestTimeout = 30 * time.Second
+	return &c
+}
+
+type result struct {
+	req   actors.Request
+	order orders.Order
+	dup   bool
+	err   error
+}
+
+// buyAll sends every request at once, each from its own goroutine, and
+// returns the answers in request order.
+func buyAll(e *actors.Engine, reqs []actors.Request) []result {
+	out := make([]result, len(reqs))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			o, dup, err := e.Purchase(context.Background(), r)
+			out[i] = result{r, o, dup, err}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return out
+}
+
+func TestEngineNeverOversells(t *testing.T) {
+	n := testutil.NewNode(t, testutil.NodeOptions{Engine: engineConfig()})
+	const stock, buyers, twice = 500, 1500, 500
+	n.CreateItem(t, raftstore.CreateItem{ID: "hot", Name: "Hot", Stock: stock, PerUserLimit: 1})
+
+	var reqs []actors.Request
+	for u := 0; u < buyers; u++ {
+		reqs = append(reqs, actors.Request{ItemID: "hot", UserID: fmt.Sprint("user-", u), RequestID: rand.Text(), Quantity: 1})
+		if u < twice { // these users try a second time, with a new request ID
+			reqs = append(reqs, actors.Request{ItemID: "hot", UserID: fmt.Sprint("user-", u), RequestID: rand.Text(), Quantity: 1})
+		}
+	}
+	res := buyAll(n.Engine, reqs)
+
+	confirmed := 0
+	perUser := map[string]int{}
+	ids := map[uint64]bool{}
+	var confirmedOrders []orders.Order
+	for _, r := range res {
+		switch {
+		case r.err == nil && !r.dup:
+			confirmed++
+			perUser[r.req.UserID]++
+			if ids[r.order.ID] {
+				t.Errorf("order ID %d confirmed twice", r.order.ID)
+			}
+			ids[r.order.ID] = true
+			if r.order.ItemID != "hot" || r.order.UserID != r.req.UserID || r.order.RequestID != r.req.RequestID || r.order.Quantity != 1 {
+				t.Errorf("Purchase(%+v) = order %+v; want the request's item, user, request id and quantity", r.req, r.order)
+			}
+			confirmedOrders = append(confirmedOrders, r.order)
+		case r.err == nil:
+			t.Errorf("Purchase(%+v) = duplicate; want a new order or a rejection (request IDs are unique)", r.req)
+		case !errors.Is(r.err, raftstore.ErrSoldOut) && !errors.Is(r.err, raftstore.ErrLimitExceeded):
+			t.Errorf("Purchase(%+v) = %v; want nil, ErrSoldOut or ErrLimitExceeded", r.req, r.err)
+		}
+	}
+	if confirmed != stock {
+		t.Errorf("confirmed %d purchases of %d concurrent buyers; want exactly the stock, %d", confirmed, len(reqs), stock)
+	}
+	fsm := n.ShardOf("hot").FSM()
+	for u, c := range perUser {
+		if c > 1 {
+			t.Errorf("user %s confirmed %d units; want at most the limit, 1", u, c)
+		}
+		if got := fsm.Bought("hot", u); got != int32(c) {
+			t.Errorf("Bought(%q, %q) = %d; want %d confirmed", "hot", u, got, c)
+		}
+	}
+	if got, _ := fsm.Remaining("hot"); got != 0 {
+		t.Errorf("Remaining(%q) = %d; want 0", "hot", got)
+	}
+
+	// Every confirmed order reaches the order store, exactly once.
+	testutil.WaitFor(t, 20*time.Second, func() bool { return n.Pending() == 0 })
+	sold, err := n.Sink.SoldByItem(context.Background())
+	if err != nil {
+		t.Fatalf("SoldByItem() = %v", err)
+	}
+	if sold["hot"] != stock {
+		t.Errorf("order store holds %d units of %q; want %d", sold["hot"], "hot", stock)
+	}
+	for _, o := range confirmedOrders[:20] {
+		got, persisted, err := n.Engine.Order(context.Background(), o.ID)
+		if err != nil || !persisted || got.ID != o.ID || got.UserID != o.UserID || !got.CreatedAt.Equal(o.CreatedAt) {
+			t.Errorf("Order(%d) = %+v, %v, %v; want %+v, persisted", o.ID, got, persisted, err, o)
+		}
+	}
+}
+
+func TestEngineSoldOutFastPath(t *testing.T) {
+	n := testutil.NewNode(t, testutil.NodeOptions{Engine: engineConfig()})
+	ctx := context.Background()
+	n.CreateItem(t, raftstore.CreateItem{ID: "few", Stock: 3, PerUserLimit: 3})
+	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "few", UserID: "u1", Quantity: 2}); err != nil {
+		t.Fatalf("Purchase(2 of 3) = %v; want nil", err)
+	}
+	fsm := n.ShardOf("few").FSM()
+	applied := fsm.AppliedIndex()
+	tests := []struct {
+		name string
+		req  actors.Request
+	}{
+		{"more than remains", actors.Request{ItemID: "few", UserID: "u2", Quantity: 2}},
+		{"more than remains, with request id", actors.Request{ItemID: "few", UserID: "u2", RequestID: "r1", Quantity: 3}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := n.Engine.Purchase(ctx, tc.req); !errors.Is(err, raftstore.ErrSoldOut) {
+				t.Errorf("Purchase(%+v) = %v; want %v", tc.req, err, raftstore.ErrSoldOut)
+			}
+		})
+	}
+	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "few", UserID: "u3", Quantity: 1}); err != nil {
+		t.Fatalf("Purchase(last unit) = %v; want nil", err)
+	}
+	applied = fsm.AppliedIndex()
+	for i := 0; i < 100; i++ {
+		if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "few", UserID: fmt.Sprint("late-", i), Quantity: 1}); !errors.Is(err, raftstore.ErrSoldOut) {
+			t.Fatalf("Purchase(sold out) = %v; want %v", err, raftstore.ErrSoldOut)
+		}
+	}
+	if got := fsm.AppliedIndex(); got != applied {
+		t.Errorf("AppliedIndex() = %d after sold-out answers; want %d (answered without Raft)", got, applied)
+	}
+}
+
+// clock is a settable time source for the engine and the leader's stamps.
+type clock struct{ ns atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+func TestEngineRejections(t *testing.T) {
+	clk := &clock{}
+	clk.ns.Store(time.Now().UnixNano())
+	n := testutil.NewNode(t, testutil.NodeOptions{Engine: engineConfig(), Now: clk.Now})
+	ctx := context.Background()
+	now := clk.Now().UnixNano()
+	n.CreateItem(t, raftstore.CreateItem{ID: "open", Stock: 5, PerUserLimit: 2})
+	n.CreateItem(t, raftstore.CreateItem{ID: "other", Stock: 5, PerUserLimit: 2})
+	n.CreateItem(t, raftstore.CreateItem{ID: "upcoming", Stock: 5, PerUserLimit: 2, StartsAt: now + int64(time.Hour)})
+	n.CreateItem(t, raftstore.CreateItem{ID: "ended", Stock: 5, PerUserLimit: 2, StartsAt: now - int64(2*time.Hour), EndsAt: now - int64(time.Hour)})
+	n.CreateItem(t, raftstore.CreateItem{ID: "paused", Stock: 5, PerUserLimit: 2})
+	if _, err := n.Engine.SetPaused(ctx, "paused", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Engine.CreateItem(ctx, raftstore.CreateItem{ID: "open", Stock: 1, PerUserLimit: 1}); !errors.Is(err, raftstore.ErrItemExists) {
+		t.Errorf("CreateItem(%q) again = %v; want %v", "open", err, raftstore.ErrItemExists)
+	}
+	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "open", UserID: "u1", RequestID: "r1", Quantity: 1}); err != nil {
+		t.Fatalf("Purchase(open) = %v; want nil", err)
+	}
+	tests := []struct {
+		name string
+		req  actors.Request
+		want error
+	}{
+		{"unknown item", actors.Request{ItemID: "nope", UserID: "u1", Quantity: 1}, raftstore.ErrItemNotFound},
+		{"zero quantity", actors.Request{ItemID: "open", UserID: "u2", Quantity: 0}, raftstore.ErrInvalidQuantity},
+		{"negative quantity", actors.Request{ItemID: "open", UserID: "u2", Quantity: -1}, raftstore.ErrInvalidQuantity},
+		{"quantity over limit", actors.Request{ItemID: "open", UserID: "u2", Quantity: 3}, raftstore.ErrInvalidQuantity},
+		{"limit across purchases", actors.Request{ItemID: "open", UserID: "u1", Quantity: 2}, raftstore.ErrLimitExceeded},
+		{"before the start", actors.Request{ItemID: "upcoming", UserID: "u1", Quantity: 1}, raftstore.ErrNotOnSale},
+		{"after the end", actors.Request{ItemID: "ended", UserID: "u1", Quantity: 1}, raftstore.ErrNotOnSale},
+		{"paused", actors.Request{ItemID: "paused", UserID: "u1", Quantity: 1}, raftstore.ErrNotOnSale},
+		{"request id used for another item", actors.Request{ItemID: "other", UserID: "u1", RequestID: "r1", Quantity: 1}, raftstore.ErrRequestConflict},
+	}
+	before := map[string]int64{}
+	for _, id := range []string{"open", "other", "upcoming", "ended", "paused"} {
+		before[id], _ = n.ShardOf(id).FSM().Remaining(id)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o, dup, err := n.Engine.Purchase(ctx, tc.req)
+			if !errors.Is(err, tc.want) {
+				t.Errorf("Purchase(%+v) = %+v, %v, %v; want %v", tc.req, o, dup, err, tc.want)
+			}
+		})
+	}
+	for id, want := range before {
+		if got, _ := n.ShardOf(id).FSM().Remaining(id); got != want {
+			t.Errorf("Remaining(%q) = %d after rejections; want %d", id, got, want)
+		}
+	}
+	// The sale window follows the injected clock, on both the engine and the leader.
+	clk.Advance(time.Hour)
+	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "upcoming", UserID: "u1", Quantity: 1}); err != nil {
+		t.Errorf("Purchase(upcoming) at its start = %v; want nil", err)
+	}
+	if _, err := n.Engine.SetPaused(ctx, "paused", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "paused", UserID: "u1", Quantity: 1}); err != nil {
+		t.Errorf("Purchase(resumed) = %v; want nil", err)
+	}
+	if it, err := n.Engine.Restock(ctx, "open", -100); !errors.Is(err, raftstore.ErrInvalidStock) {
+		t.Errorf("Restock(%q, -100) = %+v, %v; want %v", "open", it, err, raftstore.ErrInvalidStock)
+	}
+	if it, err := n.Engine.Restock(ctx, "open", 10); err != nil || it.Remaining != 14 {
+		t.Errorf("Restock(%q, 10) = %+v, %v; want remaining 14", "open", it, err)
+	}
+	if _, err := n.Engine.Item(ctx, "nope"); !errors.Is(err, raftstore.ErrItemNotFound) {
+		t.Errorf("Item(%q) = %v; want %v", "nope", err, raftstore.ErrItemNotFound)
+	}
+}
+
+// TestEngineClockInThePast: the injected clock (Deps.Now) decides sale
+// windows and the leader's stamps; it must not decide how long a caller
+// waits. A test clock pinned to a fixed date is the common case.
+func TestEngineClockInThePast(t *testing.T) {
+	clk := &clock{}
+	clk.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	ec := engineConfig()
+	n := testutil.NewNode(t, testutil.NodeOptions{Engine: ec, Now: clk.Now})
+	ctx := context.Background()
+	if _, err := n.Engine.CreateItem(ctx, raftstore.CreateItem{ID: "a", Stock: 5, PerUserLimit: 1}); err != nil {
+		t.Fatalf("CreateItem with a clock at 2026-01-01 = %v; want nil", err)
+	}
+	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "a", UserID: "u1", Quantity: 1}); err != nil {
+		t.Errorf("Purchase with a clock at 2026-01-01 = %v; want nil", err)
+	}
+}
+
+func TestEngineBacklogFull(t *testing.T) {
+	ec := engineConfig()
+	ec.MaxUnflushed = 2
+	n := testutil.NewNode(t, testutil.NodeOptions{Engine: ec, NoFlusher: true, Shards: 1})
+	ctx := context.Background()
+	n.CreateItem(t, raftstore.CreateItem{ID: "a", Stock: 10, PerUserLimit: 1})
+	for i := 0; i < 2; i++ {
+		if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "a", UserID: fmt.Sprint("u", i), Quantity: 1}); err != nil {
+			t.Fatalf("Purchase #%d = %v; want nil", i, err)
+		}
+	}
+	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "a", UserID: "u9", Quantity: 1}); !errors.Is(err, actors.ErrBacklogFull) {
+		t.Errorf("Purchase with 2 unflushed orders and MaxUnflushed 2 = %v; want %v", err, actors.ErrBacklogFull)
+	}
+	if got, _ := n.ShardOf("a").FSM().Remaining("a"); got != 8 {
+		t.Errorf("Remaining(%q) = %d; want 8", "a", got)
+	}
+}
+
+func TestEngineOverloaded(t *testing.T) {
+	ec := engineConfig()
+	ec.QueueMax = 1
+	n := testutil.NewNode(t, testutil.NodeOptions{Engine: ec})
+	const stock, buyers = 300, 600
+	// Overload depends on timing: retry a fresh burst until one overloads,
+	// checking the accounting of every burst.
+	for attempt := 0; attempt < 10; attempt++ {
+		id := fmt.Sprint("burst-", attempt)
+		n.CreateItem(t, raftstore.CreateItem{ID: id, Stock: stock, PerUserLimit: 1})
+		var reqs []actors.Request
+		for u := 0; u < buyers; u++ {
+			reqs = append(reqs, actors.Request{ItemID: id, UserID: fmt.Sprint("u", u), RequestID: fmt.Sprint("r", u), Quantity: 1})
+		}
+		var confirmed, overloaded, soldOut int
+		for _, r := range buyAll(n.Engine, reqs) {
+			switch {
+			case r.err == nil && !r.dup:
+				confirmed++
+			case errors.Is(r.err, actors.ErrOverloaded):
+				overloaded++
+				if _, ok := n.ShardOf(id).FSM().LookupRequest(r.req.UserID, r.req.RequestID); ok {
+					t.Errorf("Purchase(%+v) = ErrOverloaded, but the FSM holds its order; want not applied", r.req)
+				}
+			case errors.Is(r.err, raftstore.ErrSoldOut):
+				soldOut++
+			default:
+				t.Errorf("Purchase(%+v) = dup %v, %v; want confirmed, ErrOverloaded or ErrSoldOut", r.req, r.dup, r.err)
+			}
+		}
+		if got := confirmed + overloaded + soldOut; got != buyers {
+			t.Errorf("burst %d: %d confirmed + %d overloaded + %d sold out = %d; want %d sent", attempt, confirmed, overloaded, soldOut, got, buyers)
+		}
+		remaining, _ := n.ShardOf(id).FSM().Remaining(id)
+		if int64(confirmed) != stock-remaining {
+			t.Errorf("burst %d: %d confirmed; want stock - remaining = %d", attempt, confirmed, stock-remaining)
+		}
+		if overloaded > 0 {
+			t.Logf("burst %d: %d confirmed, %d overloaded, %d sold out", attempt, confirmed, overloaded, soldOut)
+			return
+		}
+	}
+	t.Errorf("QueueMax 1 with %d concurrent buyers never answered ErrOverloaded in 10 bursts", buyers)
+}
+
+func TestEngineIdempotentRetry(t *testing.T) {
+	n := testutil.NewNode(t, testutil.NodeOptions{Engine: engineConfig()})
+	ctx := context.Background()
+	n.CreateItem(t, raftstore.CreateItem{ID: "one", Stock: 1, PerUserLimit: 1})
+	req := actors.Request{ItemID: "one", UserID: "u1", RequestID: "r1", Quantity: 1}
+	first, dup, err := n.Engine.Purchase(ctx, req)
+	if err != nil || dup {
+		t.Fatalf("Purchase(%+v) = %v, %v; want a new order", req, dup, err)
+	}
+	// Retries, including after the item sold out, answer the original order.
+	for i := 0; i < 3; i++ {
+		got, dup, err := n.Engine.Purchase(ctx, req)
+		if err != nil || !dup || !reflect.DeepEqual(got, first) {
+			t.Errorf("retry %d: Purchase(%+v) = %+v, %v, %v; want %+v, true, nil", i, req, got, dup, err, first)
+		}
+	}
+	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "one", UserID: "u2", RequestID: "r1", Quantity: 1}); !errors.Is(err, raftstore.ErrSoldOut) {
+		t.Errorf("Purchase by another user = %v; want %v", err, raftstore.ErrSoldOut)
+	}
+
+	// Concurrent retries of one request: one order, the rest duplicates.
+	n.CreateItem(t, raftstore.CreateItem{ID: "ten", Stock: 10, PerUserLimit: 1})
+	same := make([]actors.Request, 50)
+	for i := range same {
+		same[i] = actors.Request{ItemID: "ten", UserID: "u2", RequestID: "r2", Quantity: 1}
+	}
+	var orig uint64
+	news := 0
+	for _, r := range buyAll(n.Engine, same) {
+		if r.err != nil {
+			t.Errorf("concurrent retry = %v; want nil", r.err)
+			continue
+		}
+		if !r.dup {
+			news++
+		}
+		if orig == 0 {
+			orig = r.order.ID
+		}
+		if r.order.ID != orig {
+			t.Errorf("concurrent retries answered orders %d and %d; want one", orig, r.order.ID)
+		}
+	}
+	if news != 1 {
+		t.Errorf("%d of 50 concurrent retries answered a new order; want 1", news)
+	}
+	if got, _ := n.ShardOf("ten").FSM().Remaining("ten"); got != 9 {
+		t.Errorf("Remaining(%q) = %d; want 9", "ten", got)
+	}
+
+	// The order is readable while pending and after the flusher stored it.
+	o, _, err := n.Engine.Order(ctx, first.ID)
+	if err != nil || o.ID != first.ID {
+		t.Errorf("Order(%d) = %+v, %v; want the order", first.ID, o, err)
+	}
+	testutil.WaitFor(t, 10*time.Second, func() bool { return n.Pending() == 0 })
+	o, persisted, err := n.Engine.Order(ctx, first.ID)
+	if err != nil || !persisted || o.ID != first.ID || o.UserID != "u1" || o.RequestID != "r1" || o.Status != orders.StatusConfirmed || !o.CreatedAt.Equal(first.CreatedAt) {
+		t.Errorf("Order(%d) after flush = %+v, %v, %v; want %+v, persisted", first.ID, o, persisted, err, first)
+	}
+	// A retry after the flush still answers the original.
+	if got, dup, err := n.Engine.Purchase(ctx, req); err != nil || !dup || got.ID != first.ID {
+		t.Errorf("retry after flush: Purchase = %+v, %v, %v; want order %d, duplicate", got, dup, err, first.ID)
+	}
+	for _, id := range []uint64{first.ID + 1, orders.MakeID(200, 1, 0)} {
+		if _, _, err := n.Engine.Order(ctx, id); !errors.Is(err, actors.ErrOrderNotFound) {
+			t.Errorf("Order(%d) = %v; want %v", id, err, actors.ErrOrderNotFound)
+		}
+	}
+}
+
+// TestEngineCloseAnswersEveryone: Close stops admitting, answers every
+// queued purchase and waits for entries in flight, so that no caller waits
+// for its timeout and every confirmed answer is in the FSM.
+func TestEngineCloseAnswersEveryone(t *testing.T) {
+	ec := engineConfig()
+	ec.BatchMax = 16 // many rounds, so that Close lands mid-sale
+	n := testutil.NewNode(t, testutil.NodeOptions{Engine: ec})
+	const buyers = 1000
+	n.CreateItem(t, raftstore.CreateItem{ID: "c", Stock: 1 << 30, PerUserLimit: 1})
+	fsm := n.ShardOf("c").FSM()
+
+	results := make(chan result, buyers)
+	start := make(chan struct{})
+	var returned atomic.Int64
+	for u := 0; u < buyers; u++ {
+		go func() {
+			<-start
+			r := actors.Request{ItemID: "c", UserID: fmt.Sprint("u", u), Quantity: 1}
+			o, dup, err := n.Engine.Purchase(context.Background(), r)
+			returned.Add(1)
+			results <- result{r, o, dup, err}
+		}()
+	}
+	close(start)
+	testutil.WaitFor(t, 10*time.Second, func() bool { r, _ := fsm.Remaining("c"); return r < 1<<30 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := n.Engine.Close(ctx); err != nil {
+		t.Fatalf("Close() = %v; want nil", err)
+	}
+	if !testutil.Eventually(10*time.Second, func() bool { return returned.Load() == buyers }) {
+		t.Fatalf("10s after Close, %d of %d Purchase calls have returned; want all (RequestTimeout is %v)", returned.Load(), buyers, ec.RequestTimeout)
+	}
+	close(results)
+	confirmed := 0
+	kinds := map[string]int{}
+	for r := range results {
+		bought := fsm.Bought("c", r.req.UserID)
+		switch {
+		case r.err == nil:
+			confirmed++
+			kinds["confirmed"]++
+			if bought != 1 {
+				t.Errorf("Purchase(%s) confirmed, but Bought = %d; want 1", r.req.UserID, bought)
+			}
+		case errors.Is(r.err, raftstore.ErrUnknownOutcome):
+			kinds["unknown outcome"]++
+		case errors.Is(r.err, actors.ErrClosed), errors.Is(r.err, raftstore.ErrNotLeader), errors.Is(r.err, raftstore.ErrUnavailable):
+			kinds[fmt.Sprint(r.err)]++
+			if bought != 0 {
+				t.Errorf("Purchase(%s) = %v (not applied), but Bought = %d; want 0", r.req.UserID, r.err, bought)
+			}
+		default:
+			kinds[fmt.Sprint(r.err)]++
+			t.Errorf("Purchase(%s) during Close = %v; want nil, ErrClosed, ErrNotLeader, ErrUnavailable or ErrUnknownOutcome", r.req.UserID, r.err)
+		}
+	}
+	t.Logf("answers: %v", kinds)
+	remaining, _ := fsm.Remaining("c")
+	if sold := int64(1<<30) - remaining; int64(confirmed) > sold || kinds["unknown outcome"] == 0 && int64(confirmed) != sold {
+		t.Errorf("%d confirmed answers; FSM sold %d", confirmed, sold)
+	}
+	if _, _, err := n.Engine.Purchase(context.Background(), actors.Request{ItemID: "c", UserID: "late", Quantity: 1}); !errors.Is(err, actors.ErrClosed) {
+		t.Errorf("Purchase after Close = %v; want %v", err, actors.ErrClosed)
+	}
+	if err := n.Engine.Close(ctx); err != nil {
+		t.Errorf("second Close() = %v; want nil", err)
+	}
+}
+
+func TestEngineConfigValidate(t *testing.T) {
+	if err := actors.DefaultConfig().Validate(); err != nil {
+		t.Fatalf("DefaultConfig().Validate() = %v; want nil", err)
+	}
+	tests := []struct {
+		name   string
+		change func(*actors.Config)
+	}{
+		{"queue", func(c *actors.Config) { c.QueueMax = 0 }},
+		{"batch zero", func(c *actors.Config) { c.BatchMax = 0 }},
+		{"batch beyond order positions", func(c *actors.Config) { c.BatchMax = orders.PositionsMax }},
+		{"timeout", func(c *actors.Config) { c.RequestTimeout = 0 }},
+		{"unflushed", func(c *actors.Config) { c.MaxUnflushed = 0 }},
+	}
+	for _, tc := range tests {
+		c := actors.DefaultConfig()
+		tc.change(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: Validate() = nil; want an error", tc.name)
+		}
+		if _, err := actors.NewEngine(c, actors.Deps{Logger: testutil.Logger()}); err == nil {
+			t.Errorf("%s: NewEngine() = nil error; want the validation error", tc.name)
+		}
+	}
+}
+
+func BenchmarkEnginePurchase(b *testing.B) {
+	n := testutil.NewNode(b, testutil.NodeOptions{Shards: 1})
+	n.CreateItem(b, raftstore.CreateItem{ID: "bench", Stock: math.MaxInt64 / 2, PerUserLimit: 1})
+	var user atomic.Int64
+	var failed atomic.Int64
+	b.SetParallelism(64) // shoppers per CPU: enough to fill group-commit batches
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			u := fmt.Sprint("u", user.Add(1))
+			if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "bench", UserID: u, RequestID: u, Quantity: 1}); err != nil {
+				failed.Add(1)
+			}
+		}
+	})
+	b.StopTimer()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d of %d purchases failed", f, b.N)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "purchases/s")
+}

@@ -1,0 +1,571 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+
+	"github.com/flashstock/flashstock/config"
+	"github.com/flashstock/flashstock/internal/node"
+	"github.com/flashstock/flashstock/orders"
+	"github.com/flashstock/flashstock/orders/mysql"
+	"github.com/flashstock/flashstock/raftstore"
+)
+
+// These tests run whole nodes in one process on real TCP (127.0.0.1,
+// ports chosen at run time), real Raft on disk, real memberlist and
+// protoactor remoting. protoactor's cluster layer has data races of its
+// own (shared/research/protoactor.md §6), so this package runs without
+// -race.
+
+const adminToken = "test-admin-token-0123456789"
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type testCluster struct {
+	t     *testing.T
+	cfgs  []config.Config
+	nodes []*node.Node
+	dsns  []string
+}
+
+// mysqlDSNs returns the test MariaDB databases, or nil; in CI they are
+// required.
+func mysqlDSNs(t *testing.T) []string {
+	v := os.Getenv("FLASHSTOCK_TEST_MYSQL_DSNS")
+	if v == "" {
+		if os.Getenv("FLASHSTOCK_REQUIRE_MYSQL") == "1" {
+			t.Fatal("FLASHSTOCK_TEST_MYSQL_DSNS is not set but FLASHSTOCK_REQUIRE_MYSQL=1")
+		}
+		return nil
+	}
+	return strings.Split(v, ",")
+}
+
+// newTestCluster starts n nodes that bootstrap together. With dsns they
+// share a MySQL order store (each test uses fresh tables: see freshMySQL).
+func newTestCluster(t *testing.T, n int, dsns []string) *testCluster {
+	t.Helper()
+	tc := &testCluster{t: t, dsns: dsns}
+	var seed string
+	for i := 0; i < n; i++ {
+		c := config.Default()
+		c.Name = fmt.Sprintf("n%d", i)
+		c.DataDir = t.TempDir()
+		c.HTTPAddr, c.RaftAddr, c.GossipAddr, c.ActorAddr = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+		if i == 0 {
+			seed = c.GossipAddr
+		} else {
+			c.Join = []string{seed}
+		}
+		c.BootstrapExpect = n
+		c.Shards = 4
+		c.Replicas = 3
+		c.GossipProfile = "local"
+		c.HeartbeatTimeout = 400 * time.Millisecond
+		c.DeadNodeGrace = 3 * time.Second
+		c.AdminToken = adminToken
+		c.TrustUserHeader = true
+		c.RequestTimeout = 3 * time.Second
+		c.OrdersDSN = dsns
+		c.LogLevel = "warn"
+		tc.cfgs = append(tc.cfgs, c)
+	}
+	tc.nodes = make([]*node.Node, n)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range tc.cfgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tc.nodes[i], errs[i] = tc.start(i)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("start n%d: %v", i, err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, nd := range tc.nodes {
+			if nd != nil {
+				nd.Kill()
+			}
+		}
+	})
+	tc.waitReady()
+	return tc
+}
+
+func (tc *testCluster) start(i int) (*node.Node, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", i)
+	return node.Start(ctx, tc.cfgs[i], openMySQL, io.Discard, log)
+}
+
+func openMySQL(ctx context.Context, cfg config.Config) (orders.Sink, error) {
+	mc := mysql.DefaultConfig()
+	mc.DSNs, mc.Tables = cfg.OrdersDSN, cfg.OrderTables
+	return mysql.Open(ctx, mc)
+}
+
+// restart starts node i again on its data dir.
+func (tc *testCluster) restart(i int) {
+	tc.t.Helper()
+	nd, err := tc.start(i)
+	if err != nil {
+		tc.t.Fatalf("restart n%d: %v", i, err)
+	}
+	tc.nodes[i] = nd
+}
+
+func (tc *testCluster) live() []int {
+	var out []int
+	for i, nd := range tc.nodes {
+		if nd != nil && nd.Ready() {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// waitReady waits until every running node sees a leader for every shard.
+func (tc *testCluster) waitReady() {
+	tc.t.Helper()
+	waitFor(tc.t, 30*time.Second, "cluster ready", func() bool {
+		for _, nd := range tc.nodes {
+			if nd != nil && !nd.Store().Ready() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// leaderOf returns the index of the node leading the item's shard.
+func (tc *testCluster) leaderOf(item string) int {
+	for i, nd := range tc.nodes {
+		if nd == nil {
+			continue
+		}
+		sh := nd.Store().Shard(nd.Store().ShardFor(item))
+		if sh.Ready() {
+			return i
+		}
+	}
+	return -1
+}
+
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+
+type response struct {
+	status int
+	body   map[string]any
+}
+
+func (r response) code() string {
+	if e, ok := r.body["error"].(map[string]any); ok {
+		return e["code"].(string)
+	}
+	return ""
+}
+
+func (tc *testCluster) do(i int, method, path, user string, body any) (response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://"+tc.cfgs[i].HTTPAddr+path, rd)
+	if err != nil {
+		return response{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if user == "admin" {
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+	} else if user != "" {
+		req.Header.Set("X-User-ID", user)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	r := response{status: resp.StatusCode}
+	if err := json.NewDecoder(resp.Body).Decode(&r.body); err != nil {
+		return r, fmt.Errorf("%s %s: decode: %w", method, path, err)
+	}
+	return r, nil
+}
+
+func (tc *testCluster) mustDo(i int, method, path, user string, body any, want int) map[string]any {
+	tc.t.Helper()
+	r, err := tc.do(i, method, path, user, body)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	if r.status != want {
+		tc.t.Fatalf("n%d %s %s = %d %v; want %d", i, method, path, r.status, r.body, want)
+	}
+	return r.body
+}
+
+// checkReplicas checks that every live replica of the item's shard agrees
+// on the remaining stock once replication settles, and returns it.
+func (tc *testCluster) checkReplicas(item string) int64 {
+	tc.t.Helper()
+	var rem int64
+	waitFor(tc.t, 10*time.Second, "replicas agree on "+item, func() bool {
+		seen := map[int64]bool{}
+		for _, i := range tc.live() {
+			r, ok := tc.nodes[i].Store().Shard(tc.nodes[i].Store().ShardFor(item)).FSM().Remaining(item)
+			if !ok {
+				return false
+			}
+			seen[r] = true
+			rem = r
+		}
+		return len(seen) == 1
+	})
+	return rem
+}
+
+// sale is a recorded run of buyers against the cluster.
+type sale struct {
+	mu        sync.Mutex
+	confirmed map[string]string // request key (user/request) -> order id
+	byOrder   map[string]string // order id -> request key
+	unknown   map[string]bool   // request keys whose outcome we never learned
+	last      time.Time         // last confirmation
+	maxGap    time.Duration
+	errs      []string
+}
+
+func newSale() *sale {
+	return &sale{confirmed: map[string]string{}, byOrder: map[string]string{}, unknown: map[string]bool{}, last: time.Now()}
+}
+
+func (s *sale) record(key string, r response, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case err != nil || r.status == 503:
+		s.unknown[key] = true
+	case r.status == 201 || r.status == 200:
+		id := r.body["order_id"].(string)
+		if prev, ok := s.confirmed[key]; ok && prev != id {
+			s.errs = append(s.errs, fmt.Sprintf("request %s confirmed as %s and %s", key, prev, id))
+		}
+		if k, ok := s.byOrder[id]; ok && k != key {
+			s.errs = append(s.errs, fmt.Sprintf("order %s given to %s and %s", id, k, key))
+		}
+		s.confirmed[key], s.byOrder[id] = id, key
+		delete(s.unknown, key)
+		now := time.Now()
+		if gap := now.Sub(s.last); gap > s.maxGap {
+			s.maxGap = gap
+		}
+		s.last = now
+	case r.status == 409:
+		if r.code() != "sold_out" && r.code() != "limit_exceeded" {
+			s.errs = append(s.errs, fmt.Sprintf("request %s: 409 %s", key, r.code()))
+		}
+		delete(s.unknown, key)
+	default:
+		s.errs = append(s.errs, fmt.Sprintf("request %s: %d %v", key, r.status, r.body))
+	}
+}
+
+// buy runs workers that buy item until stop, each request with its own
+// request ID, spread over the nodes that are up, retrying 503s with the
+// same request ID a few times.
+func (tc *testCluster) buy(ctx context.Context, s *sale, item string, workers int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ctx.Err() == nil; n++ {
+				user := fmt.Sprintf("w%d-u%d", w, n)
+				key := user + "/r"
+				for try := 0; try < 5 && ctx.Err() == nil; try++ {
+					live := tc.live()
+					if len(live) == 0 {
+						time.Sleep(50 * time.Millisecond)
+						continue
+					}
+					i := live[(w+n+try)%len(live)]
+					r, err := tc.do(i, "POST", "/v1/items/"+item+"/purchase", user, map[string]any{"request_id": "r"})
+					s.record(key, r, err)
+					if err == nil && r.status != 503 {
+						break
+					}
+					time.Sleep(time.Duration(20*(try+1)) * time.Millisecond)
+				}
+			}
+		}()
+	}
+	return &wg
+}
+
+// settleUnknown retries every request whose outcome is unknown with the
+// same request ID until each has a definite answer.
+func (tc *testCluster) settleUnknown(s *sale, item string) {
+	tc.t.Helper()
+	s.mu.Lock()
+	keys := make([]string, 0, len(s.unknown))
+	for k := range s.unknown {
+		keys = append(keys, k)
+	}
+	s.mu.Unlock()
+	for _, key := range keys {
+		user := strings.TrimSuffix(key, "/r")
+		waitFor(tc.t, 15*time.Second, "definite answer for "+key, func() bool {
+			live := tc.live()
+			r, err := tc.do(live[0], "POST", "/v1/items/"+item+"/purchase", user, map[string]any{"request_id": "r"})
+			s.record(key, r, err)
+			return err == nil && r.status != 503
+		})
+	}
+}
+
+// checkSale checks the invariants: no request or order confirmed twice,
+// sold == confirmed on every replica, and every confirmed order remembered
+// by every replica (its request ID resolves to the same order).
+func (tc *testCluster) checkSale(s *sale, item string, stock int64) {
+	tc.t.Helper()
+	tc.settleUnknown(s, item)
+	for _, e := range s.errs {
+		tc.t.Error(e)
+	}
+	rem := tc.checkReplicas(item)
+	if sold := stock - rem; sold != int64(len(s.confirmed)) {
+		tc.t.Fatalf("sold %d in Raft; %d confirmed to shoppers", sold, len(s.confirmed))
+	}
+	for key, id := range s.confirmed {
+		user := strings.TrimSuffix(key, "/r")
+		for _, i := range tc.live() {
+			o, ok := tc.nodes[i].Store().Shard(tc.nodes[i].Store().ShardFor(item)).FSM().LookupRequest(user, "r")
+			if !ok || orders.FormatID(o.ID) != id {
+				tc.t.Fatalf("n%d: request %s -> %v %v; want order %s", i, key, o.ID, ok, id)
+			}
+		}
+	}
+}
+
+func TestClusterSaleSpreadOverNodes(t *testing.T) {
+	tc := newTestCluster(t, 3, nil)
+	const stock = 3000
+	tc.mustDo(1, "POST", "/v1/items", "admin", map[string]any{"id": "spread", "stock": stock}, 201)
+	// Every node sees the item (replicated or forwarded).
+	for i := range tc.nodes {
+		waitFor(t, 5*time.Second, "item visible", func() bool {
+			r, err := tc.do(i, "GET", "/v1/items/spread", "", nil)
+			return err == nil && r.status == 200
+		})
+	}
+	s := newSale()
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := tc.buy(ctx, s, "spread", 48)
+	waitFor(t, 60*time.Second, "sold out", func() bool {
+		r, err := tc.do(0, "GET", "/v1/items/spread", "", nil)
+		return err == nil && r.body["remaining"].(float64) == 0
+	})
+	cancel()
+	wg.Wait()
+	tc.checkSale(s, "spread", stock)
+	if len(s.confirmed) != stock {
+		t.Fatalf("confirmed %d; want %d", len(s.confirmed), stock)
+	}
+	// Sold out answers come from every node's replica, no hop.
+	for i := range tc.nodes {
+		r, _ := tc.do(i, "POST", "/v1/items/spread/purchase", "late", nil)
+		if r.status != 409 || r.code() != "sold_out" {
+			t.Errorf("n%d late purchase = %d %s; want 409 sold_out", i, r.status, r.code())
+		}
+	}
+}
+
+func TestClusterLeaderKillMidSale(t *testing.T) {
+	dsns := mysqlDSNs(t)
+	if dsns != nil {
+		dsns = freshMySQL(t, dsns)
+	}
+	tc := newTestCluster(t, 3, dsns)
+	const stock = 1_000_000
+	tc.mustDo(0, "POST", "/v1/items", "admin", map[string]any{"id": "hot", "stock": stock}, 201)
+	s := newSale()
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := tc.buy(ctx, s, "hot", 32)
+	waitFor(t, 20*time.Second, "sales", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.confirmed) > 1000 })
+
+	victim := tc.leaderOf("hot")
+	if victim < 0 {
+		t.Fatal("no leader for hot")
+	}
+	s.mu.Lock()
+	before := len(s.confirmed)
+	s.maxGap = 0
+	s.last = time.Now()
+	s.mu.Unlock()
+	t.Logf("killing n%d, leader of hot's shard, after %d confirmed", victim, before)
+	tc.nodes[victim].Kill()
+	waitFor(t, 20*time.Second, "sales resume", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.confirmed) > before+2000 })
+	cancel()
+	wg.Wait()
+	s.mu.Lock()
+	t.Logf("longest gap without a confirmed purchase across the kill: %v", s.maxGap)
+	s.mu.Unlock()
+	tc.checkSale(s, "hot", stock)
+
+	tc.restart(victim)
+	tc.waitReady()
+	tc.checkSale(s, "hot", stock) // the restarted node caught up and remembers every order
+
+	if dsns != nil {
+		tc.checkMySQL(s, "hot", stock)
+	}
+}
+
+func TestClusterMinorityCannotCommit(t *testing.T) {
+	tc := newTestCluster(t, 3, nil)
+	tc.mustDo(0, "POST", "/v1/items", "admin", map[string]any{"id": "part", "stock": 100000}, 201)
+	s := newSale()
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := tc.buy(ctx, s, "part", 16)
+	waitFor(t, 20*time.Second, "sales", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.confirmed) > 500 })
+
+	old := tc.leaderOf("part")
+	shard := tc.nodes[old].Store().ShardFor("part")
+	var others []string
+	for i, nd := range tc.nodes {
+		if i != old {
+			others = append(others, nd.Store().Addr())
+			nd.Store().Block([]string{tc.nodes[old].Store().Addr()})
+		}
+	}
+	tc.nodes[old].Store().Block(others)
+	t.Logf("partitioned n%d (leader of shard %d) from the others", old, shard)
+
+	// The isolated old leader cannot commit: a purchase applied directly on
+	// its replica never succeeds.
+	sh := tc.nodes[old].Store().Shard(shard)
+	res, err := sh.PurchaseBatch("part", []raftstore.Purchase{{UserID: "minority", RequestID: "m", Quantity: 1}})
+	if err == nil {
+		t.Fatalf("minority leader committed a purchase: %v", res)
+	}
+	// The majority elects a leader and goes on selling.
+	waitFor(t, 10*time.Second, "new leader in the majority", func() bool {
+		l := tc.leaderOf("part")
+		return l >= 0 && l != old
+	})
+	s.mu.Lock()
+	before := len(s.confirmed)
+	s.mu.Unlock()
+	waitFor(t, 20*time.Second, "majority sells", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.confirmed) > before+500 })
+
+	for _, nd := range tc.nodes {
+		nd.Store().Block(nil)
+	}
+	cancel()
+	wg.Wait()
+	tc.checkSale(s, "part", 100000)
+	for _, i := range tc.live() {
+		if _, ok := tc.nodes[i].Store().Shard(shard).FSM().LookupRequest("minority", "m"); ok {
+			t.Fatalf("n%d has the minority's purchase", i)
+		}
+	}
+}
+
+// freshMySQL creates two empty databases for one test and returns their
+// DSNs; they are dropped afterwards.
+func freshMySQL(t *testing.T, dsns []string) []string {
+	t.Helper()
+	base := dsns[0][:strings.LastIndex(dsns[0], "/")+1]
+	var out []string
+	for i := 0; i < 2; i++ {
+		name := fmt.Sprintf("fs_cluster_%d_%d", time.Now().UnixNano()%1_000_000, i)
+		mustExecMySQL(t, base, "CREATE DATABASE "+name)
+		t.Cleanup(func() { mustExecMySQL(t, base, "DROP DATABASE IF EXISTS "+name) })
+		out = append(out, base+name)
+	}
+	return out
+}
+
+func mustExecMySQL(t *testing.T, dsn, stmt string) {
+	t.Helper()
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(stmt); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkMySQL checks that after the flush every confirmed order is in MySQL
+// exactly once and the stored units match the units sold in Raft.
+func (tc *testCluster) checkMySQL(s *sale, item string, stock int64) {
+	tc.t.Helper()
+	mc := mysql.DefaultConfig()
+	mc.DSNs = tc.dsns
+	sink, err := mysql.Open(context.Background(), mc)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	defer sink.Close()
+	sold := stock - tc.checkReplicas(item)
+	waitFor(tc.t, 30*time.Second, "orders flushed to MySQL", func() bool {
+		units, err := sink.SoldByItem(context.Background())
+		return err == nil && units[item] == sold
+	})
+	ids := make([]uint64, 0, len(s.confirmed))
+	for _, id := range s.confirmed {
+		v, _ := orders.ParseID(id)
+		ids = append(ids, v)
+	}
+	copies, err := sink.Copies(context.Background(), ids)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	for _, id := range ids {
+		if n := len(copies[id]); n != 1 {
+			tc.t.Fatalf("order %d stored %d times in MySQL; want 1", id, n)
+		}
+	}
+}
