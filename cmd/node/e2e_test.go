@@ -69,25 +69,51 @@ type testNode struct {
 // it is ready.
 func startNode(t *testing.T, dir string, extra ...string) *testNode {
 	t.Helper()
-	httpAddr := freeAddr(t)
+	n := launchNode(t, dir, nodeAddrs{http: freeAddr(t), raft: freeAddr(t), gossip: freeAddr(t), actor: freeAddr(t)}, "n1", extra...)
+	n.waitReady()
+	return n
+}
+
+type nodeAddrs struct{ http, raft, gossip, actor string }
+
+// launchNode starts the node binary without waiting for it.
+func launchNode(t *testing.T, dir string, a nodeAddrs, name string, extra ...string) *testNode {
+	t.Helper()
 	args := append([]string{
-		"--name", "n1", "--data-dir", dir, "--http-addr", httpAddr, "--raft-addr", freeAddr(t),
-		"--gossip-addr", freeAddr(t), "--shards", "4", "--log-level", "warn",
+		"--name", name, "--data-dir", dir, "--http-addr", a.http, "--raft-addr", a.raft,
+		"--gossip-addr", a.gossip, "--actor-addr", a.actor, "--shards", "4", "--log-level", "warn",
 	}, extra...)
-	n := &testNode{t: t, dir: dir, url: "http://" + httpAddr, stderr: &bytes.Buffer{}, done: make(chan struct{}),
+	n := &testNode{t: t, dir: dir, url: "http://" + a.http, stderr: &bytes.Buffer{}, done: make(chan struct{}),
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}}}
 	n.cmd = exec.Command(nodeBin, args...)
-	n.cmd.Stderr = n.stderr
+	n.cmd.Stderr = &lockedWriter{w: n.stderr}
 	n.cmd.Stdout = io.Discard
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { n.exitErr = n.cmd.Wait(); close(n.done) }()
 	t.Cleanup(func() { n.kill() })
-	waitFor(t, 20*time.Second, func() bool {
+	return n
+}
+
+// lockedWriter lets the test read a child's stderr while it runs.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (n *testNode) waitReady() {
+	n.t.Helper()
+	waitFor(n.t, 30*time.Second, func() bool {
 		select {
 		case <-n.done:
-			t.Fatalf("node exited: %v\n%s", n.exitErr, n.stderr)
+			n.t.Fatalf("node exited: %v\n%s", n.exitErr, n.stderr)
 		default:
 		}
 		resp, err := n.client.Get(n.url + "/readyz")
@@ -97,12 +123,13 @@ func startNode(t *testing.T, dir string, extra ...string) *testNode {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	tok, err := os.ReadFile(filepath.Join(dir, "admin-token"))
-	if err != nil {
-		t.Fatal(err)
+	if n.token == "" {
+		tok, err := os.ReadFile(filepath.Join(n.dir, "admin-token"))
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		n.token = strings.TrimSpace(string(tok))
 	}
-	n.token = strings.TrimSpace(string(tok))
-	return n
 }
 
 func (n *testNode) kill() {
