@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/flashstock/flashstock/cluster"
+	"github.com/flashstock/flashstock/internal/breaker"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/raftstore"
 )
@@ -56,11 +57,18 @@ type Config struct {
 	BatchMax       int           // purchases per Raft entry
 	RequestTimeout time.Duration // how long a caller waits for its answer
 	MaxUnflushed   int           // confirmed orders per shard not yet in the order store
+	// AdmissionMax bounds the purchases this node has in flight (its own
+	// shoppers, waiting on any actor); beyond it, overloaded at once.
+	AdmissionMax int
+	// ItemCacheTTL bounds how stale an item read may be on a node that
+	// holds no replica of the item's shard.
+	ItemCacheTTL time.Duration
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{QueueMax: 4096, BatchMax: 1024, RequestTimeout: 5 * time.Second, MaxUnflushed: 1_000_000}
+	return Config{QueueMax: 4096, BatchMax: 1024, RequestTimeout: 5 * time.Second, MaxUnflushed: 1_000_000,
+		AdmissionMax: 20000, ItemCacheTTL: time.Second}
 }
 
 // Validate reports the first invalid setting.
@@ -74,6 +82,10 @@ func (c Config) Validate() error {
 		return errors.New("actors: request timeout must be positive")
 	case c.MaxUnflushed < 1:
 		return errors.New("actors: max unflushed must be positive")
+	case c.AdmissionMax < 1:
+		return errors.New("actors: admission max must be positive")
+	case c.ItemCacheTTL < 0:
+		return errors.New("actors: item cache ttl must not be negative")
 	}
 	return nil
 }
@@ -133,9 +145,30 @@ type Engine struct {
 	place    cluster.Placement
 	provider pcluster.ClusterProvider
 
-	closed  atomic.Bool
-	applies sync.WaitGroup // Raft applies started by item actors
+	closed   atomic.Bool
+	applies  sync.WaitGroup // Raft applies started by item actors
+	inflight atomic.Int64   // this node's purchases in flight
+
+	breakers sync.Map // remote actor address -> *breaker.Breaker
+	items    sync.Map // item ID -> cachedItem, for items this node has no replica of
 }
+
+// cachedItem is an item as its owner last reported it.
+type cachedItem struct {
+	item raftstore.Item
+	at   time.Time
+}
+
+// Breaker settings for calls to other nodes: after breakerThreshold
+// failures in a row (timeouts, dead letters, a leader that moved away), a
+// node is skipped for breakerCooldown.
+const (
+	breakerThreshold = 5
+	breakerCooldown  = time.Second
+	// staleItemMax is how old a cached item may be when its owner cannot
+	// be reached: a degraded answer instead of an error.
+	staleItemMax = 30 * time.Second
+)
 
 // NewEngine starts the actor system's cluster member and returns the
 // engine. It takes about a second: protoactor's StartMember waits for its
@@ -218,15 +251,51 @@ func (e *Engine) CreateItem(ctx context.Context, c raftstore.CreateItem) (raftst
 
 // Item returns an item: from this node's replica of its shard when it has
 // one (at most a replication delay behind the leader), else from the owner.
+//
+// On a node without a replica, reads come from a local cache no older than
+// ItemCacheTTL (the multi-level cache of a classic flash-sale design: the
+// owner's FSM, then this cache); when the owner cannot be reached, a cached
+// copy up to staleItemMax old is served rather than an error.
 func (e *Engine) Item(ctx context.Context, id string) (raftstore.Item, error) {
 	sh := e.store.Shard(e.store.ShardFor(id))
-	if it, ok := sh.FSM().Item(id); ok {
+	if sh.Replica() {
+		if it, ok := sh.FSM().Item(id); ok {
+			return it, nil
+		}
+		if sh.Ready() {
+			return raftstore.Item{}, raftstore.ErrItemNotFound
+		}
+	}
+	c, cached := e.cachedItem(id)
+	if cached && e.now().Sub(c.at) <= e.cfg.ItemCacheTTL {
+		return c.item, nil
+	}
+	it, err := e.callItem(ctx, id, &getItem{})
+	if err == nil {
+		e.items.Store(id, cachedItem{item: it, at: e.now()})
 		return it, nil
 	}
-	if sh.Ready() {
-		return raftstore.Item{}, raftstore.ErrItemNotFound
+	if cached && e.now().Sub(c.at) <= staleItemMax && errors.Is(err, raftstore.ErrUnavailable) {
+		return c.item, nil // degraded: the owner is unreachable
 	}
-	return e.callItem(ctx, id, &getItem{})
+	return raftstore.Item{}, err
+}
+
+func (e *Engine) cachedItem(id string) (cachedItem, bool) {
+	v, ok := e.items.Load(id)
+	if !ok {
+		return cachedItem{}, false
+	}
+	return v.(cachedItem), true
+}
+
+// noteSoldOut records in the cache that an item this node has no replica
+// of is sold out, so the next shoppers here are answered without a hop.
+func (e *Engine) noteSoldOut(id string) {
+	if c, ok := e.cachedItem(id); ok {
+		c.item.Remaining, c.at = 0, e.now()
+		e.items.Store(id, c)
+	}
 }
 
 // Restock adds delta units to an item.
@@ -267,29 +336,20 @@ func (e *Engine) Purchase(ctx context.Context, r Request) (orders.Order, bool, e
 	if e.closed.Load() {
 		return orders.Order{}, false, ErrClosed
 	}
-	sh := e.store.Shard(e.store.ShardFor(r.ItemID))
-	fsm := sh.FSM()
-	if r.RequestID != "" {
-		if o, ok := fsm.LookupRequest(r.UserID, r.RequestID); ok {
-			if o.ItemID != r.ItemID {
-				return orders.Order{}, false, raftstore.ErrRequestConflict
-			}
-			return o, true, nil
-		}
+	if n := e.inflight.Add(1); n > int64(e.cfg.AdmissionMax) {
+		e.inflight.Add(-1)
+		return orders.Order{}, false, ErrOverloaded
 	}
-	if it, ok := fsm.Item(r.ItemID); ok {
-		switch {
-		case r.Quantity < 1 || r.Quantity > it.PerUserLimit:
-			return orders.Order{}, false, raftstore.ErrInvalidQuantity
-		case !saleOpen(&it, e.now().UnixNano()):
-			return orders.Order{}, false, raftstore.ErrNotOnSale
-		case it.Remaining < int64(r.Quantity):
-			return orders.Order{}, false, raftstore.ErrSoldOut
-		case fsm.PendingCount() >= e.cfg.MaxUnflushed:
-			return orders.Order{}, false, ErrBacklogFull
+	defer e.inflight.Add(-1)
+	sh := e.store.Shard(e.store.ShardFor(r.ItemID))
+	if sh.Replica() {
+		if o, dup, done, err := e.answerFromReplica(sh, r); done {
+			return o, dup, err
 		}
-	} else if sh.Ready() {
-		return orders.Order{}, false, raftstore.ErrItemNotFound
+	} else if c, ok := e.cachedItem(r.ItemID); ok && e.now().Sub(c.at) <= e.cfg.ItemCacheTTL {
+		if err := admit(&c.item, r, e.now().UnixNano()); err != nil {
+			return orders.Order{}, false, err
+		}
 	}
 	reply, err := e.call(ctx, r.ItemID, &Purchase{Request: r}, r.RequestID != "")
 	if err != nil {
@@ -299,9 +359,53 @@ func (e *Engine) Purchase(ctx context.Context, r Request) (orders.Order, bool, e
 	case *Purchased:
 		return m.Order, m.Duplicate, nil
 	case *Rejected:
+		if errors.Is(m.Err, raftstore.ErrSoldOut) && !sh.Replica() {
+			e.noteSoldOut(r.ItemID)
+		}
 		return orders.Order{}, false, m.Err
 	}
 	return orders.Order{}, false, fmt.Errorf("actors: unexpected reply %T", reply)
+}
+
+// answerFromReplica answers a purchase from this node's replica when the
+// outcome is already known there; done is false when the owner must decide.
+func (e *Engine) answerFromReplica(sh *raftstore.Shard, r Request) (o orders.Order, dup, done bool, err error) {
+	fsm := sh.FSM()
+	if r.RequestID != "" {
+		if o, ok := fsm.LookupRequest(r.UserID, r.RequestID); ok {
+			if o.ItemID != r.ItemID {
+				return orders.Order{}, false, true, raftstore.ErrRequestConflict
+			}
+			return o, true, true, nil
+		}
+	}
+	it, ok := fsm.Item(r.ItemID)
+	if !ok {
+		if sh.Ready() {
+			return orders.Order{}, false, true, raftstore.ErrItemNotFound
+		}
+		return orders.Order{}, false, false, nil // maybe created a moment ago
+	}
+	if err := admit(&it, r, e.now().UnixNano()); err != nil {
+		return orders.Order{}, false, true, err
+	}
+	if fsm.PendingCount() >= e.cfg.MaxUnflushed {
+		return orders.Order{}, false, true, ErrBacklogFull
+	}
+	return orders.Order{}, false, false, nil
+}
+
+// admit applies the checks whose answer an item's state already gives.
+func admit(it *raftstore.Item, r Request, now int64) error {
+	switch {
+	case r.Quantity < 1 || r.Quantity > it.PerUserLimit:
+		return raftstore.ErrInvalidQuantity
+	case !saleOpen(it, now):
+		return raftstore.ErrNotOnSale
+	case it.Remaining < int64(r.Quantity):
+		return raftstore.ErrSoldOut
+	}
+	return nil
 }
 
 // saleOpen is the admission-time check of the sale window, on this node's
@@ -329,12 +433,26 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 			return nil, ErrClosed
 		}
 		pid := e.pid(id)
+		var brk *breaker.Breaker
+		if pid != nil && pid.Address != e.sys.Address() {
+			brk = e.breaker(pid.Address)
+			if !brk.Allow() {
+				return nil, fmt.Errorf("%w: node %s is failing (circuit open)", raftstore.ErrUnavailable, pid.Address)
+			}
+		}
 		if pid != nil {
 			left := time.Until(deadline)
 			if left <= 0 {
 				return nil, ErrTimeout
 			}
 			res, err := e.await(ctx, id, pid, env, left)
+			if brk != nil {
+				if err != nil {
+					brk.Failure()
+				} else {
+					brk.Success()
+				}
+			}
 			switch {
 			case errors.Is(err, errOwnerMoved):
 				// The leader moved while we waited: the old one may or may
@@ -385,6 +503,28 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 		backoff = min(backoff*2, 200*time.Millisecond)
 	}
 }
+
+// breaker returns the circuit breaker of a remote actor address.
+func (e *Engine) breaker(addr string) *breaker.Breaker {
+	if b, ok := e.breakers.Load(addr); ok {
+		return b.(*breaker.Breaker)
+	}
+	b, _ := e.breakers.LoadOrStore(addr, breaker.New(breakerThreshold, breakerCooldown, e.now))
+	return b.(*breaker.Breaker)
+}
+
+// Breakers returns the state of every remote node's circuit breaker.
+func (e *Engine) Breakers() map[string]string {
+	out := map[string]string{}
+	e.breakers.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*breaker.Breaker).State().String()
+		return true
+	})
+	return out
+}
+
+// Inflight returns the number of this node's purchases in flight.
+func (e *Engine) Inflight() int64 { return e.inflight.Load() }
 
 // errOwnerMoved: the item's owner changed while a request waited on the
 // old one.

@@ -38,6 +38,13 @@ type Config struct {
 	AuthSecret      string
 	TrustUserHeader bool
 	AdminToken      string
+	TrustedProxies  []string
+
+	RateNode     float64 // requests/s to this node; 0 = off
+	RateUser     float64 // purchases/s per shopper; 0 = off
+	RateIP       float64 // unauthenticated reads/s per client IP; 0 = off
+	AdmissionMax int     // this node's purchases in flight
+	ItemCacheTTL time.Duration
 
 	QueueMax       int
 	BatchMax       int
@@ -67,6 +74,10 @@ func Default() Config {
 		GossipProfile:    "lan",
 		HeartbeatTimeout: 500 * time.Millisecond,
 		OrderTables:      16,
+		RateUser:         5,
+		RateIP:           100,
+		AdmissionMax:     20000,
+		ItemCacheTTL:     time.Second,
 		QueueMax:         4096,
 		BatchMax:         1024,
 		MaxUnflushed:     1_000_000,
@@ -127,14 +138,25 @@ func (c *Config) Validate() error {
 		return errors.New("--raft-heartbeat-timeout must be at least 50ms")
 	case c.OrderTables < 1 || c.OrderTables > 1024:
 		return fmt.Errorf("--order-tables %d: want 1..1024", c.OrderTables)
-	case c.QueueMax < 1, c.BatchMax < 1, c.MaxUnflushed < 1, c.DedupMax < 1, c.FlushBatch < 1:
-		return errors.New("--queue-max, --batch-max, --max-unflushed, --dedup-max and --flush-batch must be positive")
+	case c.QueueMax < 1, c.BatchMax < 1, c.MaxUnflushed < 1, c.DedupMax < 1, c.FlushBatch < 1, c.AdmissionMax < 1:
+		return errors.New("--queue-max, --batch-max, --max-unflushed, --dedup-max, --flush-batch and --admission-max must be positive")
+	case c.BatchMax > 4096:
+		return fmt.Errorf("--batch-max %d: want at most 4096", c.BatchMax)
+	case c.RateNode < 0, c.RateUser < 0, c.RateIP < 0:
+		return errors.New("--rate-node, --rate-user and --rate-ip must not be negative (0 turns one off)")
+	case c.ItemCacheTTL < 0 || c.ItemCacheTTL > time.Minute:
+		return fmt.Errorf("--item-cache-ttl %v: want 0..1m", c.ItemCacheTTL)
 	case c.RequestTimeout <= 0, c.DedupRetention <= 0, c.FlushInterval <= 0, c.DrainTimeout <= 0:
 		return errors.New("--request-timeout, --dedup-retention, --flush-interval and --drain-timeout must be positive")
 	case c.AuthSecret != "" && len(c.AuthSecret) < 16:
 		return errors.New("--auth-secret must be at least 16 characters")
 	case c.AdminToken != "" && len(c.AdminToken) < 16:
 		return errors.New("--admin-token must be at least 16 characters")
+	}
+	for _, p := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil {
+			return fmt.Errorf("--trusted-proxies %q: want CIDRs such as 10.0.0.0/8", p)
+		}
 	}
 	if !IsLoopback(c.HTTPAddr) && c.AuthSecret == "" && !c.TrustUserHeader {
 		return fmt.Errorf("--http-addr %s is not loopback: give --auth-secret (verify shopper JWTs) or --trust-user-header (behind an authenticating gateway)", c.HTTPAddr)

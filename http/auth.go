@@ -36,10 +36,10 @@ func (s *Server) shopper(c echo.Context) (string, error) {
 		_, err := jwt.ParseWithClaims(tok, &claims, func(*jwt.Token) (any, error) { return s.cfg.AuthSecret, nil },
 			jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithTimeFunc(s.now))
 		if err != nil {
-			return "", &apiError{errUnauthorized.status, errUnauthorized.code, "invalid token: " + err.Error()}
+			return "", &apiError{status: errUnauthorized.status, code: errUnauthorized.code, message: "invalid token: " + err.Error()}
 		}
 		if !validID(claims.Subject) {
-			return "", &apiError{errUnauthorized.status, errUnauthorized.code, "token subject is not a valid user id"}
+			return "", &apiError{status: errUnauthorized.status, code: errUnauthorized.code, message: "token subject is not a valid user id"}
 		}
 		return claims.Subject, nil
 	}

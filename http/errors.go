@@ -16,20 +16,21 @@ type apiError struct {
 	status  int
 	code    string
 	message string
+	retry   int // Retry-After seconds; 0 for the default of the status
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
 
 func invalid(format string, args ...any) error {
-	return &apiError{http.StatusBadRequest, "invalid_argument", fmt.Sprintf(format, args...)}
+	return &apiError{status: http.StatusBadRequest, code: "invalid_argument", message: fmt.Sprintf(format, args...)}
 }
 
 var (
-	errInternal     = &apiError{http.StatusInternalServerError, "internal", "internal error"}
-	errTooLarge     = &apiError{http.StatusRequestEntityTooLarge, "payload_too_large", "request body too large"}
-	errContentType  = &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json"}
-	errUnauthorized = &apiError{http.StatusUnauthorized, "unauthenticated", "missing or invalid credentials"}
-	errForbidden    = &apiError{http.StatusForbidden, "forbidden", "not allowed"}
+	errInternal     = &apiError{status: http.StatusInternalServerError, code: "internal", message: "internal error"}
+	errTooLarge     = &apiError{status: http.StatusRequestEntityTooLarge, code: "payload_too_large", message: "request body too large"}
+	errContentType  = &apiError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type", message: "Content-Type must be application/json"}
+	errUnauthorized = &apiError{status: http.StatusUnauthorized, code: "unauthenticated", message: "missing or invalid credentials"}
+	errForbidden    = &apiError{status: http.StatusForbidden, code: "forbidden", message: "not allowed"}
 )
 
 // errorBody is the JSON shape of every error.
@@ -48,7 +49,8 @@ const ctxOutcome = "outcome"
 // seconds, 0 for none.
 func classify(err error) (ae *apiError, retry int) {
 	if errors.As(err, &ae) {
-		if ae.status == http.StatusServiceUnavailable || ae.status == http.StatusTooManyRequests {
+		retry = ae.retry
+		if retry == 0 && (ae.status == http.StatusServiceUnavailable || ae.status == http.StatusTooManyRequests) {
 			retry = 1
 		}
 		return ae, retry
@@ -57,44 +59,44 @@ func classify(err error) (ae *apiError, retry int) {
 	if errors.As(err, &he) {
 		switch he.Code {
 		case http.StatusNotFound:
-			return &apiError{he.Code, "not_found", "no such route"}, 0
+			return &apiError{status: he.Code, code: "not_found", message: "no such route"}, 0
 		case http.StatusMethodNotAllowed:
-			return &apiError{he.Code, "method_not_allowed", "method not allowed"}, 0
+			return &apiError{status: he.Code, code: "method_not_allowed", message: "method not allowed"}, 0
 		case http.StatusRequestEntityTooLarge:
 			return errTooLarge, 0
 		}
 		if he.Code >= 400 && he.Code < 500 {
-			return &apiError{he.Code, "invalid_argument", fmt.Sprint(he.Message)}, 0
+			return &apiError{status: he.Code, code: "invalid_argument", message: fmt.Sprint(he.Message)}, 0
 		}
 		return errInternal, 0
 	}
 	switch {
 	case errors.Is(err, raftstore.ErrSoldOut):
-		return &apiError{http.StatusConflict, "sold_out", "the item is sold out"}, 0
+		return &apiError{status: http.StatusConflict, code: "sold_out", message: "the item is sold out"}, 0
 	case errors.Is(err, raftstore.ErrLimitExceeded):
-		return &apiError{http.StatusConflict, "limit_exceeded", "the per-user limit for this item is reached"}, 0
+		return &apiError{status: http.StatusConflict, code: "limit_exceeded", message: "the per-user limit for this item is reached"}, 0
 	case errors.Is(err, raftstore.ErrNotOnSale):
-		return &apiError{http.StatusForbidden, "not_on_sale", "the item is not on sale now"}, 0
+		return &apiError{status: http.StatusForbidden, code: "not_on_sale", message: "the item is not on sale now"}, 0
 	case errors.Is(err, raftstore.ErrItemNotFound):
-		return &apiError{http.StatusNotFound, "item_not_found", "no such item"}, 0
+		return &apiError{status: http.StatusNotFound, code: "item_not_found", message: "no such item"}, 0
 	case errors.Is(err, raftstore.ErrItemExists):
-		return &apiError{http.StatusConflict, "item_exists", "an item with this id exists"}, 0
+		return &apiError{status: http.StatusConflict, code: "item_exists", message: "an item with this id exists"}, 0
 	case errors.Is(err, raftstore.ErrInvalidQuantity):
-		return &apiError{http.StatusBadRequest, "invalid_argument", "quantity must be between 1 and the item's per-user limit"}, 0
+		return &apiError{status: http.StatusBadRequest, code: "invalid_argument", message: "quantity must be between 1 and the item's per-user limit"}, 0
 	case errors.Is(err, raftstore.ErrInvalidStock):
-		return &apiError{http.StatusBadRequest, "invalid_argument", "the stock change would make remaining stock negative"}, 0
+		return &apiError{status: http.StatusBadRequest, code: "invalid_argument", message: "the stock change would make remaining stock negative"}, 0
 	case errors.Is(err, raftstore.ErrRequestConflict):
-		return &apiError{http.StatusConflict, "request_id_conflict", "this request_id was already used for another item"}, 0
+		return &apiError{status: http.StatusConflict, code: "request_id_conflict", message: "this request_id was already used for another item"}, 0
 	case errors.Is(err, actors.ErrOrderNotFound):
-		return &apiError{http.StatusNotFound, "order_not_found", "no such order"}, 0
+		return &apiError{status: http.StatusNotFound, code: "order_not_found", message: "no such order"}, 0
 	case errors.Is(err, actors.ErrOverloaded):
-		return &apiError{http.StatusServiceUnavailable, "overloaded", "too many purchases are waiting for this item; retry shortly"}, 1
+		return &apiError{status: http.StatusServiceUnavailable, code: "overloaded", message: "too many purchases are waiting; retry shortly"}, 1
 	case errors.Is(err, actors.ErrBacklogFull):
-		return &apiError{http.StatusServiceUnavailable, "unavailable", "the order store is behind; retry later"}, 5
+		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", message: "the order store is behind; retry later"}, 5
 	case errors.Is(err, actors.ErrTimeout), errors.Is(err, raftstore.ErrUnknownOutcome):
-		return &apiError{http.StatusServiceUnavailable, "unavailable", "outcome unknown; retry with the same request_id to learn it"}, 1
+		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", message: "outcome unknown; retry with the same request_id to learn it"}, 1
 	case errors.Is(err, raftstore.ErrNotLeader), errors.Is(err, raftstore.ErrUnavailable), errors.Is(err, actors.ErrClosed):
-		return &apiError{http.StatusServiceUnavailable, "unavailable", "the item's shard is not available on this node; retry shortly"}, 1
+		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", message: "the item's shard is not available on this node; retry shortly"}, 1
 	}
 	return errInternal, 0
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -289,4 +290,27 @@ func (s *Server) getOrder(c echo.Context) error {
 	j := toOrderJSON(o)
 	j.Persisted = &persisted
 	return c.JSON(http.StatusOK, j)
+}
+
+// ordersListMax caps GET /v1/users/me/orders.
+const ordersListMax = 100
+
+func (s *Server) myOrders(c echo.Context) error {
+	limit := 20
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > ordersListMax {
+			return invalid("limit must be 1..%d", ordersListMax)
+		}
+		limit = n
+	}
+	list, err := s.engine.UserOrders(c.Request().Context(), c.Get(ctxUser).(string), limit)
+	if err != nil {
+		return err
+	}
+	out := make([]orderJSON, len(list))
+	for i, o := range list {
+		out[i] = toOrderJSON(o)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"orders": out})
 }

@@ -12,6 +12,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -37,6 +38,8 @@ type Engine interface {
 	SetPaused(ctx context.Context, id string, paused bool) (raftstore.Item, error)
 	Purchase(ctx context.Context, r actors.Request) (orders.Order, bool, error)
 	Order(ctx context.Context, id uint64) (orders.Order, bool, error)
+	UserOrders(ctx context.Context, user string, limit int) ([]orders.Order, error)
+	Reconcile(ctx context.Context) (actors.Reconciliation, error)
 }
 
 // Node is what the API needs to report on this node.
@@ -55,11 +58,24 @@ type Config struct {
 	AdminToken      string
 	BodyLimit       int64 // bytes
 	RequestTimeout  time.Duration
+
+	// Token-bucket rate limits in requests per second (burst: twice the
+	// rate); 0 turns one off. RateNode caps all requests to this node,
+	// RateUser each shopper's purchases, RateIP each client IP's
+	// unauthenticated reads.
+	RateNode float64
+	RateUser float64
+	RateIP   float64
+	// TrustedProxies are the CIDRs of proxies (e.g. the Nginx tier) whose
+	// X-Forwarded-For names the client. Empty: the socket's address is the
+	// client, and forwarding headers are ignored.
+	TrustedProxies []string
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Addr: "127.0.0.1:8080", BodyLimit: 4 << 10, RequestTimeout: 10 * time.Second}
+	return Config{Addr: "127.0.0.1:8080", BodyLimit: 4 << 10, RequestTimeout: 10 * time.Second,
+		RateUser: 5, RateIP: 100}
 }
 
 // Validate reports the first invalid setting.
@@ -75,8 +91,25 @@ func (c Config) Validate() error {
 		return errors.New("httpapi: auth secret must be at least 16 bytes")
 	case c.BodyLimit < 64:
 		return errors.New("httpapi: body limit must be at least 64 bytes")
+	case c.RateNode < 0 || c.RateUser < 0 || c.RateIP < 0:
+		return errors.New("httpapi: rate limits must not be negative")
+	}
+	if _, err := parseCIDRs(c.TrustedProxies); err != nil {
+		return err
 	}
 	return nil
+}
+
+func parseCIDRs(list []string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, s := range list {
+		_, n, err := net.ParseCIDR(s)
+		if err != nil {
+			return nil, fmt.Errorf("httpapi: trusted proxy %q: want a CIDR such as 10.0.0.0/8", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // Server is the HTTP API of one node.
@@ -88,6 +121,7 @@ type Server struct {
 	log    *slog.Logger
 	echo   *echo.Echo
 	now    func() time.Time
+	limits limits
 }
 
 // New returns a server; Serve starts it.
@@ -96,32 +130,43 @@ func New(cfg Config, engine Engine, node Node, m *metrics.Metrics, log *slog.Log
 		return nil, err
 	}
 	s := &Server{cfg: cfg, engine: engine, node: node, m: m, log: log, now: time.Now}
+	s.limits = newLimits(cfg, s.now)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	// Client IPs come from the socket only: X-Forwarded-For and X-Real-IP
-	// are never trusted (Echo advisories GO-2026-6872, GO-2026-6875).
+	// Client IPs come from the socket, or from X-Forwarded-For only when the
+	// socket is a configured trusted proxy; X-Real-IP is never read (Echo
+	// advisories GO-2026-6872, GO-2026-6875).
 	e.IPExtractor = echo.ExtractIPDirect()
+	if nets, _ := parseCIDRs(cfg.TrustedProxies); len(nets) > 0 {
+		opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, n := range nets {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
+	}
 	e.HTTPErrorHandler = s.handleError
 	e.Server.ReadHeaderTimeout = 5 * time.Second
 	e.Server.ReadTimeout = 10 * time.Second
 	e.Server.WriteTimeout = cfg.RequestTimeout + 5*time.Second
 	e.Server.IdleTimeout = 120 * time.Second
 	e.Server.MaxHeaderBytes = 16 << 10
-	e.Use(s.observe, s.recover, s.limitBody)
+	e.Use(s.observe, s.recover, s.limitNode, s.limitBody)
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})))
 
 	v1 := e.Group("/v1")
-	v1.GET("/items/:id", s.getItem)
+	v1.GET("/items/:id", s.getItem, s.limitIP)
 	v1.POST("/items", s.createItem, s.requireAdmin)
 	v1.POST("/items/:id/stock", s.restock, s.requireAdmin)
 	v1.POST("/items/:id/pause", s.pause, s.requireAdmin)
 	v1.POST("/items/:id/resume", s.resume, s.requireAdmin)
-	v1.POST("/items/:id/purchase", s.purchase, s.requireShopper)
+	v1.POST("/items/:id/purchase", s.purchase, s.requireShopper, s.limitUser)
 	v1.GET("/orders/:id", s.getOrder, s.requireShopperOrAdmin)
+	v1.GET("/users/me/orders", s.myOrders, s.requireShopper)
 	v1.GET("/cluster/status", s.clusterStatus, s.requireAdmin)
+	v1.GET("/admin/reconcile", s.reconcile, s.requireAdmin)
 	s.echo = e
 	return s, nil
 }
@@ -200,6 +245,14 @@ func (s *Server) readyz(c echo.Context) error {
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not_ready"})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) reconcile(c echo.Context) error {
+	rep, err := s.engine.Reconcile(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, rep)
 }
 
 func (s *Server) clusterStatus(c echo.Context) error {

@@ -103,6 +103,11 @@ func ParseID(s string) (uint64, error) {
 type Sink interface {
 	Write(ctx context.Context, batch []Order) error
 	Get(ctx context.Context, id uint64) (Order, error)
+	// ListByUser returns up to limit (1..1000) of a user's orders, newest
+	// first.
 	ListByUser(ctx context.Context, userID string, limit int) ([]Order, error)
+	// SoldByItem returns the units held by non-expired orders, per item:
+	// the store's side of reconciliation.
+	SoldByItem(ctx context.Context) (map[string]int64, error)
 	Close() error
 }

@@ -421,6 +421,32 @@ func (f *FSM) PendingOrder(id uint64) (orders.Order, bool) {
 	return orders.Order{}, false
 }
 
+// PendingByUser returns the unflushed orders of a user.
+func (f *FSM) PendingByUser(user string) []orders.Order {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []orders.Order
+	for _, o := range f.mu.pending {
+		if o.UserID == user {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// PendingUnits returns the units of unflushed, non-expired orders per item.
+func (f *FSM) PendingUnits() map[string]int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make(map[string]int64)
+	for _, o := range f.mu.pending {
+		if o.Status != orders.StatusExpired {
+			out[o.ItemID] += int64(o.Quantity)
+		}
+	}
+	return out
+}
+
 // PendingCount returns the number of confirmed orders not yet flushed.
 func (f *FSM) PendingCount() int {
 	f.mu.RLock()

@@ -112,3 +112,18 @@ func (s *Store) Bootstrapped() bool {
 func (s *Store) MarkBootstrapped() error {
 	return os.WriteFile(filepath.Join(s.cfg.DataDir, "raft", bootstrapMarker), []byte("1\n"), 0o640)
 }
+
+// replicaContactMax is how recently a follower must have heard from its
+// leader for its replica to count as current.
+const replicaContactMax = 3 * time.Second
+
+// Replica reports whether this node holds a current replica of the shard:
+// it leads it, or it follows a leader it heard from recently. Reads that
+// may lag by a replication round (sold out, remembered request IDs, item
+// pages) are served from a current replica without asking the leader.
+func (sh *Shard) Replica() bool {
+	if sh.IsLeader() {
+		return true
+	}
+	return sh.fsm.AppliedIndex() > 0 && time.Since(sh.raft.LastContact()) < replicaContactMax
+}

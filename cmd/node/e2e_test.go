@@ -325,7 +325,7 @@ func TestNeverOversell(t *testing.T) {
 // TestIdempotentPurchase: retries with one request_id, sequential and
 // concurrent, make one order and one decrement.
 func TestIdempotentPurchase(t *testing.T) {
-	n := startNode(t, t.TempDir())
+	n := startNode(t, t.TempDir(), "--rate-user", "0") // carol retries 20 times at once
 	n.mustDo("POST", "/v1/items", "admin", map[string]any{"id": "i1", "stock": 10, "per_user_limit": 5}, 201)
 
 	first := n.mustDo("POST", "/v1/items/i1/purchase", "alice", map[string]any{"quantity": 2, "request_id": "k1"}, 201)
@@ -458,5 +458,53 @@ func TestBadFlags(t *testing.T) {
 		if lines := strings.Count(strings.TrimSpace(string(out)), "\n"); lines != 0 {
 			t.Errorf("node %v printed %d lines; want one: %s", args, lines+1, out)
 		}
+	}
+}
+
+// TestRateLimitsAndReconcile: a shopper over --rate-user gets 429 with
+// Retry-After and buys nothing more; the reconcile report of a drained sale
+// shows no difference.
+func TestRateLimitsAndReconcile(t *testing.T) {
+	n := startNode(t, t.TempDir(), "--rate-user", "1")
+	n.mustDo("POST", "/v1/items", "admin", map[string]any{"id": "rl", "stock": 100, "per_user_limit": 100}, 201)
+	var ok, limited int
+	for i := 0; i < 10; i++ {
+		req, _ := http.NewRequest("POST", n.url+"/v1/items/rl/purchase", strings.NewReader(fmt.Sprintf(`{"request_id":"q%d"}`, i)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-User-ID", "greedy")
+		resp, err := n.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case 201:
+			ok++
+		case 429:
+			limited++
+			if errCode(m) != "rate_limited" || resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("429 body %v, Retry-After %q", m, resp.Header.Get("Retry-After"))
+			}
+		default:
+			t.Fatalf("purchase = %d %v", resp.StatusCode, m)
+		}
+	}
+	if ok != 2 || limited != 8 { // burst 2 at 1/s
+		t.Fatalf("10 rapid purchases: %d ok, %d limited; want 2 and 8", ok, limited)
+	}
+	if got := n.remaining("rl"); got != 98 {
+		t.Fatalf("remaining = %d; want 98: rejected purchases must change nothing", got)
+	}
+	n.mustDo("POST", "/v1/items/rl/purchase", "other", nil, 201) // others are unaffected
+	waitFor(t, 10*time.Second, func() bool {
+		code, m, err := n.do("GET", "/v1/admin/reconcile", "admin", nil)
+		return err == nil && code == 200 && m["differences"].(float64) == 0 && len(m["items"].([]any)) == 1 &&
+			m["items"].([]any)[0].(map[string]any)["store_sold"].(float64) == 3
+	})
+	list := n.mustDo("GET", "/v1/users/me/orders", "greedy", nil, 200)
+	if got := len(list["orders"].([]any)); got != 2 {
+		t.Fatalf("greedy's orders = %d; want 2", got)
 	}
 }

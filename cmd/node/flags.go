@@ -21,7 +21,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if h, err := os.Hostname(); err == nil {
 		c.Name = h
 	}
-	var join, dsn string
+	var join, dsn, proxies string
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.Name, "name", c.Name, "node name, unique in the cluster (default: hostname)")
@@ -44,6 +44,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.AuthSecret, "auth-secret", "", "HS256 secret that verifies shopper JWTs")
 	fs.BoolVar(&c.TrustUserHeader, "trust-user-header", false, "take the shopper from the X-User-ID header (behind an authenticating gateway; benchmarks)")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for admin routes (default: generated and stored in the data dir)")
+	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client (default: none; the socket address is the client)")
+	fs.Float64Var(&c.RateNode, "rate-node", c.RateNode, "requests per second this node accepts, token bucket (0 = off); beyond it 429 rate_limited")
+	fs.Float64Var(&c.RateUser, "rate-user", c.RateUser, "purchases per second per shopper (0 = off)")
+	fs.Float64Var(&c.RateIP, "rate-ip", c.RateIP, "item reads per second per client IP (0 = off)")
+	fs.IntVar(&c.AdmissionMax, "admission-max", c.AdmissionMax, "purchases this node has in flight; beyond it 503 overloaded")
+	fs.DurationVar(&c.ItemCacheTTL, "item-cache-ttl", c.ItemCacheTTL, "staleness bound of item reads on a node without a replica of the item's shard")
 	fs.IntVar(&c.QueueMax, "queue-max", c.QueueMax, "purchases that may wait in one item actor; beyond it 503 overloaded")
 	fs.IntVar(&c.BatchMax, "batch-max", c.BatchMax, "purchases per Raft log entry")
 	fs.IntVar(&c.MaxUnflushed, "max-unflushed", c.MaxUnflushed, "confirmed orders per shard waiting for the order store; beyond it 503 unavailable")
@@ -94,6 +100,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	c.Join = splitList(join)
 	c.OrdersDSN = splitList(dsn)
+	c.TrustedProxies = splitList(proxies)
 	if err := c.Validate(); err != nil {
 		return c, usageError{err}
 	}

@@ -3,6 +3,7 @@
 //
 //	node [flags]                 serve (see README.md for every flag)
 //	node status --addr URL       print the cluster status as a table
+//	node reconcile --addr URL    compare sales in Raft with the order store
 //	node version                 print the version
 //
 // Every flag can also be set from the environment as SECKILL_<FLAG>
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return nil
 		case "status":
 			return runStatus(ctx, args[1:], getenv, stdout, stderr)
+		case "reconcile":
+			return runReconcile(ctx, args[1:], getenv, stdout, stderr)
 		}
 	}
 	cfg, err := parseFlags(args, getenv, stderr)

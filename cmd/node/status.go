@@ -13,13 +13,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/flashstock/flashstock/actors"
 	"github.com/flashstock/flashstock/config"
 	"github.com/flashstock/flashstock/internal/node"
 )
 
-// runStatus prints a node's cluster status as tables.
-func runStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+// adminGet fetches an admin JSON document from a node.
+func adminGet(ctx context.Context, args []string, getenv func(string) string, path string, v any) error {
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	addr := fs.String("addr", "http://127.0.0.1:8080", "node HTTP address")
 	token := fs.String("admin-token", getenv(config.EnvName("admin-token")), "admin token")
@@ -34,24 +35,29 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		*token = strings.TrimSpace(string(b))
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*addr, "/")+"/v1/cluster/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*addr, "/")+path, nil)
 	if err != nil {
 		return usageError{err}
 	}
 	req.Header.Set("Authorization", "Bearer "+*token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("status: %w", err)
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("status: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// runStatus prints a node's cluster status as tables.
+func runStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var s node.Status
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+	if err := adminGet(ctx, args, getenv, "/v1/cluster/status", &s); err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
 	fmt.Fprintf(stdout, "node %s (%s) ready=%v leads %d shards, %d item actors, at %s\n\n", s.Node.Name, s.Node.Version, s.Node.Ready, s.Node.ShardsLed, s.Node.Actors, s.Node.Time)
@@ -61,10 +67,38 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, m.Region, m.HTTPAddr, m.RaftAddr, m.GossipAddr)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "SHARD\tSTATE\tLEADER\tVOTERS\tTERM\tCOMMIT\tAPPLIED\tITEMS\tUNFLUSHED")
+	fmt.Fprintln(w, "SHARD\tSTATE\tLEADER\tVOTERS\tNON-VOTERS\tTERM\tCOMMIT\tAPPLIED\tITEMS\tUNFLUSHED")
 	for _, sh := range s.Shards {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", sh.ID, sh.State, sh.Leader,
-			strings.Join(sh.Voters, ","), sh.Term, sh.CommitIndex, sh.AppliedIndex, sh.Items, sh.Unflushed)
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", sh.ID, sh.State, sh.Leader,
+			strings.Join(sh.Voters, ","), strings.Join(sh.NonVoters, ","), sh.Term, sh.CommitIndex, sh.AppliedIndex, sh.Items, sh.Unflushed)
+	}
+	for addr, st := range s.Breakers {
+		fmt.Fprintf(w, "\ncircuit to %s: %s", addr, st)
 	}
 	return w.Flush()
+}
+
+// runReconcile prints the reconciliation report and fails when it finds a
+// difference.
+func runReconcile(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var rep actors.Reconciliation
+	if err := adminGet(ctx, args, getenv, "/v1/admin/reconcile", &rep); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ITEM\tSHARD\tRAFT_SOLD\tUNFLUSHED\tSTORE_SOLD\tDIFF")
+	for _, it := range rep.Items {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\n", it.ItemID, it.Shard, it.RaftSold, it.Unflushed, it.StoreSold, it.Diff)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if len(rep.SkippedShards) > 0 {
+		fmt.Fprintf(stdout, "skipped shards %v: no current replica on this node\n", rep.SkippedShards)
+	}
+	if rep.Differences > 0 {
+		return fmt.Errorf("reconcile: %d item(s) differ between Raft and the order store", rep.Differences)
+	}
+	fmt.Fprintf(stdout, "%d items reconciled, no differences\n", len(rep.Items))
+	return nil
 }

@@ -122,6 +122,7 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	n.place = cluster.NewLeaderPlacement(n.store, n.members)
 	eng, err := actors.NewEngine(actors.Config{
 		QueueMax: cfg.QueueMax, BatchMax: cfg.BatchMax, RequestTimeout: cfg.RequestTimeout, MaxUnflushed: cfg.MaxUnflushed,
+		AdmissionMax: cfg.AdmissionMax, ItemCacheTTL: cfg.ItemCacheTTL,
 	}, actors.Deps{
 		Store: n.store, Sink: n.sink, Observer: n.metrics, Logger: log, System: sys,
 		Provider: cluster.NewProvider(n.members, cfg.DeadNodeGrace), Placement: n.place, ActorAddr: cfg.ActorAddr,
@@ -155,6 +156,8 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	hc.AdminToken = n.adminToken
 	hc.TrustUserHeader = cfg.UserHeaderTrusted()
 	hc.RequestTimeout = cfg.RequestTimeout
+	hc.RateNode, hc.RateUser, hc.RateIP = cfg.RateNode, cfg.RateUser, cfg.RateIP
+	hc.TrustedProxies = cfg.TrustedProxies
 	if cfg.AuthSecret != "" {
 		hc.AuthSecret = []byte(cfg.AuthSecret)
 	}
@@ -199,6 +202,18 @@ func (n *Node) registerGauges() {
 		}))
 	n.metrics.GaugeFunc("flashstock_item_actors", "Item actors active on this node.",
 		func() float64 { return float64(n.engine.Activations()) })
+	n.metrics.GaugeFunc("flashstock_purchases_inflight", "This node's purchases in flight (bounded by --admission-max).",
+		func() float64 { return float64(n.engine.Inflight()) })
+	n.metrics.GaugeFunc("flashstock_circuit_open", "Remote nodes whose circuit breaker is open or half-open.",
+		func() float64 {
+			open := 0
+			for _, st := range n.engine.Breakers() {
+				if st != "closed" {
+					open++
+				}
+			}
+			return float64(open)
+		})
 	n.metrics.GaugeFunc("flashstock_members_alive", "Live cluster members as this node sees them.",
 		func() float64 { return float64(len(n.members.Alive())) })
 }

@@ -23,8 +23,9 @@ type Status struct {
 		Actors    int    `json:"item_actors"`
 		Time      string `json:"time"`
 	} `json:"node"`
-	Members []cluster.Member        `json:"members"`
-	Shards  []raftstore.ShardStatus `json:"shards"`
+	Members  []cluster.Member        `json:"members"`
+	Shards   []raftstore.ShardStatus `json:"shards"`
+	Breakers map[string]string       `json:"circuit_breakers"` // remote actor address -> state
 }
 
 // Status implements httpapi.Node.
@@ -37,6 +38,7 @@ func (n *Node) Status(ctx context.Context) any {
 	s.Node.Actors = n.engine.Activations()
 	s.Node.Time = time.Now().UTC().Format(time.RFC3339Nano)
 	s.Members = n.members.Members()
+	s.Breakers = n.engine.Breakers()
 	for i := 0; i < n.store.Shards(); i++ {
 		st := n.store.Shard(i).Status()
 		if st.State == "Leader" {

@@ -1,0 +1,85 @@
+package httpapi
+
+import (
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/flashstock/flashstock/internal/ratelimit"
+)
+
+// limitBuckets is the number of token buckets per keyed limiter: bounded
+// memory whatever the number of users or IPs.
+const limitBuckets = 1 << 16
+
+// limits are the token buckets of the rate limits; a nil limiter is off.
+type limits struct {
+	node, user, ip *ratelimit.Limiter
+}
+
+func newLimits(cfg Config, now func() time.Time) limits {
+	mk := func(rate float64, n int) *ratelimit.Limiter {
+		if rate <= 0 {
+			return nil
+		}
+		return ratelimit.New(rate, int(math.Max(1, 2*rate)), n, now)
+	}
+	return limits{node: mk(cfg.RateNode, 1), user: mk(cfg.RateUser, limitBuckets), ip: mk(cfg.RateIP, limitBuckets)}
+}
+
+func rateLimited(wait time.Duration) error {
+	return &apiError{status: http.StatusTooManyRequests, code: "rate_limited",
+		message: "too many requests; retry after " + wait.Round(time.Millisecond).String(), retry: retryAfter(wait)}
+}
+
+// retryAfter is a Retry-After value in whole seconds, at least 1.
+func retryAfter(wait time.Duration) int {
+	return max(1, int(math.Ceil(wait.Seconds())))
+}
+
+// limitNode caps the requests this node takes, before any other work.
+// Health, readiness and metrics are exempt, so a flood does not blind the
+// operators.
+func (s *Server) limitNode(next echo.HandlerFunc) echo.HandlerFunc {
+	if s.limits.node == nil {
+		return next
+	}
+	return func(c echo.Context) error {
+		switch c.Path() {
+		case "/healthz", "/readyz", "/metrics":
+			return next(c)
+		}
+		if ok, wait := s.limits.node.Allow(""); !ok {
+			return rateLimited(wait)
+		}
+		return next(c)
+	}
+}
+
+// limitUser caps each shopper's purchases; it runs after identity.
+func (s *Server) limitUser(next echo.HandlerFunc) echo.HandlerFunc {
+	if s.limits.user == nil {
+		return next
+	}
+	return func(c echo.Context) error {
+		if ok, wait := s.limits.user.Allow(c.Get(ctxUser).(string)); !ok {
+			return rateLimited(wait)
+		}
+		return next(c)
+	}
+}
+
+// limitIP caps each client IP on unauthenticated routes.
+func (s *Server) limitIP(next echo.HandlerFunc) echo.HandlerFunc {
+	if s.limits.ip == nil {
+		return next
+	}
+	return func(c echo.Context) error {
+		if ok, wait := s.limits.ip.Allow(c.RealIP()); !ok {
+			return rateLimited(wait)
+		}
+		return next(c)
+	}
+}

@@ -1,0 +1,68 @@
+// Package ratelimit implements token buckets keyed by string with bounded
+// memory: keys hash into a fixed array of buckets, so a flood of distinct
+// keys (users, client IPs) cannot grow memory. Two keys that share a bucket
+// share its budget, which can only make the limit stricter for them; with
+// the default 65,536 buckets that is rare.
+package ratelimit
+
+import (
+	"hash/maphash"
+	"math"
+	"sync"
+	"time"
+)
+
+// Limiter is a set of token buckets. It is safe for concurrent use.
+type Limiter struct {
+	rate  float64 // tokens per second
+	burst float64
+	now   func() time.Time
+	seed  maphash.Seed
+
+	stripes [64]struct {
+		sync.Mutex
+		_ [56]byte // keep stripes on separate cache lines
+	}
+	buckets []bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   int64 // unix nanoseconds of the last refill; 0 = never used
+}
+
+// New returns a limiter of rate tokens per second with the given burst,
+// over n buckets (rounded up to a power of two). now may be nil.
+func New(rate float64, burst int, n int, now func() time.Time) *Limiter {
+	if now == nil {
+		now = time.Now
+	}
+	size := 1
+	for size < n {
+		size <<= 1
+	}
+	return &Limiter{rate: rate, burst: float64(burst), now: now, seed: maphash.MakeSeed(), buckets: make([]bucket, size)}
+}
+
+// Allow takes one token for key. When none is left it returns false and
+// how long until one is.
+func (l *Limiter) Allow(key string) (bool, time.Duration) {
+	idx := maphash.String(l.seed, key) & uint64(len(l.buckets)-1)
+	s := &l.stripes[idx%uint64(len(l.stripes))]
+	now := l.now().UnixNano()
+	s.Lock()
+	defer s.Unlock()
+	b := &l.buckets[idx]
+	if b.last == 0 {
+		b.tokens = l.burst
+	} else if elapsed := now - b.last; elapsed > 0 {
+		b.tokens = math.Min(l.burst, b.tokens+float64(elapsed)*l.rate/1e9)
+	}
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	wait := time.Duration((1 - b.tokens) / l.rate * 1e9)
+	return false, wait
+}

@@ -1,0 +1,102 @@
+package ratelimit
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+func newClock() *clock               { return &clock{t: time.Unix(1_700_000_000, 0)} }
+func allowN(l *Limiter, key string, n int) (ok int) {
+	for i := 0; i < n; i++ {
+		if a, _ := l.Allow(key); a {
+			ok++
+		}
+	}
+	return ok
+}
+
+func TestBurstThenRate(t *testing.T) {
+	c := newClock()
+	l := New(10, 5, 1024, c.now)
+	if got := allowN(l, "alice", 8); got != 5 {
+		t.Fatalf("Allow x8 at once = %d allowed; want the burst of 5", got)
+	}
+	ok, wait := l.Allow("alice")
+	if ok || wait <= 0 || wait > 100*time.Millisecond {
+		t.Fatalf("Allow when empty = %v, %v; want false and a wait up to 100ms", ok, wait)
+	}
+	c.add(300 * time.Millisecond) // 3 tokens at 10/s
+	if got := allowN(l, "alice", 5); got != 3 {
+		t.Fatalf("after 300ms: %d allowed; want 3", got)
+	}
+	c.add(time.Hour) // refills only up to the burst
+	if got := allowN(l, "alice", 10); got != 5 {
+		t.Fatalf("after an hour: %d allowed; want the burst of 5", got)
+	}
+}
+
+func TestKeysAreIndependent(t *testing.T) {
+	c := newClock()
+	l := New(1, 2, 1<<16, c.now)
+	for i := 0; i < 100; i++ {
+		if got := allowN(l, fmt.Sprintf("user-%d", i), 3); got != 2 {
+			t.Fatalf("user-%d: %d allowed; want 2", i, got)
+		}
+	}
+}
+
+func TestBoundedMemory(t *testing.T) {
+	l := New(1, 1, 1000, nil)
+	if len(l.buckets) != 1024 {
+		t.Fatalf("buckets = %d; want 1024", len(l.buckets))
+	}
+	for i := 0; i < 100000; i++ {
+		l.Allow(fmt.Sprint(i))
+	}
+	if len(l.buckets) != 1024 {
+		t.Fatalf("buckets grew to %d", len(l.buckets))
+	}
+}
+
+func TestConcurrentNeverExceedsBudget(t *testing.T) {
+	c := newClock()
+	l := New(1, 100, 64, c.now)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	total := 0
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := allowN(l, "hot", 50)
+			mu.Lock()
+			total += n
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if total != 100 {
+		t.Fatalf("allowed %d across goroutines; want exactly the burst of 100", total)
+	}
+}
+
+func BenchmarkAllow(b *testing.B) {
+	l := New(1e9, 1e9, 1<<16, nil)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			l.Allow(fmt.Sprint(i & 1023))
+			i++
+		}
+	})
+}
