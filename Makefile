@@ -4,7 +4,8 @@
 GO        ?= go
 MYSQL_DIR ?= $(CURDIR)/.tmp/mariadb
 MYSQL_PORT ?= 13306
-RACE_PKGS := ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... ./internal/loadgen/... ./internal/metrics/... ./cmd/loadgen/...
+RACE_PKGS := ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... ./internal/loadgen/... \
+	./internal/metrics/... ./internal/ratelimit/... ./internal/breaker/... ./internal/testutil/... ./cmd/loadgen/...
 # protoactor's cluster layer has data races of its own (shared/research/protoactor.md §6):
 # multi-node tests run without -race.
 CLUSTER_PKGS := ./internal/node/...
@@ -48,9 +49,14 @@ e2e:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 10s ./raftstore/
 	$(GO) test -run '^$$' -fuzz '^FuzzPurchaseBody$$' -fuzztime 10s ./http/
+	$(GO) test -run '^$$' -fuzz '^FuzzPurchaseBodyFast$$' -fuzztime 10s ./http/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeOrder$$' -fuzztime 5s ./internal/loadgen/
 
+# bench: Go benchmarks, then Flashstock against the ../shared/bench
+# baselines back to back (writes docs/benchmarks.md figures to stdout).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./raftstore/ ./actors/ ./http/
+	$(GO) test -run '^$$' -bench . -benchmem ./raftstore/ ./actors/ ./http/ ./orders/mysql/
+	scripts/bench.sh
 
 clean:
 	rm -rf bin .tmp

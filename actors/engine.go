@@ -55,6 +55,7 @@ const KindItem = "item"
 type Config struct {
 	QueueMax       int           // purchases waiting in one item actor
 	BatchMax       int           // purchases per Raft entry
+	InflightMax    int           // Raft entries one item actor may have in flight
 	RequestTimeout time.Duration // how long a caller waits for its answer
 	MaxUnflushed   int           // confirmed orders per shard not yet in the order store
 	// AdmissionMax bounds the purchases this node has in flight (its own
@@ -67,7 +68,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{QueueMax: 4096, BatchMax: 1024, RequestTimeout: 5 * time.Second, MaxUnflushed: 1_000_000,
+	return Config{QueueMax: 4096, BatchMax: 1024, InflightMax: 1, RequestTimeout: 5 * time.Second, MaxUnflushed: 1_000_000,
 		AdmissionMax: 20000, ItemCacheTTL: time.Second}
 }
 
@@ -78,6 +79,8 @@ func (c Config) Validate() error {
 		return errors.New("actors: queue max must be positive")
 	case c.BatchMax < 1 || c.BatchMax >= orders.PositionsMax:
 		return fmt.Errorf("actors: batch max must be 1..%d", orders.PositionsMax-1)
+	case c.InflightMax < 1 || c.InflightMax > 64:
+		return errors.New("actors: inflight max must be 1..64")
 	case c.RequestTimeout <= 0:
 		return errors.New("actors: request timeout must be positive")
 	case c.MaxUnflushed < 1:
@@ -372,10 +375,7 @@ func (e *Engine) Purchase(ctx context.Context, r Request) (orders.Order, bool, e
 func (e *Engine) answerFromReplica(sh *raftstore.Shard, r Request) (o orders.Order, dup, done bool, err error) {
 	fsm := sh.FSM()
 	if r.RequestID != "" {
-		if o, ok := fsm.LookupRequest(r.UserID, r.RequestID); ok {
-			if o.ItemID != r.ItemID {
-				return orders.Order{}, false, true, raftstore.ErrRequestConflict
-			}
+		if o, ok := fsm.LookupRequest(r.ItemID, r.UserID, r.RequestID); ok {
 			return o, true, true, nil
 		}
 	}
@@ -421,8 +421,8 @@ func saleOpen(it *raftstore.Item, now int64) bool {
 // is unknown is retried only when idempotent (the purchase has a request
 // ID), so that the shopper gets a definite answer where one exists.
 func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool) (message, error) {
-	env := encode(m)
-	deadline := e.now().Add(e.cfg.RequestTimeout)
+	var env *wrapperspb.BytesValue                   // encoded once, only for remote owners
+	deadline := time.Now().Add(e.cfg.RequestTimeout) // real time: e.now is the sale clock
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -445,7 +445,14 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 			if left <= 0 {
 				return nil, ErrTimeout
 			}
-			res, err := e.await(ctx, id, pid, env, left)
+			var msg any = m // a local actor takes the message as it is
+			if pid.Address != e.sys.Address() {
+				if env == nil {
+					env = encode(m)
+				}
+				msg = env
+			}
+			res, err := e.await(ctx, id, pid, msg, left)
 			if brk != nil {
 				if err != nil {
 					brk.Failure()
@@ -468,11 +475,7 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 				e.cluster.PidCache.RemoveByValue(id, KindItem, pid)
 				last = raftstore.ErrNotLeader
 			default:
-				bv, ok := res.(*wrapperspb.BytesValue)
-				if !ok {
-					return nil, fmt.Errorf("actors: unexpected reply %T", res)
-				}
-				reply, err := decode(bv)
+				reply, err := asMessage(res)
 				if err != nil {
 					return nil, err
 				}
@@ -526,6 +529,28 @@ func (e *Engine) Breakers() map[string]string {
 // Inflight returns the number of this node's purchases in flight.
 func (e *Engine) Inflight() int64 { return e.inflight.Load() }
 
+// asMessage turns an actor's reply into a message: as sent by a local
+// actor, or decoded from a remote one's envelope.
+func asMessage(res any) (message, error) {
+	switch r := res.(type) {
+	case *wrapperspb.BytesValue:
+		return decode(r)
+	case *Purchased, *Rejected, *itemReply:
+		return r, nil
+	}
+	return nil, fmt.Errorf("actors: unexpected reply %T", res)
+}
+
+// reply sends msg to a waiting caller: as it is to a local one, encoded to
+// a remote one.
+func (e *Engine) reply(to *actor.PID, msg message) {
+	if to.Address == e.sys.Address() {
+		e.sys.Root.Send(to, msg)
+		return
+	}
+	e.sys.Root.Send(to, encode(msg))
+}
+
 // errOwnerMoved: the item's owner changed while a request waited on the
 // old one.
 var errOwnerMoved = errors.New("actors: item owner moved")
@@ -540,8 +565,8 @@ const ownerPollInterval = 50 * time.Millisecond
 // timeout, so await watches the placement and gives up as soon as another
 // node owns the item (errOwnerMoved). The waiting goroutine ends at the
 // future's timeout at the latest.
-func (e *Engine) await(ctx context.Context, id string, pid *actor.PID, env *wrapperspb.BytesValue, timeout time.Duration) (any, error) {
-	fut := e.sys.Root.RequestFuture(pid, env, timeout)
+func (e *Engine) await(ctx context.Context, id string, pid *actor.PID, msg any, timeout time.Duration) (any, error) {
+	fut := e.sys.Root.RequestFuture(pid, msg, timeout)
 	if pid.Address == e.sys.Address() {
 		return fut.Result()
 	}
@@ -620,6 +645,15 @@ func (e *Engine) Order(ctx context.Context, id uint64) (orders.Order, bool, erro
 func (e *Engine) Close(ctx context.Context) error {
 	if e.closed.Swap(true) {
 		return nil
+	}
+	// Purchases already admitted finish first: their messages may still sit
+	// in actor mailboxes, and a stopped actor drops its mailbox.
+	for e.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("actors: waiting for purchases in flight: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 	e.lookup.Shutdown()
 	done := make(chan struct{})

@@ -199,7 +199,6 @@ func TestEngineRejections(t *testing.T) {
 		{"before the start", actors.Request{ItemID: "upcoming", UserID: "u1", Quantity: 1}, raftstore.ErrNotOnSale},
 		{"after the end", actors.Request{ItemID: "ended", UserID: "u1", Quantity: 1}, raftstore.ErrNotOnSale},
 		{"paused", actors.Request{ItemID: "paused", UserID: "u1", Quantity: 1}, raftstore.ErrNotOnSale},
-		{"request id used for another item", actors.Request{ItemID: "other", UserID: "u1", RequestID: "r1", Quantity: 1}, raftstore.ErrRequestConflict},
 	}
 	before := map[string]int64{}
 	for _, id := range []string{"open", "other", "upcoming", "ended", "paused"} {
@@ -277,12 +276,29 @@ func TestEngineBacklogFull(t *testing.T) {
 }
 
 func TestEngineOverloaded(t *testing.T) {
-	ec := engineConfig()
-	ec.QueueMax = 1
-	n := testutil.NewNode(t, testutil.NodeOptions{Engine: ec})
+	tests := []struct {
+		name   string
+		change func(*actors.Config)
+	}{
+		{"item queue", func(c *actors.Config) { c.QueueMax = 1 }},
+		{"node admission", func(c *actors.Config) { c.AdmissionMax = 1 }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ec := engineConfig()
+			tc.change(ec)
+			n := testutil.NewNode(t, testutil.NodeOptions{Engine: ec})
+			testOverloaded(t, n)
+		})
+	}
+}
+
+// testOverloaded sends bursts until one is answered ErrOverloaded in part
+// (overload depends on timing), checking the accounting of every burst:
+// each purchase is confirmed or rejected, an overloaded one is not applied,
+// and the confirmed ones are exactly what the FSM sold.
+func testOverloaded(t *testing.T, n *testutil.Node) {
 	const stock, buyers = 300, 600
-	// Overload depends on timing: retry a fresh burst until one overloads,
-	// checking the accounting of every burst.
 	for attempt := 0; attempt < 10; attempt++ {
 		id := fmt.Sprint("burst-", attempt)
 		n.CreateItem(t, raftstore.CreateItem{ID: id, Stock: stock, PerUserLimit: 1})
@@ -297,7 +313,7 @@ func TestEngineOverloaded(t *testing.T) {
 				confirmed++
 			case errors.Is(r.err, actors.ErrOverloaded):
 				overloaded++
-				if _, ok := n.ShardOf(id).FSM().LookupRequest(r.req.UserID, r.req.RequestID); ok {
+				if _, ok := n.ShardOf(id).FSM().LookupRequest(id, r.req.UserID, r.req.RequestID); ok {
 					t.Errorf("Purchase(%+v) = ErrOverloaded, but the FSM holds its order; want not applied", r.req)
 				}
 			case errors.Is(r.err, raftstore.ErrSoldOut):
@@ -318,7 +334,7 @@ func TestEngineOverloaded(t *testing.T) {
 			return
 		}
 	}
-	t.Errorf("QueueMax 1 with %d concurrent buyers never answered ErrOverloaded in 10 bursts", buyers)
+	t.Errorf("%d concurrent buyers were never answered ErrOverloaded in 10 bursts", buyers)
 }
 
 func TestEngineIdempotentRetry(t *testing.T) {
@@ -411,8 +427,8 @@ func TestEngineCloseAnswersEveryone(t *testing.T) {
 			<-start
 			r := actors.Request{ItemID: "c", UserID: fmt.Sprint("u", u), Quantity: 1}
 			o, dup, err := n.Engine.Purchase(context.Background(), r)
+			results <- result{r, o, dup, err} // buffered: never blocks
 			returned.Add(1)
-			results <- result{r, o, dup, err}
 		}()
 	}
 	close(start)
@@ -475,6 +491,8 @@ func TestEngineConfigValidate(t *testing.T) {
 		{"batch beyond order positions", func(c *actors.Config) { c.BatchMax = orders.PositionsMax }},
 		{"timeout", func(c *actors.Config) { c.RequestTimeout = 0 }},
 		{"unflushed", func(c *actors.Config) { c.MaxUnflushed = 0 }},
+		{"admission", func(c *actors.Config) { c.AdmissionMax = 0 }},
+		{"item cache ttl", func(c *actors.Config) { c.ItemCacheTTL = -1 }},
 	}
 	for _, tc := range tests {
 		c := actors.DefaultConfig()

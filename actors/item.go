@@ -25,8 +25,9 @@ type Purchased struct {
 // ErrOverloaded), or whose outcome is unknown (raftstore.ErrUnknownOutcome).
 type Rejected struct{ Err error }
 
-// batchApplied tells the actor its in-flight entry is done.
-type batchApplied struct{}
+// batchApplied tells the actor one of its in-flight entries is done and
+// how many units it had reserved.
+type batchApplied struct{ reserved int64 }
 
 type waiting struct {
 	sender *actor.PID
@@ -34,16 +35,17 @@ type waiting struct {
 }
 
 // itemActor owns the admission state of one item on the shard leader:
-// the purchases waiting for the next Raft entry, and whether one entry is
-// in flight. Its stock figure is always read from the FSM, which the actor
+// the purchases waiting for the next Raft entry, and the entries in
+// flight. Its stock figure is always read from the FSM, which the actor
 // never modifies directly.
 type itemActor struct {
 	e     *Engine
 	id    string
 	shard *raftstore.Shard
 
-	queue []waiting // bounded by Config.QueueMax
-	busy  bool      // an entry is in flight
+	queue    []waiting // bounded by Config.QueueMax
+	inflight int       // entries in flight, at most Config.InflightMax
+	reserved int64     // units the entries in flight may take
 }
 
 func (a *itemActor) Receive(ctx actor.Context) {
@@ -51,20 +53,23 @@ func (a *itemActor) Receive(ctx actor.Context) {
 	case *pcluster.ClusterInit:
 		a.id = m.Identity.Identity
 		a.shard = a.e.store.Shard(a.e.store.ShardFor(a.id))
-	case *wrapperspb.BytesValue:
+	case *wrapperspb.BytesValue: // from another node
 		msg, err := decode(m)
 		if err != nil {
 			a.e.log.Warn("item actor: bad message", "item", a.id, "err", err)
 			return
 		}
 		a.receive(ctx, ctx.Sender(), msg)
+	case *Purchase, *getItem, *createItem, *restock, *setPaused: // from this node
+		a.receive(ctx, ctx.Sender(), m)
 	case *batchApplied:
-		a.busy = false
+		a.inflight--
+		a.reserved -= m.reserved
 		a.flush(ctx)
 	case *actor.Stopping:
 		// Not yet sent to Raft: a definite "not applied".
 		for _, w := range a.queue {
-			ctx.Send(w.sender, encode(&Rejected{Err: raftstore.ErrNotLeader}))
+			a.e.reply(w.sender, &Rejected{Err: raftstore.ErrNotLeader})
 		}
 		a.queue = nil
 	}
@@ -74,22 +79,22 @@ func (a *itemActor) receive(ctx actor.Context, sender *actor.PID, msg message) {
 	switch m := msg.(type) {
 	case *Purchase:
 		if len(a.queue) >= a.e.cfg.QueueMax {
-			ctx.Send(sender, encode(&Rejected{Err: ErrOverloaded}))
+			a.e.reply(sender, &Rejected{Err: ErrOverloaded})
 			return
 		}
 		a.queue = append(a.queue, waiting{sender: sender, req: m.Request})
 		a.flush(ctx)
 	case *getItem:
 		if !a.shard.Ready() {
-			ctx.Send(sender, encode(&Rejected{Err: raftstore.ErrNotLeader}))
+			a.e.reply(sender, &Rejected{Err: raftstore.ErrNotLeader})
 			return
 		}
 		it, ok := a.shard.FSM().Item(a.id)
 		if !ok {
-			ctx.Send(sender, encode(&Rejected{Err: raftstore.ErrItemNotFound}))
+			a.e.reply(sender, &Rejected{Err: raftstore.ErrItemNotFound})
 			return
 		}
-		ctx.Send(sender, encode(&itemReply{item: it}))
+		a.e.reply(sender, &itemReply{item: it})
 	case *createItem:
 		a.admin(sender, func(sh *raftstore.Shard) (raftstore.Item, error) { return sh.CreateItem(m.cmd) })
 	case *restock:
@@ -97,7 +102,7 @@ func (a *itemActor) receive(ctx actor.Context, sender *actor.PID, msg message) {
 	case *setPaused:
 		a.admin(sender, func(sh *raftstore.Shard) (raftstore.Item, error) { return sh.SetPaused(a.id, m.paused) })
 	default:
-		ctx.Send(sender, encode(&Rejected{Err: raftstore.ErrUnavailable}))
+		a.e.reply(sender, &Rejected{Err: raftstore.ErrUnavailable})
 	}
 }
 
@@ -110,31 +115,40 @@ func (a *itemActor) admin(sender *actor.PID, apply func(*raftstore.Shard) (rafts
 		defer e.applies.Done()
 		it, err := apply(sh)
 		if err != nil {
-			e.sys.Root.Send(sender, encode(&Rejected{Err: err}))
+			e.reply(sender, &Rejected{Err: err})
 			return
 		}
-		e.sys.Root.Send(sender, encode(&itemReply{item: it}))
+		e.reply(sender, &itemReply{item: it})
 	}()
 }
 
-// flush sends the next batch to Raft unless one is in flight. With nothing
-// in flight the FSM's remaining stock is exact, so a purchase larger than it
-// is answered sold out here; purchases that fit only if an earlier one in
-// this batch fails wait for the next round.
+// flush sends batches to Raft while fewer than InflightMax are in flight.
+// The FSM's committed remaining stock minus the units reserved by entries
+// in flight is what a new batch may take: a purchase larger than the
+// committed stock is answered sold out here (entries in flight can only
+// lower it), and one that fits only if an entry in flight fails waits for
+// the next round.
 func (a *itemActor) flush(ctx actor.Context) {
-	if a.busy || len(a.queue) == 0 {
-		return
+	for a.inflight < a.e.cfg.InflightMax && len(a.queue) > 0 {
+		if !a.flushOne(ctx) {
+			return
+		}
 	}
+}
+
+// flushOne sends one batch; it returns false when nothing could be sent.
+func (a *itemActor) flushOne(ctx actor.Context) bool {
 	fsm := a.shard.FSM()
 	remaining, ok := fsm.Remaining(a.id)
-	avail := remaining
+	avail := remaining - a.reserved
 	batch := make([]waiting, 0, min(len(a.queue), a.e.cfg.BatchMax))
 	keep := a.queue[:0]
+	var units int64
 	for _, w := range a.queue {
 		q := int64(w.req.Quantity)
 		switch {
 		case !ok:
-			ctx.Send(w.sender, encode(&Rejected{Err: raftstore.ErrItemNotFound}))
+			a.e.reply(w.sender, &Rejected{Err: raftstore.ErrItemNotFound})
 		case len(batch) == a.e.cfg.BatchMax:
 			keep = append(keep, w)
 		case q > remaining:
@@ -142,6 +156,7 @@ func (a *itemActor) flush(ctx actor.Context) {
 		case q <= avail:
 			batch = append(batch, w)
 			avail -= q
+			units += q
 		default:
 			keep = append(keep, w)
 		}
@@ -149,29 +164,31 @@ func (a *itemActor) flush(ctx actor.Context) {
 	clear(a.queue[len(keep):])
 	a.queue = keep
 	if len(batch) == 0 {
-		return
+		return false
 	}
-	a.busy = true
-	a.apply(ctx.Self(), batch)
+	a.inflight++
+	a.reserved += units
+	a.apply(ctx.Self(), batch, units)
+	return true
 }
 
 // answerSoldOut answers a purchase that cannot fit, unless its request ID
 // already bought (a retry racing its original).
 func (a *itemActor) answerSoldOut(ctx actor.Context, w waiting) {
 	if w.req.RequestID != "" {
-		if o, ok := a.shard.FSM().LookupRequest(w.req.UserID, w.req.RequestID); ok && o.ItemID == a.id {
-			ctx.Send(w.sender, encode(&Purchased{Order: o, Duplicate: true}))
+		if o, ok := a.shard.FSM().LookupRequest(a.id, w.req.UserID, w.req.RequestID); ok {
+			a.e.reply(w.sender, &Purchased{Order: o, Duplicate: true})
 			return
 		}
 	}
-	ctx.Send(w.sender, encode(&Rejected{Err: raftstore.ErrSoldOut}))
+	a.e.reply(w.sender, &Rejected{Err: raftstore.ErrSoldOut})
 }
 
 // apply replicates a batch on its own goroutine, owned by the engine's
 // applies group. It answers the shoppers itself, so that they get their
 // answers even if this activation has stopped meanwhile, then tells the
 // actor to send the next batch.
-func (a *itemActor) apply(self *actor.PID, batch []waiting) {
+func (a *itemActor) apply(self *actor.PID, batch []waiting, units int64) {
 	e, sh, id := a.e, a.shard, a.id
 	e.applies.Add(1)
 	go func() {
@@ -196,8 +213,8 @@ func (a *itemActor) apply(self *actor.PID, batch []waiting) {
 			default:
 				reply = &Rejected{Err: res[i].Outcome.Err()}
 			}
-			root.Send(w.sender, encode(reply))
+			e.reply(w.sender, reply)
 		}
-		root.Send(self, &batchApplied{})
+		root.Send(self, &batchApplied{reserved: units})
 	}()
 }

@@ -36,12 +36,12 @@ const (
 
 // errCodes maps the errors that cross the wire to stable numbers.
 var errCodes = []error{
-	1:  raftstore.ErrSoldOut,
-	2:  raftstore.ErrLimitExceeded,
-	3:  raftstore.ErrNotOnSale,
-	4:  raftstore.ErrItemNotFound,
-	5:  raftstore.ErrInvalidQuantity,
-	6:  raftstore.ErrRequestConflict,
+	1: raftstore.ErrSoldOut,
+	2: raftstore.ErrLimitExceeded,
+	3: raftstore.ErrNotOnSale,
+	4: raftstore.ErrItemNotFound,
+	5: raftstore.ErrInvalidQuantity,
+	// 6 is retired (request ID conflict); numbers are never reused.
 	7:  ErrOverloaded,
 	8:  ErrBacklogFull,
 	9:  raftstore.ErrNotLeader,

@@ -48,6 +48,7 @@ type Config struct {
 
 	QueueMax       int
 	BatchMax       int
+	InflightMax    int
 	MaxUnflushed   int
 	RequestTimeout time.Duration
 	DedupRetention time.Duration
@@ -56,7 +57,8 @@ type Config struct {
 	FlushInterval  time.Duration
 	DrainTimeout   time.Duration
 
-	LogLevel string
+	LogLevel  string
+	DebugAddr string // pprof listener; empty = off
 }
 
 // Default returns the defaults: a single node on loopback.
@@ -80,6 +82,7 @@ func Default() Config {
 		ItemCacheTTL:     time.Second,
 		QueueMax:         4096,
 		BatchMax:         1024,
+		InflightMax:      1,
 		MaxUnflushed:     1_000_000,
 		RequestTimeout:   5 * time.Second,
 		DedupRetention:   24 * time.Hour,
@@ -140,6 +143,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--order-tables %d: want 1..1024", c.OrderTables)
 	case c.QueueMax < 1, c.BatchMax < 1, c.MaxUnflushed < 1, c.DedupMax < 1, c.FlushBatch < 1, c.AdmissionMax < 1:
 		return errors.New("--queue-max, --batch-max, --max-unflushed, --dedup-max, --flush-batch and --admission-max must be positive")
+	case c.InflightMax < 1 || c.InflightMax > 64:
+		return fmt.Errorf("--inflight-max %d: want 1..64", c.InflightMax)
 	case c.BatchMax > 4096:
 		return fmt.Errorf("--batch-max %d: want at most 4096", c.BatchMax)
 	case c.RateNode < 0, c.RateUser < 0, c.RateIP < 0:

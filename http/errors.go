@@ -85,8 +85,6 @@ func classify(err error) (ae *apiError, retry int) {
 		return &apiError{status: http.StatusBadRequest, code: "invalid_argument", message: "quantity must be between 1 and the item's per-user limit"}, 0
 	case errors.Is(err, raftstore.ErrInvalidStock):
 		return &apiError{status: http.StatusBadRequest, code: "invalid_argument", message: "the stock change would make remaining stock negative"}, 0
-	case errors.Is(err, raftstore.ErrRequestConflict):
-		return &apiError{status: http.StatusConflict, code: "request_id_conflict", message: "this request_id was already used for another item"}, 0
 	case errors.Is(err, actors.ErrOrderNotFound):
 		return &apiError{status: http.StatusNotFound, code: "order_not_found", message: "no such order"}, 0
 	case errors.Is(err, actors.ErrOverloaded):

@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -79,15 +81,37 @@ func decode(c echo.Context, v any, allowEmpty bool) error {
 	if r.ContentLength == 0 && allowEmpty {
 		return nil
 	}
-	if ct := r.Header.Get(echo.HeaderContentType); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != echo.MIMEApplicationJSON {
-			return errContentType
-		}
-	} else {
-		return errContentType
+	if err := checkJSON(r); err != nil {
+		return err
 	}
-	dec := json.NewDecoder(r.Body)
+	err := decodeStrict(r.Body, v)
+	if errors.Is(err, io.EOF) {
+		if allowEmpty {
+			return nil
+		}
+		return invalid("request body is empty")
+	}
+	return err
+}
+
+// checkJSON requires a JSON content type.
+func checkJSON(r *http.Request) error {
+	ct := r.Header.Get(echo.HeaderContentType)
+	if ct == echo.MIMEApplicationJSON {
+		return nil
+	}
+	if ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == echo.MIMEApplicationJSON {
+			return nil
+		}
+	}
+	return errContentType
+}
+
+// decodeStrict decodes one JSON object: unknown fields and trailing data
+// are errors; an empty input is io.EOF.
+func decodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
@@ -95,14 +119,11 @@ func decode(c echo.Context, v any, allowEmpty bool) error {
 		case errors.As(err, &mbe):
 			return errTooLarge
 		case errors.Is(err, io.EOF):
-			if allowEmpty {
-				return nil
-			}
-			return invalid("request body is empty")
+			return io.EOF
 		}
 		return invalid("malformed JSON body: %v", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return invalid("request body has data after the JSON object")
 	}
 	return nil
@@ -246,8 +267,8 @@ func (s *Server) purchase(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var b purchaseBody
-	if err := decode(c, &b, true); err != nil {
+	b, err := decodePurchase(c)
+	if err != nil {
 		return err
 	}
 	qty, err := parsePurchase(&b)
@@ -264,14 +285,94 @@ func (s *Server) purchase(c echo.Context) error {
 		c.Set(ctxOutcome, ae.code)
 		return err
 	}
+	status, outcome := http.StatusCreated, "confirmed"
 	if dup {
-		s.m.Purchases.WithLabelValues("duplicate").Inc()
-		c.Set(ctxOutcome, "duplicate")
-		return c.JSON(http.StatusOK, toOrderJSON(o))
+		status, outcome = http.StatusOK, "duplicate"
 	}
-	s.m.Purchases.WithLabelValues("confirmed").Inc()
-	c.Set(ctxOutcome, "confirmed")
-	return c.JSON(http.StatusCreated, toOrderJSON(o))
+	s.m.Purchases.WithLabelValues(outcome).Inc()
+	c.Set(ctxOutcome, outcome)
+	buf := bufPool.Get().(*[]byte)
+	defer bufPool.Put(buf)
+	*buf = appendOrderJSON((*buf)[:0], &o)
+	return c.Blob(status, echo.MIMEApplicationJSON, *buf)
+}
+
+// bufPool holds buffers for request bodies and purchase responses.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// decodePurchase reads a purchase body: the common shapes through the
+// allocation-free fast path, anything else through the strict general
+// decoder. An empty body means all defaults.
+func decodePurchase(c echo.Context) (purchaseBody, error) {
+	var b purchaseBody
+	r := c.Request()
+	if r.ContentLength == 0 {
+		return b, nil
+	}
+	if err := checkJSON(r); err != nil {
+		return b, err
+	}
+	buf := bufPool.Get().(*[]byte)
+	defer bufPool.Put(buf)
+	data, err := readAll(r.Body, (*buf)[:0])
+	*buf = data[:0]
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return b, errTooLarge
+		}
+		return b, invalid("reading the body: %v", err)
+	}
+	if fast, ok := parsePurchaseFast(data); ok {
+		return fast, nil
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return b, nil
+	}
+	return b, decodeStrict(bytes.NewReader(data), &b)
+}
+
+// readAll appends r to buf, growing it as needed.
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// appendOrderJSON appends the API form of a confirmed order, exactly as
+// encoding/json renders orderJSON (with its trailing newline), without
+// reflection. IDs need no escaping: every ID is validated to
+// [A-Za-z0-9_.:-] before it reaches Raft.
+func appendOrderJSON(b []byte, o *orders.Order) []byte {
+	b = append(b, `{"order_id":"`...)
+	b = strconv.AppendUint(b, o.ID, 10)
+	b = append(b, `","item_id":"`...)
+	b = append(b, o.ItemID...)
+	b = append(b, `","user_id":"`...)
+	b = append(b, o.UserID...)
+	b = append(b, `","quantity":`...)
+	b = strconv.AppendInt(b, int64(o.Quantity), 10)
+	b = append(b, `,"status":"`...)
+	b = append(b, o.Status...)
+	b = append(b, '"')
+	if o.RequestID != "" {
+		b = append(b, `,"request_id":"`...)
+		b = append(b, o.RequestID...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"created_at":"`...)
+	b = o.CreatedAt.AppendFormat(b, time.RFC3339Nano)
+	return append(b, "\"}\n"...)
 }
 
 func (s *Server) getOrder(c echo.Context) error {

@@ -180,7 +180,7 @@ func Decode(data []byte) (any, error) {
 		s := &SetPaused{}
 		s.Stamp = d.varint()
 		s.ItemID = d.string(idLenMax)
-		s.Paused = d.byte() == 1
+		s.Paused = d.bool()
 		cmd = s
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", errMalformed, data[0])
@@ -213,9 +213,11 @@ func (d *decoder) fail() {
 	d.buf = nil
 }
 
+// varint and uvarint accept only the shortest encoding, the one Encode
+// writes, so that every accepted entry has exactly one byte form.
 func (d *decoder) varint() int64 {
 	v, n := binary.Varint(d.buf)
-	if n <= 0 {
+	if n <= 0 || n != varintLen(v) {
 		d.fail()
 		return 0
 	}
@@ -225,12 +227,41 @@ func (d *decoder) varint() int64 {
 
 func (d *decoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.buf)
-	if n <= 0 {
+	if n <= 0 || n != uvarintLen(v) {
 		d.fail()
 		return 0
 	}
 	d.buf = d.buf[n:]
 	return v
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+func varintLen(v int64) int {
+	ux := uint64(v) << 1
+	if v < 0 {
+		ux = ^ux
+	}
+	return uvarintLen(ux)
+}
+
+// bool reads a flag byte, 0 or 1.
+func (d *decoder) bool() bool {
+	switch d.byte() {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	d.fail()
+	return false
 }
 
 func (d *decoder) int32() int32 {

@@ -26,7 +26,6 @@ var (
 	ErrLimitExceeded   = errors.New("raftstore: per-user limit exceeded")
 	ErrNotOnSale       = errors.New("raftstore: item not on sale")
 	ErrInvalidQuantity = errors.New("raftstore: invalid quantity")
-	ErrRequestConflict = errors.New("raftstore: request id already used for another item")
 	ErrInvalidStock    = errors.New("raftstore: stock would become negative")
 )
 
@@ -87,7 +86,6 @@ const (
 	OutcomeNotOnSale
 	OutcomeItemNotFound
 	OutcomeInvalidQuantity
-	OutcomeRequestConflict
 )
 
 // Err returns the sentinel error for a rejected outcome, nil for a
@@ -106,8 +104,6 @@ func (o Outcome) Err() error {
 		return ErrItemNotFound
 	case OutcomeInvalidQuantity:
 		return ErrInvalidQuantity
-	case OutcomeRequestConflict:
-		return ErrRequestConflict
 	}
 	return fmt.Errorf("raftstore: unknown outcome %d", o)
 }
@@ -119,7 +115,10 @@ type PurchaseResult struct {
 }
 
 type userItem struct{ item, user string }
-type userRequest struct{ user, request string }
+
+// userRequest keys an idempotent purchase: request IDs are scoped to the
+// user and the item, so a shopper may reuse one for another item.
+type userRequest struct{ user, item, request string }
 
 type dedupEntry struct {
 	order   orders.Order
@@ -286,12 +285,8 @@ func (f *FSM) purchaseLocked(index uint64, now int64, b *PurchaseBatch) []Purcha
 		p := &b.Purchases[i]
 		var key userRequest
 		if p.RequestID != "" {
-			key = userRequest{p.UserID, p.RequestID}
+			key = userRequest{p.UserID, b.ItemID, p.RequestID}
 			if e, ok := f.mu.dedup[key]; ok {
-				if e.order.ItemID != b.ItemID {
-					res[i].Outcome = OutcomeRequestConflict
-					continue
-				}
 				res[i] = PurchaseResult{Outcome: OutcomeDuplicate, Order: e.order}
 				continue
 			}
@@ -400,12 +395,12 @@ func (f *FSM) Bought(item, user string) int32 {
 	return f.mu.bought[userItem{item, user}]
 }
 
-// LookupRequest returns the order a (user, request ID) pair produced, if it
-// is still remembered.
-func (f *FSM) LookupRequest(user, request string) (orders.Order, bool) {
+// LookupRequest returns the order a user's request ID for an item
+// produced, if it is still remembered.
+func (f *FSM) LookupRequest(item, user, request string) (orders.Order, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	e, ok := f.mu.dedup[userRequest{user, request}]
+	e, ok := f.mu.dedup[userRequest{user, item, request}]
 	return e.order, ok
 }
 
@@ -507,6 +502,7 @@ type snapshotState struct {
 	Pending     []orders.Order
 	FlushedUpTo uint64
 	LastStamp   int64
+	Applied     uint64 // log index the state reflects
 }
 
 type boughtRecord struct {
@@ -515,9 +511,9 @@ type boughtRecord struct {
 }
 
 type dedupRecord struct {
-	User, Request string
-	Expires       int64
-	Order         orders.Order
+	User, Item, Request string
+	Expires             int64
+	Order               orders.Order
 }
 
 // Snapshot captures the state. Raft calls it on the FSM goroutine, so it
@@ -531,6 +527,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		Pending:     f.mu.pending,
 		FlushedUpTo: f.mu.flushedUpTo,
 		LastStamp:   f.mu.lastStamp,
+		Applied:     f.applied.Load(),
 	}
 	for _, it := range f.mu.items {
 		s.Items = append(s.Items, *it)
@@ -540,7 +537,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	for _, ref := range f.mu.dedupQueue[f.mu.dedupHead:] {
 		if e, ok := f.mu.dedup[ref.key]; ok && e.expires == ref.expires {
-			s.Dedup = append(s.Dedup, dedupRecord{ref.key.user, ref.key.request, e.expires, e.order})
+			s.Dedup = append(s.Dedup, dedupRecord{ref.key.user, ref.key.item, ref.key.request, e.expires, e.order})
 		}
 	}
 	var buf bytes.Buffer
@@ -570,13 +567,14 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.mu.bought[userItem{b.Item, b.User}] = b.Quantity
 	}
 	for _, d := range s.Dedup {
-		k := userRequest{d.User, d.Request}
+		k := userRequest{d.User, d.Item, d.Request}
 		f.mu.dedup[k] = dedupEntry{order: d.Order, expires: d.Expires}
 		f.mu.dedupQueue = append(f.mu.dedupQueue, dedupRef{key: k, expires: d.Expires})
 	}
 	f.mu.pending = s.Pending
 	f.mu.flushedUpTo = s.FlushedUpTo
 	f.mu.lastStamp = s.LastStamp
+	f.applied.Store(s.Applied)
 	return nil
 }
 

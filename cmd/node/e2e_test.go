@@ -152,7 +152,9 @@ func (n *testNode) stop() {
 			n.t.Fatalf("node exit after SIGTERM: %v\n%s", n.exitErr, n.stderr)
 		}
 	case <-time.After(30 * time.Second):
-		n.t.Fatal("node did not drain within 30 s")
+		_ = n.cmd.Process.Signal(syscall.SIGQUIT) // goroutine dump into stderr
+		<-n.done
+		n.t.Fatalf("node did not drain within 30 s\n%s", n.stderr)
 	}
 }
 

@@ -52,6 +52,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.DurationVar(&c.ItemCacheTTL, "item-cache-ttl", c.ItemCacheTTL, "staleness bound of item reads on a node without a replica of the item's shard")
 	fs.IntVar(&c.QueueMax, "queue-max", c.QueueMax, "purchases that may wait in one item actor; beyond it 503 overloaded")
 	fs.IntVar(&c.BatchMax, "batch-max", c.BatchMax, "purchases per Raft log entry")
+	fs.IntVar(&c.InflightMax, "inflight-max", c.InflightMax, "Raft entries one item may have in flight (pipelining)")
 	fs.IntVar(&c.MaxUnflushed, "max-unflushed", c.MaxUnflushed, "confirmed orders per shard waiting for the order store; beyond it 503 unavailable")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "how long a purchase waits for its answer")
 	fs.DurationVar(&c.DedupRetention, "dedup-retention", c.DedupRetention, "how long request_ids are remembered")
@@ -60,6 +61,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "order flush poll interval")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long SIGTERM waits for in-flight work")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go pprof profiles on this address (keep it on loopback; default off)")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -379,7 +379,7 @@ func (tc *testCluster) checkSale(s *sale, item string, stock int64) {
 	for key, id := range s.confirmed {
 		user := strings.TrimSuffix(key, "/r")
 		for _, i := range tc.live() {
-			o, ok := tc.nodes[i].Store().Shard(tc.nodes[i].Store().ShardFor(item)).FSM().LookupRequest(user, "r")
+			o, ok := tc.nodes[i].Store().Shard(tc.nodes[i].Store().ShardFor(item)).FSM().LookupRequest(item, user, "r")
 			if !ok || orders.FormatID(o.ID) != id {
 				tc.t.Fatalf("n%d: request %s -> %v %v; want order %s", i, key, o.ID, ok, id)
 			}
@@ -505,7 +505,7 @@ func TestClusterMinorityCannotCommit(t *testing.T) {
 	wg.Wait()
 	tc.checkSale(s, "part", 100000)
 	for _, i := range tc.live() {
-		if _, ok := tc.nodes[i].Store().Shard(shard).FSM().LookupRequest("minority", "m"); ok {
+		if _, ok := tc.nodes[i].Store().Shard(shard).FSM().LookupRequest("part", "minority", "m"); ok {
 			t.Fatalf("n%d has the minority's purchase", i)
 		}
 	}

@@ -121,7 +121,7 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 
 	n.place = cluster.NewLeaderPlacement(n.store, n.members)
 	eng, err := actors.NewEngine(actors.Config{
-		QueueMax: cfg.QueueMax, BatchMax: cfg.BatchMax, RequestTimeout: cfg.RequestTimeout, MaxUnflushed: cfg.MaxUnflushed,
+		QueueMax: cfg.QueueMax, BatchMax: cfg.BatchMax, InflightMax: cfg.InflightMax, RequestTimeout: cfg.RequestTimeout, MaxUnflushed: cfg.MaxUnflushed,
 		AdmissionMax: cfg.AdmissionMax, ItemCacheTTL: cfg.ItemCacheTTL,
 	}, actors.Deps{
 		Store: n.store, Sink: n.sink, Observer: n.metrics, Logger: log, System: sys,

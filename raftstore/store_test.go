@@ -1,0 +1,506 @@
+package raftstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/flashstock/flashstock/internal/testutil"
+	"github.com/flashstock/flashstock/orders"
+	"github.com/flashstock/flashstock/raftstore"
+)
+
+// replicationErr reports whether err is one of the replication failures a
+// caller must handle (as opposed to a business outcome).
+func replicationErr(err error) bool {
+	return errors.Is(err, raftstore.ErrNotLeader) || errors.Is(err, raftstore.ErrUnavailable) || errors.Is(err, raftstore.ErrUnknownOutcome)
+}
+
+func TestStoreConfigValidate(t *testing.T) {
+	valid := testutil.StoreConfig("dir", 2)
+	if err := valid.Validate(); err != nil {
+		t.Fatalf("Validate() of the test preset = %v; want nil", err)
+	}
+	tests := []struct {
+		name   string
+		change func(*raftstore.Config)
+	}{
+		{"no node id", func(c *raftstore.Config) { c.NodeID = "" }},
+		{"no data dir", func(c *raftstore.Config) { c.DataDir = "" }},
+		{"zero shards", func(c *raftstore.Config) { c.Shards = 0 }},
+		{"too many shards", func(c *raftstore.Config) { c.Shards = orders.ShardsMax + 1 }},
+		{"no apply timeout", func(c *raftstore.Config) { c.ApplyTimeout = 0 }},
+		{"no dedup max", func(c *raftstore.Config) { c.FSM.DedupMax = 0 }},
+		{"no dedup retention", func(c *raftstore.Config) { c.FSM.DedupRetention = 0 }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := valid
+			tc.change(&c)
+			if err := c.Validate(); err == nil {
+				t.Errorf("Validate() = nil; want an error")
+			}
+			if c.DataDir != "" {
+				c.DataDir = t.TempDir()
+			}
+			if s, err := raftstore.Open(c); err == nil {
+				s.Close()
+				t.Errorf("Open() = nil error; want the validation error")
+			}
+		})
+	}
+}
+
+func TestShardFor(t *testing.T) {
+	// Placement is part of the data format: pin it.
+	tests := []struct {
+		id     string
+		shards int
+		want   int
+	}{
+		{"sku-1", 1, 0}, {"sku-1", 8, 4}, {"sku-1", 3, 0},
+		{"iphone-15", 8, 5}, {"iphone-15", 3, 1}, {"a", 8, 4}, {"a", 3, 1},
+	}
+	for _, tc := range tests {
+		if got := raftstore.ShardFor(tc.id, tc.shards); got != tc.want {
+			t.Errorf("ShardFor(%q, %d) = %d; want %d", tc.id, tc.shards, got, tc.want)
+		}
+	}
+	counts := make([]int, 8)
+	for i := 0; i < 8000; i++ {
+		counts[raftstore.ShardFor("item-"+strconv.Itoa(i), 8)]++
+	}
+	for s, n := range counts {
+		if n < 700 || n > 1300 {
+			t.Errorf("ShardFor spreads 8000 items unevenly: shard %d has %d", s, n)
+		}
+	}
+}
+
+// storeState is the observable state of every shard of a store.
+func storeState(s *raftstore.Store, items, users, requests []string) []observed {
+	var out []observed
+	for i := 0; i < s.Shards(); i++ {
+		out = append(out, observe(s.Shard(i).FSM(), items, users, requests))
+	}
+	return out
+}
+
+func TestStoreReopen(t *testing.T) {
+	for _, snapshot := range []bool{false, true} {
+		name := "log replay"
+		if snapshot {
+			name = "snapshot and log"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := testutil.OpenStore(t, testutil.StoreConfig(dir, 2))
+			if got := s.Shards(); got != 2 {
+				t.Fatalf("Shards() = %d; want 2", got)
+			}
+			ids := []string{testutil.ItemIDForShard("a", 0, 2), testutil.ItemIDForShard("a", 1, 2)}
+			users := []string{"u1", "u2", "u3", "u4"}
+			requests := []string{"r1", "r2", "r3", "r4"}
+			originals := map[string]orders.Order{}
+			for shardID, id := range ids {
+				if got := s.ShardFor(id); got != shardID {
+					t.Fatalf("ShardFor(%q) = %d; want %d", id, got, shardID)
+				}
+				sh := s.Shard(shardID)
+				if _, err := sh.CreateItem(raftstore.CreateItem{ID: id, Name: "x", Stock: 10, PerUserLimit: 3}); err != nil {
+					t.Fatalf("CreateItem(%q) = %v; want nil", id, err)
+				}
+				if _, err := sh.CreateItem(raftstore.CreateItem{ID: id, Stock: 1, PerUserLimit: 1}); !errors.Is(err, raftstore.ErrItemExists) {
+					t.Fatalf("CreateItem(%q) again = %v; want ErrItemExists", id, err)
+				}
+				res, err := sh.PurchaseBatch(id, []raftstore.Purchase{p("u1", "r1", 2), p("u2", "r2", 1), p("u3", "", 1), p("u1", "r3", 2)})
+				if err != nil {
+					t.Fatalf("PurchaseBatch(%q) = %v; want nil", id, err)
+				}
+				wantOut := []raftstore.Outcome{C, C, C, L}
+				for i, pr := range res {
+					if pr.Outcome != wantOut[i] {
+						t.Errorf("PurchaseBatch(%q) #%d = %v; want %v", id, i, pr.Outcome, wantOut[i])
+					}
+				}
+				originals[id] = res[0].Order
+				if err := sh.MarkFlushed(res[0].Order.ID); err != nil {
+					t.Fatalf("MarkFlushed = %v; want nil", err)
+				}
+				if _, err := sh.SetPaused(id, true); err != nil {
+					t.Fatalf("SetPaused = %v", err)
+				}
+				if _, err := sh.SetPaused(id, false); err != nil {
+					t.Fatalf("SetPaused = %v", err)
+				}
+				if _, err := sh.Restock(id, 5); err != nil {
+					t.Fatalf("Restock = %v", err)
+				}
+				if _, err := sh.Restock(id, -100); !errors.Is(err, raftstore.ErrInvalidStock) {
+					t.Fatalf("Restock(-100) = %v; want ErrInvalidStock", err)
+				}
+				if snapshot {
+					if err := sh.Raft().Snapshot().Error(); err != nil {
+						t.Fatalf("Snapshot() = %v", err)
+					}
+					// And one entry after the snapshot, replayed from the log.
+					if _, err := sh.PurchaseBatch(id, []raftstore.Purchase{p("u4", "r4", 1)}); err != nil {
+						t.Fatalf("PurchaseBatch after snapshot = %v", err)
+					}
+				}
+			}
+			want := storeState(s, ids, users, requests)
+			for i, st := range want {
+				if len(st.Unflushed) == 0 || len(st.Requests) == 0 || st.FlushedUpTo == 0 {
+					t.Fatalf("shard %d state too thin: %+v", i, st)
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Fatalf("Close() = %v; want nil", err)
+			}
+
+			s2 := testutil.OpenStore(t, testutil.StoreConfig(dir, 2))
+			// Entries after the last snapshot are applied once the new term commits.
+			testutil.WaitFor(t, 10*time.Second, func() bool {
+				return reflect.DeepEqual(storeState(s2, ids, users, requests), want)
+			})
+			for shardID, id := range ids {
+				sh := s2.Shard(shardID)
+				res, err := sh.PurchaseBatch(id, []raftstore.Purchase{p("u1", "r1", 2), p("u2", "r9", 3)})
+				if err != nil {
+					t.Fatalf("PurchaseBatch after reopen = %v; want nil", err)
+				}
+				if res[0].Outcome != D || !reflect.DeepEqual(res[0].Order, originals[id]) {
+					t.Errorf("Purchase(%q) retried after reopen = %v %+v; want duplicate of %+v", "r1", res[0].Outcome, res[0].Order, originals[id])
+				}
+				if res[1].Outcome != L {
+					t.Errorf("Purchase(u2, qty 3) after reopen = %v; want %v (limit remembered)", res[1].Outcome, L)
+				}
+			}
+		})
+	}
+}
+
+// TestStoreReopenAppliedIndex: the status page reports the FSM's applied
+// index; after a restart from a snapshot it must not fall back to zero.
+func TestStoreReopenAppliedIndex(t *testing.T) {
+	dir := t.TempDir()
+	s := testutil.OpenStore(t, testutil.StoreConfig(dir, 1))
+	sh := s.Shard(0)
+	if _, err := sh.CreateItem(raftstore.CreateItem{ID: "a", Stock: 1, PerUserLimit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Raft().Snapshot().Error(); err != nil {
+		t.Fatalf("Snapshot() = %v", err)
+	}
+	before := sh.FSM().AppliedIndex()
+	s.Close()
+	s2 := testutil.OpenStore(t, testutil.StoreConfig(dir, 1))
+	if got := s2.Shard(0).Status().AppliedIndex; got < before {
+		t.Errorf("Status().AppliedIndex after restart from a snapshot = %d; want >= %d (Raft applied %d)", got, before, s2.Shard(0).Raft().AppliedIndex())
+	}
+}
+
+func TestStoreShardCountFixed(t *testing.T) {
+	dir := t.TempDir()
+	s := testutil.OpenStore(t, testutil.StoreConfig(dir, 2))
+	s.Close()
+	_, err := raftstore.Open(testutil.StoreConfig(dir, 3))
+	if err == nil {
+		t.Fatalf("Open(%d shards) over a 2-shard data dir = nil error; want an error", 3)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "2 shards") || !strings.Contains(msg, "3") || !strings.Contains(msg, "fixed") {
+		t.Errorf("Open(3 shards) error = %q; want it to name both counts and say the count is fixed", msg)
+	}
+	// The refusal changed nothing: the right count still opens.
+	s2 := testutil.OpenStore(t, testutil.StoreConfig(dir, 2))
+	if got := s2.Shards(); got != 2 {
+		t.Errorf("Shards() = %d; want 2", got)
+	}
+}
+
+func TestStoreStatus(t *testing.T) {
+	s := testutil.NewStore(t, 2)
+	if !s.Ready() {
+		t.Fatalf("Ready() = false after WaitReady")
+	}
+	if a := s.Addr(); !strings.HasPrefix(a, "127.0.0.1:") || strings.HasSuffix(a, ":0") {
+		t.Errorf("Addr() = %q; want the bound 127.0.0.1 port", a)
+	}
+	for i := 0; i < 2; i++ {
+		sh := s.Shard(i)
+		st := sh.Status()
+		if st.ID != i || st.State != "Leader" || st.Leader != "node-1" || len(st.Voters) != 1 || st.Term == 0 {
+			t.Errorf("Shard(%d).Status() = %+v; want leader node-1, one voter", i, st)
+		}
+		if !sh.IsLeader() || !sh.Ready() || !sh.HasLeader() || !sh.IsFlushLeader() {
+			t.Errorf("Shard(%d): IsLeader %v Ready %v HasLeader %v IsFlushLeader %v; want all true", i, sh.IsLeader(), sh.Ready(), sh.HasLeader(), sh.IsFlushLeader())
+		}
+	}
+}
+
+func TestShardApplyErrors(t *testing.T) {
+	cmd := (&raftstore.CreateItem{ID: "a", Stock: 1, PerUserLimit: 1}).Encode(nil)
+
+	t.Run("closed", func(t *testing.T) {
+		s := testutil.NewStore(t, 2)
+		sh := s.Shard(0)
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close() = %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("second Close() = %v; want nil", err)
+		}
+		if _, err := sh.Apply(cmd); !replicationErr(err) {
+			t.Errorf("Apply on a closed shard = %v; want ErrNotLeader, ErrUnavailable or ErrUnknownOutcome", err)
+		}
+		if _, err := sh.PurchaseBatch("a", []raftstore.Purchase{p("u", "", 1)}); !replicationErr(err) {
+			t.Errorf("PurchaseBatch on a closed shard = %v; want a replication error", err)
+		}
+		if err := sh.MarkFlushed(1); !replicationErr(err) {
+			t.Errorf("MarkFlushed on a closed shard = %v; want a replication error", err)
+		}
+		if sh.Ready() || sh.IsFlushLeader() {
+			t.Errorf("closed shard: Ready() = true; want false")
+		}
+	})
+
+	t.Run("not the leader", func(t *testing.T) {
+		// A node that does not bootstrap has no leader: a follower's view.
+		cfg := testutil.StoreConfig(t.TempDir(), 1)
+		cfg.Bootstrap = false
+		s, err := raftstore.Open(cfg)
+		if err != nil {
+			t.Fatalf("Open() = %v", err)
+		}
+		defer s.Close()
+		if _, err := s.Shard(0).Apply(cmd); !errors.Is(err, raftstore.ErrNotLeader) {
+			t.Errorf("Apply on a follower = %v; want ErrNotLeader", err)
+		}
+		if _, err := s.Shard(0).CreateItem(raftstore.CreateItem{ID: "a"}); !errors.Is(err, raftstore.ErrNotLeader) {
+			t.Errorf("CreateItem on a follower = %v; want ErrNotLeader", err)
+		}
+		if s.Ready() {
+			t.Errorf("Ready() = true with no leader; want false")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if err := s.WaitReady(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("WaitReady with no leader = %v; want context.DeadlineExceeded", err)
+		}
+	})
+
+	t.Run("closed while applying", func(t *testing.T) {
+		s := testutil.NewStore(t, 1)
+		sh := s.Shard(0)
+		if _, err := sh.CreateItem(raftstore.CreateItem{ID: "a", Stock: 1 << 40, PerUserLimit: 1000}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 8; i++ {
+					_, err := sh.PurchaseBatch("a", []raftstore.Purchase{p(fmt.Sprint("u", g), "", 1)})
+					errs <- err
+				}
+			}()
+		}
+		testutil.WaitFor(t, 10*time.Second, func() bool { return len(errs) > 0 })
+		if err := s.Close(); err != nil {
+			t.Errorf("Close() = %v", err)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil && !replicationErr(err) {
+				t.Errorf("PurchaseBatch during Close = %v; want nil or a replication error", err)
+			}
+		}
+	})
+}
+
+func TestMuxRejectsBadConnections(t *testing.T) {
+	s := testutil.NewStore(t, 2)
+	term := func(i int) string { return s.Shard(i).Raft().Stats()["term"] }
+	terms := []string{term(0), term(1)}
+	garbage := []byte("GET / HTTP/1.1\r\n\r\n")
+	tests := []struct {
+		name string
+		send []byte
+	}{
+		{"bad magic", append([]byte{0x00, 0x00, 0x00}, garbage...)},
+		{"http request", garbage},
+		{"unknown shard", append([]byte{0xF5, 0x00, 0x02}, garbage...)},
+		{"shard 65535", []byte{0xF5, 0xFF, 0xFF}},
+		{"short header", []byte{0xF5}},
+		{"known shard, garbage RPC", append([]byte{0xF5, 0x00, 0x01}, garbage...)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", s.Addr())
+			if err != nil {
+				t.Fatalf("Dial(%s) = %v", s.Addr(), err)
+			}
+			defer c.Close()
+			if _, err := c.Write(tc.send); err != nil {
+				t.Fatalf("Write = %v", err)
+			}
+			if tc.name == "short header" {
+				_ = c.(*net.TCPConn).CloseWrite()
+			}
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, err := io.Copy(io.Discard, c)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("connection sending %q still open after 10s; want it closed", tc.send)
+			}
+			if n != 0 {
+				t.Errorf("server answered %d bytes; want none", n)
+			}
+		})
+	}
+	// Raft did not notice: same leaders, same terms, and commands commit.
+	for i := 0; i < 2; i++ {
+		if got := term(i); got != terms[i] {
+			t.Errorf("shard %d term = %s; want %s (no election)", i, got, terms[i])
+		}
+		id := testutil.ItemIDForShard("after", i, 2)
+		if _, err := s.Shard(i).CreateItem(raftstore.CreateItem{ID: id, Stock: 1, PerUserLimit: 1}); err != nil {
+			t.Errorf("CreateItem on shard %d after bad connections = %v; want nil", i, err)
+		}
+	}
+	if !s.Ready() {
+		t.Errorf("Ready() = false after bad connections; want true")
+	}
+}
+
+// TestMuxRoutesByShard dials through the mux the way Raft does, and checks
+// that each connection reaches the right shard's transport.
+func TestMuxRoutesByShard(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := raftstore.NewMux(ln, nil, 3, testutil.Logger())
+	defer m.Close()
+	for shard := 0; shard < 3; shard++ {
+		l := m.Layer(shard)
+		if got := l.Addr().String(); got != ln.Addr().String() {
+			t.Errorf("Layer(%d).Addr() = %s; want %s", shard, got, ln.Addr())
+		}
+		c, err := l.Dial(raft.ServerAddress(ln.Addr().String()), time.Second)
+		if err != nil {
+			t.Fatalf("Layer(%d).Dial = %v", shard, err)
+		}
+		msg := []byte("hello " + strconv.Itoa(shard))
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		sc, err := l.Accept()
+		if err != nil {
+			t.Fatalf("Layer(%d).Accept = %v", shard, err)
+		}
+		buf := make([]byte, len(msg))
+		_ = sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(sc, buf); err != nil || string(buf) != string(msg) {
+			t.Errorf("Layer(%d) accepted a connection reading %q, %v; want %q", shard, buf, err, msg)
+		}
+		c.Close()
+		sc.Close()
+	}
+	if err := m.Close(); err != nil {
+		t.Errorf("Close() = %v", err)
+	}
+	if _, err := m.Layer(0).Accept(); err == nil {
+		t.Errorf("Accept after Close = nil error; want an error")
+	}
+}
+
+// benchItem is a stock and limit no benchmark can exhaust.
+func benchItem(id string) raftstore.CreateItem {
+	return raftstore.CreateItem{ID: id, Name: "bench", Stock: math.MaxInt64 / 2, PerUserLimit: math.MaxInt32}
+}
+
+// benchBatches returns k distinct batches of size purchases each.
+func benchBatches(k, size int) [][]raftstore.Purchase {
+	out := make([][]raftstore.Purchase, k)
+	for b := range out {
+		ps := make([]raftstore.Purchase, size)
+		for i := range ps {
+			ps[i] = raftstore.Purchase{UserID: fmt.Sprintf("user-%d-%d", b, i), Quantity: 1}
+		}
+		out[b] = ps
+	}
+	return out
+}
+
+func BenchmarkFSMApply(b *testing.B) {
+	for _, size := range []int{1, 64, 1024} {
+		b.Run(fmt.Sprint("batch=", size), func(b *testing.B) {
+			f := raftstore.NewFSM(0, raftstore.FSMConfig{DedupRetention: time.Hour, DedupMax: 1 << 20})
+			c := benchItem("a")
+			c.Stamp = 1
+			f.Apply(logEntry(1, c.Encode(nil)))
+			var entries [][]byte
+			for i, ps := range benchBatches(64, size) {
+				entries = append(entries, (&raftstore.PurchaseBatch{Stamp: int64(i + 2), ItemID: "a", Purchases: ps}).Encode(nil))
+			}
+			index := uint64(1)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				index++
+				res := f.Apply(logEntry(index, entries[i%len(entries)])).([]raftstore.PurchaseResult)
+				if res[0].Outcome != C {
+					b.Fatalf("Purchase = %v; want confirmed", res[0].Outcome)
+				}
+				if i%64 == 63 { // keep the pending list bounded, as the flusher does
+					index++
+					f.Apply(logEntry(index, (&raftstore.MarkFlushed{Stamp: 1, UpTo: res[len(res)-1].Order.ID}).Encode(nil)))
+				}
+			}
+			b.ReportMetric(float64(b.N)*float64(size)/b.Elapsed().Seconds(), "purchases/s")
+		})
+	}
+}
+
+func BenchmarkShardPurchaseBatch(b *testing.B) {
+	for _, size := range []int{1, 256} {
+		b.Run(fmt.Sprint("batch=", size), func(b *testing.B) {
+			s := testutil.NewStore(b, 1)
+			sh := s.Shard(0)
+			if _, err := sh.CreateItem(benchItem("a")); err != nil {
+				b.Fatal(err)
+			}
+			batches := benchBatches(64, size)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				res, err := sh.PurchaseBatch("a", batches[i%len(batches)])
+				if err != nil || res[0].Outcome != C {
+					b.Fatalf("PurchaseBatch = %v, %v; want confirmed", res, err)
+				}
+				if i%64 == 63 {
+					if err := sh.MarkFlushed(res[len(res)-1].Order.ID); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N)*float64(size)/b.Elapsed().Seconds(), "purchases/s")
+		})
+	}
+}
