@@ -46,6 +46,9 @@ var (
 	ErrClosed = errors.New("actors: engine closed")
 	// ErrOrderNotFound: no such order.
 	ErrOrderNotFound = errors.New("actors: order not found")
+	// ErrPaymentNotRequired: no payment window is configured; orders are
+	// final when confirmed.
+	ErrPaymentNotRequired = errors.New("actors: payment not required")
 )
 
 // KindItem is the protoactor kind of item actors.
@@ -619,14 +622,19 @@ func (e *Engine) pid(id string) *actor.PID {
 	return pid
 }
 
-// Order returns an order and whether it is already in the order store.
+// Order returns an order in its latest state and whether that state is
+// already in the order store.
 func (e *Engine) Order(ctx context.Context, id uint64) (orders.Order, bool, error) {
 	shard := orders.ShardOfID(id)
 	if shard >= e.store.Shards() {
 		return orders.Order{}, false, ErrOrderNotFound
 	}
-	if o, ok := e.store.Shard(shard).FSM().PendingOrder(id); ok {
+	fsm := e.store.Shard(shard).FSM()
+	if o, ok := fsm.PendingOrder(id); ok {
 		return o, false, nil
+	}
+	if o, ok := fsm.OrderState(id); ok {
+		return o, true, nil // awaiting payment or settled, and stored
 	}
 	o, err := e.sink.Get(ctx, id)
 	if errors.Is(err, orders.ErrNotFound) {
@@ -636,6 +644,36 @@ func (e *Engine) Order(ctx context.Context, id uint64) (orders.Order, bool, erro
 		return orders.Order{}, false, err
 	}
 	return o, true, nil
+}
+
+// Pay pays a user's order within its payment window, on the leader of the
+// order's shard. Paying twice is a no-op; paying an expired order is
+// raftstore.ErrOrderExpired.
+func (e *Engine) Pay(ctx context.Context, id uint64, user string) (orders.Order, error) {
+	o, _, err := e.Order(ctx, id)
+	if err != nil {
+		return orders.Order{}, err
+	}
+	if o.UserID != user {
+		return orders.Order{}, ErrOrderNotFound
+	}
+	if e.store.Shard(orders.ShardOfID(id)).PayWindow() == 0 {
+		return orders.Order{}, ErrPaymentNotRequired
+	}
+	reply, err := e.call(ctx, o.ItemID, &pay{orderID: id, userID: user}, true)
+	if err != nil {
+		return orders.Order{}, err
+	}
+	switch r := reply.(type) {
+	case *Purchased:
+		return r.Order, nil
+	case *Rejected:
+		if errors.Is(r.Err, raftstore.ErrOrderNotFound) {
+			return orders.Order{}, ErrOrderNotFound
+		}
+		return orders.Order{}, r.Err
+	}
+	return orders.Order{}, fmt.Errorf("actors: unexpected reply %T", reply)
 }
 
 // Close stops admitting purchases, stops every item actor (each answers its

@@ -60,7 +60,7 @@ func (a *itemActor) Receive(ctx actor.Context) {
 			return
 		}
 		a.receive(ctx, ctx.Sender(), msg)
-	case *Purchase, *getItem, *createItem, *restock, *setPaused: // from this node
+	case *Purchase, *getItem, *createItem, *restock, *setPaused, *pay: // from this node
 		a.receive(ctx, ctx.Sender(), m)
 	case *batchApplied:
 		a.inflight--
@@ -101,6 +101,18 @@ func (a *itemActor) receive(ctx actor.Context, sender *actor.PID, msg message) {
 		a.admin(sender, func(sh *raftstore.Shard) (raftstore.Item, error) { return sh.Restock(a.id, m.delta) })
 	case *setPaused:
 		a.admin(sender, func(sh *raftstore.Shard) (raftstore.Item, error) { return sh.SetPaused(a.id, m.paused) })
+	case *pay:
+		e, sh := a.e, a.shard
+		e.applies.Add(1)
+		go func() {
+			defer e.applies.Done()
+			o, err := sh.Pay(m.orderID, m.userID)
+			if err != nil {
+				e.reply(sender, &Rejected{Err: err})
+				return
+			}
+			e.reply(sender, &Purchased{Order: o})
+		}()
 	default:
 		a.e.reply(sender, &Rejected{Err: raftstore.ErrUnavailable})
 	}

@@ -32,6 +32,7 @@ const (
 	msgCreateItem msgKind = 6
 	msgRestock    msgKind = 7
 	msgSetPaused  msgKind = 8
+	msgPay        msgKind = 9
 )
 
 // errCodes maps the errors that cross the wire to stable numbers.
@@ -50,6 +51,8 @@ var errCodes = []error{
 	12: ErrClosed,
 	13: raftstore.ErrItemExists,
 	14: raftstore.ErrInvalidStock,
+	15: raftstore.ErrOrderNotFound,
+	16: raftstore.ErrOrderExpired,
 }
 
 func errCode(err error) uint64 {
@@ -84,6 +87,12 @@ type itemReply struct{ item raftstore.Item }
 type createItem struct{ cmd raftstore.CreateItem }
 type restock struct{ delta int64 }
 type setPaused struct{ paused bool }
+
+// pay asks the owner of an order's item to pay the order.
+type pay struct {
+	orderID uint64
+	userID  string
+}
 
 func envelope(b []byte) *wrapperspb.BytesValue { return &wrapperspb.BytesValue{Value: b} }
 
@@ -125,6 +134,10 @@ func encode(m message) *wrapperspb.BytesValue {
 		} else {
 			b = append(b, 0)
 		}
+	case *pay:
+		b = append(b, byte(msgPay))
+		b = binary.AppendUvarint(b, m.orderID)
+		b = appendStr(b, m.userID)
 	default:
 		panic(fmt.Sprintf("actors: encode %T", m))
 	}
@@ -168,6 +181,10 @@ func decode(v *wrapperspb.BytesValue) (message, error) {
 		m = &restock{delta: r.varint()}
 	case msgSetPaused:
 		m = &setPaused{paused: r.byte() == 1}
+	case msgPay:
+		p := &pay{orderID: r.uvarint()}
+		p.userID = r.str()
+		m = p
 	default:
 		return nil, errBadMessage
 	}
@@ -191,7 +208,12 @@ func appendOrder(b []byte, o *orders.Order) []byte {
 	b = appendStr(b, string(o.Status))
 	b = binary.AppendVarint(b, o.CreatedAt.UnixNano())
 	b = binary.AppendVarint(b, int64(o.Shard))
-	return binary.AppendUvarint(b, o.LogIndex)
+	b = binary.AppendUvarint(b, o.LogIndex)
+	var payBy int64
+	if !o.PayBy.IsZero() {
+		payBy = o.PayBy.UnixNano()
+	}
+	return binary.AppendVarint(b, payBy)
 }
 
 func appendItem(b []byte, it *raftstore.Item) []byte {
@@ -268,6 +290,9 @@ func (r *reader) order() orders.Order {
 	o.CreatedAt = time.Unix(0, r.varint()).UTC()
 	o.Shard = int(r.varint())
 	o.LogIndex = r.uvarint()
+	if payBy := r.varint(); payBy != 0 {
+		o.PayBy = time.Unix(0, payBy).UTC()
+	}
 	return o
 }
 

@@ -53,6 +53,7 @@ type Config struct {
 	RequestTimeout time.Duration
 	DedupRetention time.Duration
 	DedupMax       int
+	PaymentWindow  time.Duration // 0: orders are final when confirmed
 	FlushBatch     int
 	FlushInterval  time.Duration
 	DrainTimeout   time.Duration
@@ -149,6 +150,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--batch-max %d: want at most 4096", c.BatchMax)
 	case c.RateNode < 0, c.RateUser < 0, c.RateIP < 0:
 		return errors.New("--rate-node, --rate-user and --rate-ip must not be negative (0 turns one off)")
+	case c.PaymentWindow < 0:
+		return errors.New("--payment-window must not be negative (0 turns it off)")
 	case c.ItemCacheTTL < 0 || c.ItemCacheTTL > time.Minute:
 		return fmt.Errorf("--item-cache-ttl %v: want 0..1m", c.ItemCacheTTL)
 	case c.RequestTimeout <= 0, c.DedupRetention <= 0, c.FlushInterval <= 0, c.DrainTimeout <= 0:

@@ -85,7 +85,11 @@ func classify(err error) (ae *apiError, retry int) {
 		return &apiError{status: http.StatusBadRequest, code: "invalid_argument", message: "quantity must be between 1 and the item's per-user limit"}, 0
 	case errors.Is(err, raftstore.ErrInvalidStock):
 		return &apiError{status: http.StatusBadRequest, code: "invalid_argument", message: "the stock change would make remaining stock negative"}, 0
-	case errors.Is(err, actors.ErrOrderNotFound):
+	case errors.Is(err, raftstore.ErrOrderExpired):
+		return &apiError{status: http.StatusConflict, code: "order_expired", message: "the payment window closed; the order expired and its stock returned to the sale"}, 0
+	case errors.Is(err, actors.ErrPaymentNotRequired):
+		return &apiError{status: http.StatusConflict, code: "payment_not_required", message: "orders are final when confirmed; no payment window is configured"}, 0
+	case errors.Is(err, actors.ErrOrderNotFound), errors.Is(err, raftstore.ErrOrderNotFound):
 		return &apiError{status: http.StatusNotFound, code: "order_not_found", message: "no such order"}, 0
 	case errors.Is(err, actors.ErrOverloaded):
 		return &apiError{status: http.StatusServiceUnavailable, code: "overloaded", message: "too many purchases are waiting; retry shortly"}, 1

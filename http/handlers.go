@@ -56,21 +56,26 @@ func (s *Server) itemJSON(it raftstore.Item) itemJSON {
 
 // orderJSON is the API form of an order.
 type orderJSON struct {
-	OrderID   string    `json:"order_id"`
-	ItemID    string    `json:"item_id"`
-	UserID    string    `json:"user_id"`
-	Quantity  int32     `json:"quantity"`
-	Status    string    `json:"status"`
-	RequestID string    `json:"request_id,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	Persisted *bool     `json:"persisted,omitempty"`
+	OrderID   string     `json:"order_id"`
+	ItemID    string     `json:"item_id"`
+	UserID    string     `json:"user_id"`
+	Quantity  int32      `json:"quantity"`
+	Status    string     `json:"status"`
+	RequestID string     `json:"request_id,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	PayBy     *time.Time `json:"pay_by,omitempty"`
+	Persisted *bool      `json:"persisted,omitempty"`
 }
 
 func toOrderJSON(o orders.Order) orderJSON {
-	return orderJSON{
+	j := orderJSON{
 		OrderID: orders.FormatID(o.ID), ItemID: o.ItemID, UserID: o.UserID, Quantity: o.Quantity,
 		Status: string(o.Status), RequestID: o.RequestID, CreatedAt: o.CreatedAt,
 	}
+	if !o.PayBy.IsZero() {
+		j.PayBy = &o.PayBy
+	}
+	return j
 }
 
 // decode reads a JSON body strictly: the content type must be JSON, unknown
@@ -372,6 +377,10 @@ func appendOrderJSON(b []byte, o *orders.Order) []byte {
 	}
 	b = append(b, `,"created_at":"`...)
 	b = o.CreatedAt.AppendFormat(b, time.RFC3339Nano)
+	if !o.PayBy.IsZero() {
+		b = append(b, `","pay_by":"`...)
+		b = o.PayBy.AppendFormat(b, time.RFC3339Nano)
+	}
 	return append(b, "\"}\n"...)
 }
 
@@ -414,4 +423,16 @@ func (s *Server) myOrders(c echo.Context) error {
 		out[i] = toOrderJSON(o)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"orders": out})
+}
+
+func (s *Server) payOrder(c echo.Context) error {
+	id, err := orders.ParseID(c.Param("id"))
+	if err != nil {
+		return invalid("order id must be a positive decimal integer")
+	}
+	o, err := s.engine.Pay(c.Request().Context(), id, c.Get(ctxUser).(string))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toOrderJSON(o))
 }

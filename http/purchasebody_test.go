@@ -101,6 +101,7 @@ func TestAppendOrderJSONMatchesEncodingJSON(t *testing.T) {
 	for _, o := range []orders.Order{
 		{ID: 504403158265823232, ItemID: "phone", UserID: "alice", Quantity: 1, Status: orders.StatusConfirmed, CreatedAt: time.Date(2026, 11, 28, 9, 31, 26, 462390402, time.UTC)},
 		{ID: 1, ItemID: "a.b:c-d_e", UserID: "u", RequestID: "r-1", Quantity: 3, Status: orders.StatusPaid, CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+		{ID: 2, ItemID: "i", UserID: "u", Quantity: 1, Status: orders.StatusConfirmed, CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), PayBy: time.Date(2026, 1, 2, 3, 19, 5, 6, time.UTC)},
 	} {
 		var want bytes.Buffer
 		if err := json.NewEncoder(&want).Encode(toOrderJSON(o)); err != nil {

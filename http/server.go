@@ -38,6 +38,7 @@ type Engine interface {
 	SetPaused(ctx context.Context, id string, paused bool) (raftstore.Item, error)
 	Purchase(ctx context.Context, r actors.Request) (orders.Order, bool, error)
 	Order(ctx context.Context, id uint64) (orders.Order, bool, error)
+	Pay(ctx context.Context, id uint64, user string) (orders.Order, error)
 	UserOrders(ctx context.Context, user string, limit int) ([]orders.Order, error)
 	Reconcile(ctx context.Context) (actors.Reconciliation, error)
 }
@@ -164,6 +165,7 @@ func New(cfg Config, engine Engine, node Node, m *metrics.Metrics, log *slog.Log
 	v1.POST("/items/:id/resume", s.resume, s.requireAdmin)
 	v1.POST("/items/:id/purchase", s.purchase, s.requireShopper, s.limitUser)
 	v1.GET("/orders/:id", s.getOrder, s.requireShopperOrAdmin)
+	v1.POST("/orders/:id/pay", s.payOrder, s.requireShopper)
 	v1.GET("/users/me/orders", s.myOrders, s.requireShopper)
 	v1.GET("/cluster/status", s.clusterStatus, s.requireAdmin)
 	v1.GET("/admin/reconcile", s.reconcile, s.requireAdmin)

@@ -15,10 +15,12 @@ import (
 type Source interface {
 	// IsFlushLeader reports whether this node should flush the shard now.
 	IsFlushLeader() bool
-	// Unflushed returns up to max of the oldest unflushed orders, ID order.
+	// Unflushed returns up to max of the oldest outbox entries (new orders
+	// and status changes), in Seq order.
 	Unflushed(max int) []Order
-	// MarkFlushed advances the flushed watermark through Raft.
-	MarkFlushed(upTo uint64) error
+	// MarkFlushed advances the flushed watermark (an outbox Seq) through
+	// Raft.
+	MarkFlushed(upToSeq uint64) error
 }
 
 // FlusherConfig tunes the flush loop.
@@ -154,7 +156,7 @@ func (f *Flusher) flushOnce(ctx context.Context, shard int, src Source) (int, er
 	err := f.sink.Write(wctx, batch)
 	cancel()
 	if err == nil {
-		err = src.MarkFlushed(batch[len(batch)-1].ID)
+		err = src.MarkFlushed(batch[len(batch)-1].Seq)
 	}
 	if err != nil {
 		if f.obs != nil {

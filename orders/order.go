@@ -46,6 +46,14 @@ type Order struct {
 	CreatedAt time.Time // leader-stamped command time, UTC
 	Shard     int
 	LogIndex  uint64
+	// PayBy is when an unpaid order expires; zero when no payment window
+	// applies. Kept in Raft, not in the order store.
+	PayBy time.Time
+	// Seq is the order's place in its shard's outbox: every change to be
+	// written to the order store (a new order, a status change) gets the
+	// next number, and the flushed watermark is a Seq. Set only on orders
+	// read from the outbox.
+	Seq uint64
 }
 
 // Order IDs pack the Raft shard, the log index of the entry that confirmed
@@ -95,10 +103,11 @@ func ParseID(s string) (uint64, error) {
 
 // Sink is an order store. Implementations must be safe for concurrent use.
 //
-// Write must be idempotent: writing an order that is already stored replaces
-// its status and is otherwise a no-op, so a batch may be written more than
-// once (after a leader change or a retry) and the store still holds each order
-// exactly once. Write returns only after the rows are durable. It must honour
+// Write must be idempotent: writing an order that is already stored is a
+// no-op except that a confirmed order takes the new status (paid or
+// expired; statuses never move back), so a batch may be written more than
+// once (after a leader change or a retry) and the store still holds each
+// order exactly once, in its latest status. Write returns only after the rows are durable. It must honour
 // ctx and never block past its deadline.
 type Sink interface {
 	Write(ctx context.Context, batch []Order) error

@@ -17,6 +17,8 @@ const (
 	CmdMarkFlushed CommandType = 3
 	CmdRestock     CommandType = 4
 	CmdSetPaused   CommandType = 5
+	CmdPay         CommandType = 6
+	CmdExpire      CommandType = 7
 )
 
 // Limits enforced by the decoder, so that a corrupt or hostile entry cannot
@@ -53,6 +55,22 @@ type PurchaseBatch struct {
 	Stamp     int64
 	ItemID    string
 	Purchases []Purchase
+	// PayWindow is how long the buyers have to pay, in nanoseconds; 0
+	// means the orders are final when confirmed.
+	PayWindow int64
+}
+
+// Pay marks an order paid, if its payment window is still open.
+type Pay struct {
+	Stamp   int64
+	OrderID uint64
+	UserID  string
+}
+
+// Expire expires every unpaid order whose payment window closed at or
+// before Stamp, returning its stock to the sale.
+type Expire struct {
+	Stamp int64
 }
 
 // MarkFlushed records that every order with an ID up to and including UpTo
@@ -101,7 +119,21 @@ func (b *PurchaseBatch) Encode(dst []byte) []byte {
 		dst = appendString(dst, p.RequestID)
 		dst = binary.AppendVarint(dst, int64(p.Quantity))
 	}
-	return dst
+	return binary.AppendVarint(dst, b.PayWindow)
+}
+
+// Encode appends the wire form of p to dst.
+func (p *Pay) Encode(dst []byte) []byte {
+	dst = append(dst, byte(CmdPay))
+	dst = binary.AppendVarint(dst, p.Stamp)
+	dst = binary.AppendUvarint(dst, p.OrderID)
+	return appendString(dst, p.UserID)
+}
+
+// Encode appends the wire form of e to dst.
+func (e *Expire) Encode(dst []byte) []byte {
+	dst = append(dst, byte(CmdExpire))
+	return binary.AppendVarint(dst, e.Stamp)
 }
 
 // Encode appends the wire form of m to dst.
@@ -164,6 +196,7 @@ func Decode(data []byte) (any, error) {
 			p.RequestID = d.string(idLenMax)
 			p.Quantity = d.int32()
 		}
+		b.PayWindow = d.varint()
 		cmd = b
 	case CmdMarkFlushed:
 		m := &MarkFlushed{}
@@ -182,6 +215,16 @@ func Decode(data []byte) (any, error) {
 		s.ItemID = d.string(idLenMax)
 		s.Paused = d.bool()
 		cmd = s
+	case CmdPay:
+		p := &Pay{}
+		p.Stamp = d.varint()
+		p.OrderID = d.uvarint()
+		p.UserID = d.string(idLenMax)
+		cmd = p
+	case CmdExpire:
+		e := &Expire{}
+		e.Stamp = d.varint()
+		cmd = e
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", errMalformed, data[0])
 	}

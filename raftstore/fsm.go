@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"bytes"
+	"container/heap"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -27,6 +28,8 @@ var (
 	ErrNotOnSale       = errors.New("raftstore: item not on sale")
 	ErrInvalidQuantity = errors.New("raftstore: invalid quantity")
 	ErrInvalidStock    = errors.New("raftstore: stock would become negative")
+	ErrOrderNotFound   = errors.New("raftstore: order not found or not awaiting payment")
+	ErrOrderExpired    = errors.New("raftstore: order expired before payment")
 )
 
 // Item is a sale item as the state machine holds it.
@@ -153,15 +156,60 @@ type FSM struct {
 
 	mu struct {
 		sync.RWMutex
-		items       map[string]*Item
-		bought      map[userItem]int32
-		dedup       map[userRequest]dedupEntry
-		dedupQueue  []dedupRef // insertion order, for expiry
-		dedupHead   int
-		pending     []orders.Order // confirmed, not yet flushed; ascending ID
-		flushedUpTo uint64
+		items      map[string]*Item
+		bought     map[userItem]int32
+		dedup      map[userRequest]dedupEntry
+		dedupQueue []dedupRef // insertion order, for expiry
+		dedupHead  int
+		// The outbox: changes not yet in the order store (new orders,
+		// status changes), ascending Seq. pendingSeq maps an order ID to
+		// the Seq of its latest entry.
+		pending     []orders.Order
+		pendingSeq  map[uint64]uint64
+		changes     map[uint64]bool // Seqs of entries that change an order already stored
+		nextSeq     uint64
+		flushedUpTo uint64 // a Seq
 		lastStamp   int64
+
+		// Payment window: unpaid orders, their deadlines (a min-heap), and
+		// recently settled orders (paid or expired), remembered like
+		// request IDs so that a late pay gets a definite answer.
+		awaiting     map[uint64]orders.Order
+		deadlines    deadlineHeap
+		settled      map[uint64]orders.Order
+		settledQueue []dedupRefID
+		settledHead  int
 	}
+}
+
+type dedupRefID struct {
+	id      uint64
+	expires int64
+}
+
+// deadline is an unpaid order's expiry; deadlineHeap is ordered by it, then
+// by order ID, so every replica pops in the same order.
+type deadline struct {
+	at int64
+	id uint64
+}
+
+type deadlineHeap []deadline
+
+func (h deadlineHeap) Len() int { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool {
+	if h[i].at != h[j].at {
+		return h[i].at < h[j].at
+	}
+	return h[i].id < h[j].id
+}
+func (h deadlineHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *deadlineHeap) Push(x any)   { *h = append(*h, x.(deadline)) }
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // NewFSM returns an empty state machine for shard.
@@ -178,8 +226,16 @@ func (f *FSM) resetLocked() {
 	f.mu.dedupQueue = nil
 	f.mu.dedupHead = 0
 	f.mu.pending = nil
+	f.mu.pendingSeq = make(map[uint64]uint64)
+	f.mu.changes = make(map[uint64]bool)
+	f.mu.nextSeq = 0
 	f.mu.flushedUpTo = 0
 	f.mu.lastStamp = 0
+	f.mu.awaiting = make(map[uint64]orders.Order)
+	f.mu.deadlines = nil
+	f.mu.settled = make(map[uint64]orders.Order)
+	f.mu.settledQueue = nil
+	f.mu.settledHead = 0
 }
 
 // Apply applies one committed log entry. An entry that does not decode means
@@ -209,6 +265,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 	case *Restock:
 		f.advanceLocked(c.Stamp)
 		return f.restockLocked(c)
+	case *Pay:
+		now := f.advanceLocked(c.Stamp)
+		return f.payLocked(c, now)
+	case *Expire:
+		now := f.advanceLocked(c.Stamp)
+		return f.expireLocked(now)
 	case *SetPaused:
 		f.advanceLocked(c.Stamp)
 		it, ok := f.mu.items[c.ItemID]
@@ -243,6 +305,19 @@ func (f *FSM) advanceLocked(stamp int64) int64 {
 	if f.mu.dedupHead > 1024 && f.mu.dedupHead > len(q)/2 {
 		f.mu.dedupQueue = append([]dedupRef(nil), q[f.mu.dedupHead:]...)
 		f.mu.dedupHead = 0
+	}
+	sq := f.mu.settledQueue
+	for f.mu.settledHead < len(sq) {
+		ref := sq[f.mu.settledHead]
+		if ref.expires > now && len(f.mu.settled) <= f.cfg.DedupMax {
+			break
+		}
+		delete(f.mu.settled, ref.id) // each ID settles once
+		f.mu.settledHead++
+	}
+	if f.mu.settledHead > 1024 && f.mu.settledHead > len(sq)/2 {
+		f.mu.settledQueue = append([]dedupRefID(nil), sq[f.mu.settledHead:]...)
+		f.mu.settledHead = 0
 	}
 	return now
 }
@@ -325,7 +400,12 @@ func (f *FSM) purchaseLocked(index uint64, now int64, b *PurchaseBatch) []Purcha
 			Shard:     f.shard,
 			LogIndex:  index,
 		}
-		f.mu.pending = append(f.mu.pending, o)
+		if b.PayWindow > 0 {
+			o.PayBy = time.Unix(0, now+b.PayWindow).UTC()
+			f.mu.awaiting[o.ID] = o
+			heap.Push(&f.mu.deadlines, deadline{at: now + b.PayWindow, id: o.ID})
+		}
+		f.outboxLocked(o, false)
 		if p.RequestID != "" {
 			exp := now + int64(f.cfg.DedupRetention)
 			f.mu.dedup[key] = dedupEntry{order: o, expires: exp}
@@ -336,18 +416,155 @@ func (f *FSM) purchaseLocked(index uint64, now int64, b *PurchaseBatch) []Purcha
 	return res
 }
 
+// outboxLocked queues a change of o for the order store. A change to an
+// order still waiting in the outbox updates that entry instead, so the
+// store sees each order's latest state.
+func (f *FSM) outboxLocked(o orders.Order, change bool) {
+	if seq, ok := f.mu.pendingSeq[o.ID]; ok {
+		if i := f.pendingIndexLocked(seq); i >= 0 {
+			f.mu.pending[i].Status = o.Status
+			return
+		}
+	}
+	f.mu.nextSeq++
+	o.Seq = f.mu.nextSeq
+	f.mu.pending = append(f.mu.pending, o)
+	f.mu.pendingSeq[o.ID] = o.Seq
+	if change {
+		f.mu.changes[o.Seq] = true
+	}
+}
+
+func (f *FSM) pendingIndexLocked(seq uint64) int {
+	p := f.mu.pending
+	i := sort.Search(len(p), func(i int) bool { return p[i].Seq >= seq })
+	if i < len(p) && p[i].Seq == seq {
+		return i
+	}
+	return -1
+}
+
+// settleLocked records an order's final status (paid, expired): out of
+// the payment window, into the outbox and the settled memory, and into the
+// remembered request so a replay shows the current status.
+func (f *FSM) settleLocked(o orders.Order, now int64) {
+	delete(f.mu.awaiting, o.ID)
+	f.mu.settled[o.ID] = o
+	f.mu.settledQueue = append(f.mu.settledQueue, dedupRefID{id: o.ID, expires: now + int64(f.cfg.DedupRetention)})
+	f.outboxLocked(o, true)
+	if o.RequestID != "" {
+		key := userRequest{o.UserID, o.ItemID, o.RequestID}
+		if e, ok := f.mu.dedup[key]; ok && e.order.ID == o.ID {
+			e.order.Status = o.Status
+			f.mu.dedup[key] = e
+		}
+	}
+}
+
+// payLocked pays an order in its window. Paying after the deadline, even
+// before the Expire command that would have caught it, expires the order:
+// whichever of pay and expiry comes first in the log decides, the same way
+// on every replica.
+func (f *FSM) payLocked(c *Pay, now int64) any {
+	if o, ok := f.mu.awaiting[c.OrderID]; ok {
+		if o.UserID != c.UserID {
+			return ErrOrderNotFound
+		}
+		if now >= o.PayBy.UnixNano() {
+			f.expireOneLocked(o, now)
+			return ErrOrderExpired
+		}
+		o.Status = orders.StatusPaid
+		f.settleLocked(o, now)
+		return o
+	}
+	if o, ok := f.mu.settled[c.OrderID]; ok && o.UserID == c.UserID {
+		if o.Status == orders.StatusExpired {
+			return ErrOrderExpired
+		}
+		return o // paid already: paying again is a no-op
+	}
+	return ErrOrderNotFound
+}
+
+// expireLocked expires every unpaid order whose deadline is at or before
+// now, and returns how many.
+func (f *FSM) expireLocked(now int64) int {
+	n := 0
+	for len(f.mu.deadlines) > 0 && f.mu.deadlines[0].at <= now {
+		d := heap.Pop(&f.mu.deadlines).(deadline)
+		if o, ok := f.mu.awaiting[d.id]; ok {
+			f.expireOneLocked(o, now)
+			n++
+		}
+	}
+	return n
+}
+
+// expireOneLocked returns an unpaid order's stock to the sale and to the
+// buyer's per-user allowance.
+func (f *FSM) expireOneLocked(o orders.Order, now int64) {
+	if it, ok := f.mu.items[o.ItemID]; ok {
+		it.Remaining += int64(o.Quantity)
+	}
+	ui := userItem{o.ItemID, o.UserID}
+	if left := f.mu.bought[ui] - o.Quantity; left > 0 {
+		f.mu.bought[ui] = left
+	} else {
+		delete(f.mu.bought, ui)
+	}
+	o.Status = orders.StatusExpired
+	f.settleLocked(o, now)
+}
+
 func (f *FSM) markFlushedLocked(upTo uint64) {
 	if upTo <= f.mu.flushedUpTo {
 		return
 	}
 	f.mu.flushedUpTo = upTo
 	p := f.mu.pending
-	n := sort.Search(len(p), func(i int) bool { return p[i].ID > upTo })
+	n := sort.Search(len(p), func(i int) bool { return p[i].Seq > upTo })
 	if n == 0 {
 		return
 	}
+	for _, o := range p[:n] {
+		if f.mu.pendingSeq[o.ID] == o.Seq {
+			delete(f.mu.pendingSeq, o.ID)
+		}
+		delete(f.mu.changes, o.Seq)
+	}
 	// Copy the tail so the flushed prefix does not pin memory.
 	f.mu.pending = append([]orders.Order(nil), p[n:]...)
+}
+
+// NextDeadline returns the earliest payment deadline, unix nanoseconds,
+// and false when no order awaits payment.
+func (f *FSM) NextDeadline() (int64, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if len(f.mu.deadlines) == 0 {
+		return 0, false
+	}
+	return f.mu.deadlines[0].at, true
+}
+
+// OrderState returns the latest state of an order this FSM still holds:
+// awaiting payment, recently settled, or waiting in the outbox.
+func (f *FSM) OrderState(id uint64) (orders.Order, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if o, ok := f.mu.awaiting[id]; ok {
+		return o, true
+	}
+	if o, ok := f.mu.settled[id]; ok {
+		return o, true
+	}
+	if seq, ok := f.mu.pendingSeq[id]; ok {
+		if i := f.pendingIndexLocked(seq); i >= 0 {
+			return f.mu.pending[i], true
+		}
+	}
+	return orders.Order{}, false
 }
 
 // AppliedIndex returns the index of the last applied log entry.
@@ -404,14 +621,14 @@ func (f *FSM) LookupRequest(item, user, request string) (orders.Order, bool) {
 	return e.order, ok
 }
 
-// PendingOrder returns a confirmed order that is not yet flushed.
+// PendingOrder returns an order whose latest change is not yet flushed.
 func (f *FSM) PendingOrder(id uint64) (orders.Order, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	p := f.mu.pending
-	i := sort.Search(len(p), func(i int) bool { return p[i].ID >= id })
-	if i < len(p) && p[i].ID == id {
-		return p[i], true
+	if seq, ok := f.mu.pendingSeq[id]; ok {
+		if i := f.pendingIndexLocked(seq); i >= 0 {
+			return f.mu.pending[i], true
+		}
 	}
 	return orders.Order{}, false
 }
@@ -429,14 +646,24 @@ func (f *FSM) PendingByUser(user string) []orders.Order {
 	return out
 }
 
-// PendingUnits returns the units of unflushed, non-expired orders per item.
+// PendingUnits returns, per item, how many units the order store is
+// missing of Raft's sales because of what waits in the outbox: new orders
+// not yet written count plus, expiries of orders the store holds as
+// sold count minus. After the outbox drains it is zero.
 func (f *FSM) PendingUnits() map[string]int64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	out := make(map[string]int64)
 	for _, o := range f.mu.pending {
-		if o.Status != orders.StatusExpired {
+		if o.Seq != f.mu.pendingSeq[o.ID] {
+			continue
+		}
+		change := f.mu.changes[o.Seq]
+		switch {
+		case !change && o.Status != orders.StatusExpired:
 			out[o.ItemID] += int64(o.Quantity)
+		case change && o.Status == orders.StatusExpired:
+			out[o.ItemID] -= int64(o.Quantity)
 		}
 	}
 	return out
@@ -472,6 +699,7 @@ func (f *FSM) FlushedUpTo() uint64 {
 // Stats is a summary of the state for status pages and metrics.
 type Stats struct {
 	Items       int
+	Awaiting    int // orders awaiting payment
 	Pending     int
 	DedupKeys   int
 	BuyerRows   int
@@ -485,6 +713,7 @@ func (f *FSM) Stats() Stats {
 	defer f.mu.RUnlock()
 	return Stats{
 		Items:       len(f.mu.items),
+		Awaiting:    len(f.mu.awaiting),
 		Pending:     len(f.mu.pending),
 		DedupKeys:   len(f.mu.dedup),
 		BuyerRows:   len(f.mu.bought),
@@ -503,6 +732,15 @@ type snapshotState struct {
 	FlushedUpTo uint64
 	LastStamp   int64
 	Applied     uint64 // log index the state reflects
+	NextSeq     uint64
+	Changes     []uint64 // outbox Seqs that change an order already stored
+	Awaiting    []orders.Order
+	Settled     []settledRecord // in settling order
+}
+
+type settledRecord struct {
+	Expires int64
+	Order   orders.Order
 }
 
 type boughtRecord struct {
@@ -528,6 +766,20 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		FlushedUpTo: f.mu.flushedUpTo,
 		LastStamp:   f.mu.lastStamp,
 		Applied:     f.applied.Load(),
+		NextSeq:     f.mu.nextSeq,
+	}
+	for seq := range f.mu.changes {
+		s.Changes = append(s.Changes, seq)
+	}
+	sort.Slice(s.Changes, func(i, j int) bool { return s.Changes[i] < s.Changes[j] })
+	for _, o := range f.mu.awaiting {
+		s.Awaiting = append(s.Awaiting, o)
+	}
+	sort.Slice(s.Awaiting, func(i, j int) bool { return s.Awaiting[i].ID < s.Awaiting[j].ID })
+	for _, ref := range f.mu.settledQueue[f.mu.settledHead:] {
+		if o, ok := f.mu.settled[ref.id]; ok {
+			s.Settled = append(s.Settled, settledRecord{Expires: ref.expires, Order: o})
+		}
 	}
 	for _, it := range f.mu.items {
 		s.Items = append(s.Items, *it)
@@ -572,6 +824,22 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.mu.dedupQueue = append(f.mu.dedupQueue, dedupRef{key: k, expires: d.Expires})
 	}
 	f.mu.pending = s.Pending
+	for _, o := range s.Pending {
+		f.mu.pendingSeq[o.ID] = o.Seq // ascending: the last is the latest
+	}
+	for _, seq := range s.Changes {
+		f.mu.changes[seq] = true
+	}
+	f.mu.nextSeq = s.NextSeq
+	for _, o := range s.Awaiting {
+		f.mu.awaiting[o.ID] = o
+		f.mu.deadlines = append(f.mu.deadlines, deadline{at: o.PayBy.UnixNano(), id: o.ID})
+	}
+	heap.Init(&f.mu.deadlines)
+	for _, r := range s.Settled {
+		f.mu.settled[r.Order.ID] = r.Order
+		f.mu.settledQueue = append(f.mu.settledQueue, dedupRefID{id: r.Order.ID, expires: r.Expires})
+	}
 	f.mu.flushedUpTo = s.FlushedUpTo
 	f.mu.lastStamp = s.LastStamp
 	f.applied.Store(s.Applied)

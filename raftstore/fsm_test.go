@@ -47,6 +47,10 @@ func stampOf(cmd encoder) int64 {
 		return c.Stamp
 	case *raftstore.SetPaused:
 		return c.Stamp
+	case *raftstore.Pay:
+		return c.Stamp
+	case *raftstore.Expire:
+		return c.Stamp
 	}
 	panic(fmt.Sprintf("unknown command %T", cmd))
 }
@@ -584,13 +588,14 @@ func TestFSMMarkFlushed(t *testing.T) {
 		wantPending []uint64
 		wantMark    uint64
 	}{
-		{ids[2], ids[3:], ids[2]},
-		{ids[2], ids[3:], ids[2]}, // idempotent
-		{ids[1], ids[3:], ids[2]}, // never backwards
-		{ids[3] + 1, ids[4:], ids[3] + 1},
-		{0, ids[4:], ids[3] + 1},
+		// The watermark is an outbox Seq: orders ids[i] got Seq i+1.
+		{3, ids[3:], 3},
+		{3, ids[3:], 3}, // idempotent
+		{2, ids[3:], 3}, // never backwards
+		{4, ids[4:], 4},
+		{0, ids[4:], 4},
 		{math.MaxUint64, nil, math.MaxUint64},
-		{ids[5], nil, math.MaxUint64},
+		{6, nil, math.MaxUint64},
 	}
 	for i, tc := range tests {
 		if got := r.apply(&raftstore.MarkFlushed{Stamp: 20, UpTo: tc.upTo}); got != nil {
@@ -878,6 +883,9 @@ func randomLog(t testing.TB, seed uint64, n int, cfg raftstore.FSMConfig) (log [
 			cmd = c
 		case k < 75:
 			b := &raftstore.PurchaseBatch{Stamp: stamp, ItemID: id}
+			if rng.IntN(3) == 0 {
+				b.PayWindow = rng.Int64N(int64(60 * time.Second))
+			}
 			if rng.IntN(20) == 0 {
 				b.ItemID = "missing"
 			}
@@ -892,11 +900,24 @@ func randomLog(t testing.TB, seed uint64, n int, cfg raftstore.FSMConfig) (log [
 		case k < 85:
 			var upTo uint64
 			if pend := gen.f.Unflushed(math.MaxInt); len(pend) > 0 {
-				upTo = pend[rng.IntN(len(pend))].ID
+				upTo = pend[rng.IntN(len(pend))].Seq
 			}
 			cmd = &raftstore.MarkFlushed{Stamp: stamp, UpTo: upTo}
-		case k < 95:
+		case k < 89:
 			cmd = &raftstore.Restock{Stamp: stamp, ItemID: id, Delta: rng.Int64N(21) - 10}
+		case k < 94:
+			// Pay a recent order (sometimes as the wrong user), or none.
+			pay := &raftstore.Pay{Stamp: stamp, UserID: users[rng.IntN(len(users))]}
+			if pend := gen.f.Unflushed(math.MaxInt); len(pend) > 0 {
+				o := pend[rng.IntN(len(pend))]
+				pay.OrderID = o.ID
+				if rng.IntN(4) != 0 {
+					pay.UserID = o.UserID
+				}
+			}
+			cmd = pay
+		case k < 97:
+			cmd = &raftstore.Expire{Stamp: stamp}
 		default:
 			cmd = &raftstore.SetPaused{Stamp: stamp, ItemID: id, Paused: rng.IntN(2) == 0}
 		}

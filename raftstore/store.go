@@ -61,6 +61,12 @@ type Config struct {
 
 	FSM FSMConfig
 
+	// PayWindow, when positive, gives buyers this long to pay; unpaid
+	// orders then expire and their stock returns to the sale. The leader
+	// checks for expired orders every ExpiryInterval.
+	PayWindow      time.Duration
+	ExpiryInterval time.Duration
+
 	// OnLeadership, if set, is called when this node gains (after its
 	// barrier) or loses leadership of a shard. It must not block.
 	OnLeadership func(shard int, leader bool)
@@ -86,6 +92,7 @@ func DefaultConfig() Config {
 		TrailingLogs:       10240,
 		ApplyTimeout:       5 * time.Second,
 		FSM:                FSMConfig{DedupRetention: 24 * time.Hour, DedupMax: 1_000_000},
+		ExpiryInterval:     time.Second,
 		Now:                time.Now,
 	}
 }
@@ -103,6 +110,8 @@ func (c Config) Validate() error {
 		return errors.New("raftstore: apply timeout must be positive")
 	case c.FSM.DedupMax < 1 || c.FSM.DedupRetention <= 0:
 		return errors.New("raftstore: dedup retention and max must be positive")
+	case c.PayWindow < 0 || (c.PayWindow > 0 && c.ExpiryInterval <= 0):
+		return errors.New("raftstore: pay window must not be negative, and needs a positive expiry interval")
 	}
 	return nil
 }
@@ -332,7 +341,35 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 	sh.raft = r
 	sh.wg.Add(1)
 	go sh.watchLeadership()
+	if cfg.PayWindow > 0 {
+		sh.wg.Add(1)
+		go sh.expireLoop()
+	}
 	return sh, nil
+}
+
+// expireLoop, on the leader, applies an Expire command whenever an unpaid
+// order's deadline has passed. Expiry goes through the log so that every
+// replica returns the same stock at the same point.
+func (sh *Shard) expireLoop() {
+	defer sh.wg.Done()
+	t := time.NewTicker(sh.cfg.ExpiryInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-sh.stop:
+			return
+		case <-t.C:
+		}
+		at, ok := sh.fsm.NextDeadline()
+		now := sh.stamp()
+		if !ok || at > now || !sh.Ready() {
+			continue
+		}
+		if _, err := sh.Apply((&Expire{Stamp: now}).Encode(nil)); err != nil {
+			sh.log.Warn("expire unpaid orders", "err", err)
+		}
+	}
 }
 
 // watchLeadership runs a barrier after each election this node wins, so
@@ -456,7 +493,7 @@ func (sh *Shard) SetPaused(itemID string, paused bool) (Item, error) {
 // PurchaseBatch stamps and applies a batch of purchases of one item. On
 // success the results are in the batch's order.
 func (sh *Shard) PurchaseBatch(itemID string, ps []Purchase) ([]PurchaseResult, error) {
-	b := PurchaseBatch{Stamp: sh.stamp(), ItemID: itemID, Purchases: ps}
+	b := PurchaseBatch{Stamp: sh.stamp(), ItemID: itemID, Purchases: ps, PayWindow: int64(sh.cfg.PayWindow)}
 	resp, err := sh.Apply(b.Encode(make([]byte, 0, 16+len(ps)*32)))
 	if err != nil {
 		return nil, err
@@ -468,6 +505,24 @@ func (sh *Shard) PurchaseBatch(itemID string, ps []Purchase) ([]PurchaseResult, 
 	return res, nil
 }
 
+// Pay pays an order within its payment window.
+func (sh *Shard) Pay(orderID uint64, userID string) (orders.Order, error) {
+	resp, err := sh.Apply((&Pay{Stamp: sh.stamp(), OrderID: orderID, UserID: userID}).Encode(nil))
+	if err != nil {
+		return orders.Order{}, err
+	}
+	switch r := resp.(type) {
+	case orders.Order:
+		return r, nil
+	case error:
+		return orders.Order{}, r
+	}
+	return orders.Order{}, fmt.Errorf("raftstore: unexpected pay response %T", resp)
+}
+
+// PayWindow returns the configured payment window (0: orders are final).
+func (sh *Shard) PayWindow() time.Duration { return sh.cfg.PayWindow }
+
 // IsFlushLeader reports whether this node should flush the shard's orders.
 // It implements orders.Source.
 func (sh *Shard) IsFlushLeader() bool { return sh.Ready() }
@@ -475,8 +530,8 @@ func (sh *Shard) IsFlushLeader() bool { return sh.Ready() }
 // Unflushed implements orders.Source.
 func (sh *Shard) Unflushed(max int) []orders.Order { return sh.fsm.Unflushed(max) }
 
-// MarkFlushed records the flushed watermark through Raft. It implements
-// orders.Source.
+// MarkFlushed records the flushed watermark, an outbox Seq, through Raft.
+// It implements orders.Source.
 func (sh *Shard) MarkFlushed(upTo uint64) error {
 	_, err := sh.Apply((&MarkFlushed{Stamp: sh.stamp(), UpTo: upTo}).Encode(nil))
 	return err
@@ -495,8 +550,9 @@ type ShardStatus struct {
 	AppliedIndex uint64   `json:"applied_index"`
 	LastContact  string   `json:"last_contact"`
 	Items        int      `json:"items"`
-	Unflushed    int      `json:"unflushed_orders"`
-	FlushedUpTo  string   `json:"flushed_up_to"`
+	Unflushed    int      `json:"unflushed_orders"` // outbox entries not yet in the order store
+	Awaiting     int      `json:"awaiting_payment"`
+	FlushedSeq   uint64   `json:"flushed_seq"` // outbox watermark
 }
 
 // Status returns the shard's status.
@@ -517,7 +573,8 @@ func (sh *Shard) Status() ShardStatus {
 		LastContact:  st["last_contact"],
 		Items:        fs.Items,
 		Unflushed:    fs.Pending,
-		FlushedUpTo:  orders.FormatID(fs.FlushedUpTo),
+		Awaiting:     fs.Awaiting,
+		FlushedSeq:   fs.FlushedUpTo,
 	}
 	if f := sh.raft.GetConfiguration(); f.Error() == nil {
 		for _, srv := range f.Configuration().Servers {

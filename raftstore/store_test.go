@@ -135,7 +135,7 @@ func TestStoreReopen(t *testing.T) {
 					}
 				}
 				originals[id] = res[0].Order
-				if err := sh.MarkFlushed(res[0].Order.ID); err != nil {
+				if err := sh.MarkFlushed(sh.Unflushed(1)[0].Seq); err != nil {
 					t.Fatalf("MarkFlushed = %v; want nil", err)
 				}
 				if _, err := sh.SetPaused(id, true); err != nil {
@@ -470,7 +470,7 @@ func BenchmarkFSMApply(b *testing.B) {
 				}
 				if i%64 == 63 { // keep the pending list bounded, as the flusher does
 					index++
-					f.Apply(logEntry(index, (&raftstore.MarkFlushed{Stamp: 1, UpTo: res[len(res)-1].Order.ID}).Encode(nil)))
+					f.Apply(logEntry(index, (&raftstore.MarkFlushed{Stamp: 1, UpTo: lastSeq(f)}).Encode(nil)))
 				}
 			}
 			b.ReportMetric(float64(b.N)*float64(size)/b.Elapsed().Seconds(), "purchases/s")
@@ -495,7 +495,7 @@ func BenchmarkShardPurchaseBatch(b *testing.B) {
 					b.Fatalf("PurchaseBatch = %v, %v; want confirmed", res, err)
 				}
 				if i%64 == 63 {
-					if err := sh.MarkFlushed(res[len(res)-1].Order.ID); err != nil {
+					if err := sh.MarkFlushed(lastSeq(sh.FSM())); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -503,4 +503,13 @@ func BenchmarkShardPurchaseBatch(b *testing.B) {
 			b.ReportMetric(float64(b.N)*float64(size)/b.Elapsed().Seconds(), "purchases/s")
 		})
 	}
+}
+
+// lastSeq returns the Seq of the newest outbox entry.
+func lastSeq(f *raftstore.FSM) uint64 {
+	u := f.Unflushed(1 << 30)
+	if len(u) == 0 {
+		return 0
+	}
+	return u[len(u)-1].Seq
 }

@@ -510,3 +510,80 @@ func TestRateLimitsAndReconcile(t *testing.T) {
 		t.Fatalf("greedy's orders = %d; want 2", got)
 	}
 }
+
+// TestPaymentWindow: with --payment-window an unpaid order expires and its
+// stock goes back on sale; paying in time keeps it; paying late is 409
+// order_expired; a pay racing the expiry gets one definite answer that
+// matches the order's final state. A restock reopens a sold-out item.
+func TestPaymentWindow(t *testing.T) {
+	n := startNode(t, t.TempDir(), "--payment-window", "1500ms", "--rate-user", "0")
+	n.mustDo("POST", "/v1/items", "admin", map[string]any{"id": "pw", "stock": 2}, 201)
+	paid := n.mustDo("POST", "/v1/items/pw/purchase", "alice", nil, 201)
+	late := n.mustDo("POST", "/v1/items/pw/purchase", "bob", nil, 201)
+	if paid["pay_by"] == nil {
+		t.Fatalf("order has no pay_by: %v", paid)
+	}
+	n.mustDo("POST", "/v1/items/pw/purchase", "carol", nil, 409) // sold out
+	got := n.mustDo("POST", "/v1/orders/"+paid["order_id"].(string)+"/pay", "alice", nil, 200)
+	if got["status"] != "paid" {
+		t.Fatalf("pay = %v; want paid", got)
+	}
+	n.mustDo("POST", "/v1/orders/"+paid["order_id"].(string)+"/pay", "alice", nil, 200) // idempotent
+	n.mustDo("POST", "/v1/orders/"+late["order_id"].(string)+"/pay", "mallory", nil, 404)
+
+	// bob never pays: his unit returns and carol gets it.
+	waitFor(t, 10*time.Second, func() bool { return n.remaining("pw") == 1 })
+	code, m, _ := n.do("POST", "/v1/orders/"+late["order_id"].(string)+"/pay", "bob", nil)
+	if code != 409 || errCode(m) != "order_expired" {
+		t.Fatalf("late pay = %d %v; want 409 order_expired", code, m)
+	}
+	o := n.mustDo("GET", "/v1/orders/"+late["order_id"].(string), "bob", nil, 200)
+	if o["status"] != "expired" {
+		t.Fatalf("bob's order = %v; want expired", o)
+	}
+	racer := n.mustDo("POST", "/v1/items/pw/purchase", "carol", nil, 201)
+
+	// Pay racing the expiry: keep paying around the deadline; the first
+	// definite answer must match the final state.
+	deadline, _ := time.Parse(time.RFC3339Nano, racer["pay_by"].(string))
+	time.Sleep(time.Until(deadline.Add(-30 * time.Millisecond)))
+	var answer string
+	for answer == "" {
+		code, m, err := n.do("POST", "/v1/orders/"+racer["order_id"].(string)+"/pay", "carol", nil)
+		switch {
+		case err == nil && code == 200:
+			answer = "paid"
+		case err == nil && code == 409 && errCode(m) == "order_expired":
+			answer = "expired"
+		case err == nil && code == 503:
+		default:
+			t.Fatalf("racing pay = %d %v %v", code, m, err)
+		}
+	}
+	time.Sleep(1200 * time.Millisecond) // past any expiry tick
+	final := n.mustDo("GET", "/v1/orders/"+racer["order_id"].(string), "carol", nil, 200)
+	if final["status"] != answer {
+		t.Fatalf("racing pay answered %s; the order is %v", answer, final["status"])
+	}
+	wantRemaining := int64(0)
+	if answer == "expired" {
+		wantRemaining = 1
+	}
+	if got := n.remaining("pw"); got != wantRemaining {
+		t.Fatalf("remaining = %d after the race (%s); want %d", got, answer, wantRemaining)
+	}
+
+	// Restock after sold out reopens the sale.
+	n.mustDo("POST", "/v1/items/pw/stock", "admin", map[string]any{"delta": 5}, 200)
+	n.mustDo("POST", "/v1/items/pw/purchase", "dave", nil, 201)
+
+	n.stop()
+	s := storedOrders(t, n.dir)
+	for id, want := range map[string]string{paid["order_id"].(string): "paid", late["order_id"].(string): "expired", racer["order_id"].(string): answer} {
+		oid, _ := orders.ParseID(id)
+		o, err := s.Get(context.Background(), oid)
+		if err != nil || string(o.Status) != want {
+			t.Errorf("stored order %s = %v, %v; want status %s", id, o.Status, err, want)
+		}
+	}
+}

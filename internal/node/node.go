@@ -90,6 +90,7 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	rc.HeartbeatTimeout, rc.ElectionTimeout = cfg.HeartbeatTimeout, cfg.HeartbeatTimeout
 	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
 	rc.FSM = raftstore.FSMConfig{DedupRetention: cfg.DedupRetention, DedupMax: cfg.DedupMax}
+	rc.PayWindow = cfg.PaymentWindow
 	rc.Logger = log
 	rc.OnLeadership = func(shard int, leader bool) {
 		if e := engine.Load(); e != nil {

@@ -36,7 +36,8 @@ const retryBackoff = 5 * time.Millisecond
 
 // Write stores batch. It returns nil only once every order is committed, and
 // may be called again with the same or an overlapping batch: an order already
-// stored keeps its row, except that its status becomes the batch's.
+// stored keeps its row, except that a confirmed order takes the batch's
+// status (paid or expired); a settled order's status never changes again.
 //
 // Orders are grouped by database and table with orders.Route on UserID. Each
 // database gets one transaction (databases are written in parallel), so a
@@ -298,7 +299,9 @@ func writeRows(ctx context.Context, tx *sql.Tx, table string, rows []orders.Orde
 			addDelta(deltas, o.ItemID, contribution(o.Status, int64(o.Quantity)), itemDelta{})
 			continue
 		}
-		if old.status == o.Status {
+		if old.status == o.Status || old.status != orders.StatusConfirmed {
+			// Statuses only move forward (confirmed -> paid | expired): a
+			// stale re-flush of an older batch never undoes a settlement.
 			continue
 		}
 		changed[o.Status] = append(changed[o.Status], o.ID)

@@ -79,7 +79,9 @@ func (s *Sink) Write(ctx context.Context, batch []orders.Order) error {
 			b.WriteString("(?,?,?,?,?,?,?,?,?)")
 			args = append(args, int64(o.ID), o.ItemID, o.UserID, o.RequestID, o.Quantity, string(o.Status), o.CreatedAt.UnixNano(), o.Shard, int64(o.LogIndex))
 		}
-		b.WriteString(" ON CONFLICT(order_id) DO UPDATE SET status=excluded.status")
+		// Statuses only move forward (confirmed -> paid | expired), so a
+		// stale re-flush never undoes a settlement.
+		b.WriteString(" ON CONFLICT(order_id) DO UPDATE SET status=excluded.status WHERE orders.status = 'confirmed'")
 		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 			return fmt.Errorf("sqlite: insert: %w", err)
 		}
