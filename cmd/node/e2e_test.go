@@ -587,3 +587,99 @@ func TestPaymentWindow(t *testing.T) {
 		}
 	}
 }
+
+// rssKiB reads a process's resident set size.
+func rssKiB(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			var kib int64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%d", &kib)
+			return kib
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// TestOverload: far more concurrent shoppers than the node admits, against
+// one hot item. The node must not fall over: every answer is a real one
+// (201, 409, or 429/503 at once), never a timeout; memory stays bounded;
+// every confirmed order is real.
+func TestOverload(t *testing.T) {
+	n := startNode(t, t.TempDir(), "--admission-max", "64", "--queue-max", "32", "--rate-user", "0", "--request-timeout", "5s")
+	const stock = 1_000_000
+	n.mustDo("POST", "/v1/items", "admin", map[string]any{"id": "crowd", "stock": stock}, 201)
+	base := rssKiB(t, n.cmd.Process.Pid)
+
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 1024}}
+	var (
+		mu       sync.Mutex
+		statuses = map[int]int{}
+		timeouts int
+		orderIDs = map[string]bool{}
+		peak     int64
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := 0; w < 768; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; ctx.Err() == nil; k++ {
+				req, _ := http.NewRequest("POST", n.url+"/v1/items/crowd/purchase", strings.NewReader(`{"quantity":1}`))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("X-User-ID", fmt.Sprintf("o%d-%d", w, k))
+				resp, err := client.Do(req)
+				mu.Lock()
+				if err != nil {
+					timeouts++
+					mu.Unlock()
+					continue
+				}
+				var m map[string]any
+				_ = json.NewDecoder(resp.Body).Decode(&m)
+				resp.Body.Close()
+				statuses[resp.StatusCode]++
+				if resp.StatusCode == 201 {
+					orderIDs[m["order_id"].(string)] = true
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	go func() { // sample memory while the crowd pushes
+		for ctx.Err() == nil {
+			if r := rssKiB(t, n.cmd.Process.Pid); r > peak {
+				mu.Lock()
+				peak = r
+				mu.Unlock()
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	wg.Wait()
+	t.Logf("answers %v, transport errors %d, RSS %d MiB at rest, peak %d MiB", statuses, timeouts, base/1024, peak/1024)
+	for code := range statuses {
+		if code != 201 && code != 503 && code != 429 {
+			t.Errorf("status %d under overload; want 201, 429 or 503", code)
+		}
+	}
+	if statuses[503] == 0 {
+		t.Errorf("no 503 overloaded: the crowd did not exceed the admission bound")
+	}
+	if timeouts > 0 {
+		t.Errorf("%d requests timed out or failed; want honest answers only", timeouts)
+	}
+	if peak > base+512*1024 {
+		t.Errorf("RSS grew from %d MiB to %d MiB under overload", base/1024, peak/1024)
+	}
+	if sold := stock - n.remaining("crowd"); sold != int64(len(orderIDs)) {
+		t.Errorf("sold %d; %d confirmed", sold, len(orderIDs))
+	}
+}
