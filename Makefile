@@ -24,6 +24,7 @@ run:
 check:
 	@fmt=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$fmt" ]; then echo "gofmt needed: $$fmt"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run -modfile=tools/go.mod honnef.co/go/tools/cmd/staticcheck ./...
 	@cp go.mod .tmp-go.mod.bak && cp go.sum .tmp-go.sum.bak && $(GO) mod tidy && \
 	  if ! diff -q go.mod .tmp-go.mod.bak >/dev/null || ! diff -q go.sum .tmp-go.sum.bak >/dev/null; then \
 	    mv .tmp-go.mod.bak go.mod; mv .tmp-go.sum.bak go.sum; echo "go mod tidy changes go.mod/go.sum"; exit 1; fi; \

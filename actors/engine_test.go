@@ -146,6 +146,9 @@ func TestEngineSoldOutFastPath(t *testing.T) {
 			}
 		})
 	}
+	if got := fsm.AppliedIndex(); got != applied {
+		t.Errorf("AppliedIndex() = %d after answers larger than the stock; want %d (answered without Raft)", got, applied)
+	}
 	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "few", UserID: "u3", Quantity: 1}); err != nil {
 		t.Fatalf("Purchase(last unit) = %v; want nil", err)
 	}

@@ -30,7 +30,6 @@ var (
 	errTooLarge     = &apiError{status: http.StatusRequestEntityTooLarge, code: "payload_too_large", message: "request body too large"}
 	errContentType  = &apiError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type", message: "Content-Type must be application/json"}
 	errUnauthorized = &apiError{status: http.StatusUnauthorized, code: "unauthenticated", message: "missing or invalid credentials"}
-	errForbidden    = &apiError{status: http.StatusForbidden, code: "forbidden", message: "not allowed"}
 )
 
 // errorBody is the JSON shape of every error.
