@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # bench.sh runs Flashstock and the ../shared/bench baselines back to back on
 # this machine with the same load tool (wrk + purchase.lua, 64 connections),
-# several rounds, and writes the medians to docs/benchmarks.md.
+# several rounds, and prints the medians as Markdown tables.
 #
 #   scripts/bench.sh [ROUNDS] [SECONDS]     defaults: 3 rounds of 8 s
 #
-# Needs wrk and redis-server (apt-get install -y wrk redis-server) and the
-# baselines in ../shared/bench. Everything listens on 127.0.0.1 and is
-# stopped at the end; every wait is bounded.
+# Runs, per round: hello (the HTTP ceiling), redis (Redis + Lua), mysql (one
+# InnoDB transaction per purchase), Flashstock single node (embedded store;
+# purchase and sold-out), Flashstock single node with two MariaDB order
+# databases, and a 3-node Flashstock cluster (purchase load spread over the
+# three HTTP ports; sold-out answers from a node that does not lead the
+# item's shard).
+#
+# Needs wrk, redis-server and MariaDB (apt-get install -y wrk redis-server
+# mariadb-server) and the baselines in ../shared/bench. Everything listens on
+# 127.0.0.1 and is stopped at the end; every wait is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,31 +26,32 @@ pids=()
 cleanup() {
 	for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	scripts/mariadb.sh stop "$tmp/mariadb" >/dev/null 2>&1 || true
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-for t in wrk redis-server; do
-	command -v "$t" >/dev/null || { echo "bench: $t not found (apt-get install -y wrk redis-server)" >&2; exit 1; }
+for t in wrk redis-server curl python3; do
+	command -v "$t" >/dev/null || { echo "bench: $t not found (apt-get install -y wrk redis-server curl)" >&2; exit 1; }
 done
 [ -f "$shared/purchase.lua" ] || { echo "bench: $shared/purchase.lua not found" >&2; exit 1; }
+lua=$(cd "$shared" && pwd)/purchase.lua
 
 echo "bench: building" >&2
 go build -o "$tmp/node" ./cmd/node
-go build -o "$tmp/loadgen" ./cmd/loadgen
 (cd "$shared/baseline" && go build -o "$tmp/baseline" .)
 
-wait_http() { # url: up when it answers with 200
-	for _ in $(seq 1 200); do
-		curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-		sleep 0.05
-	done
-	echo "bench: $1 did not come up" >&2
-	return 1
-}
+mysql_dsns=""
+if env_line=$(scripts/mariadb.sh start "$tmp/mariadb" 13399 2>/dev/null); then
+	mysql_dsns=${env_line#FLASHSTOCK_TEST_MYSQL_DSNS=}
+	mariadb -h127.0.0.1 -P13399 -uroot -e "CREATE DATABASE IF NOT EXISTS seckill_baseline" 2>/dev/null ||
+		mysql -h127.0.0.1 -P13399 -uroot -e "CREATE DATABASE IF NOT EXISTS seckill_baseline"
+else
+	echo "bench: no MariaDB; skipping the mysql runs" >&2
+fi
 
-wait_port() { # url: up when it answers anything
-	for _ in $(seq 1 200); do
+wait_code() { # url: up when it answers with any HTTP status
+	for _ in $(seq 1 300); do
 		[ "$(curl -s -o /dev/null -w '%{http_code}' "$1" 2>/dev/null)" != "000" ] && return 0
 		sleep 0.05
 	done
@@ -51,29 +59,43 @@ wait_port() { # url: up when it answers anything
 	return 1
 }
 
+wait_ready() { # url of /readyz
+	for _ in $(seq 1 600); do
+		curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "bench: $1 not ready" >&2
+	return 1
+}
+
 stop() { # pid
 	kill "$1" 2>/dev/null || true
-	for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.05; done
+	for _ in $(seq 1 200); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.05; done
 	kill -9 "$1" 2>/dev/null || true
 }
 
-run_wrk() { # url item -> "p50_us= p99_us= rps= non2xx= errors="
-	ITEM=$2 wrk -t2 -c64 -d"${secs}s" -s "$shared/purchase.lua" "$1" 2>/dev/null | tail -n1
+run_wrk() { # url item [threads conns] -> "p50_us= p99_us= rps= non2xx= errors="
+	ITEM=$2 wrk -t"${3:-2}" -c"${4:-64}" -d"${secs}s" -s "$lua" "$1" 2>/dev/null | tail -n1
 }
 
-start_node() { # dir -> sets node_pid, token
-	"$tmp/node" --name bench --data-dir "$1" --trust-user-header --rate-user 0 --rate-ip 0 \
-		--http-addr 127.0.0.1:18080 --raft-addr 127.0.0.1:17000 --gossip-addr 127.0.0.1:17946 \
-		--actor-addr 127.0.0.1:18090 --log-level error >"$tmp/node.out" 2>"$tmp/node.err" &
-	node_pid=$!
-	pids+=("$node_pid")
-	wait_http http://127.0.0.1:18080/readyz
-	token=$(cat "$1/admin-token")
+metric() { # name: sum of a metric's samples on the single node
+	curl -fsS http://127.0.0.1:18080/metrics | awk -v n="$1" '$1 == n || index($1, n"{") == 1 { s += $2 } END { printf "%.0f\n", s }'
+}
+flushed() { metric flashstock_orders_flushed_total; }
+
+start_node() { # name dir port-offset extra-args... -> prints pid
+	local name=$1 dir=$2 off=$3
+	shift 3
+	"$tmp/node" --name "$name" --data-dir "$dir" --trust-user-header --rate-user 0 --rate-ip 0 \
+		--http-addr 127.0.0.1:$((18080 + off)) --raft-addr 127.0.0.1:$((17000 + off)) \
+		--gossip-addr 127.0.0.1:$((17900 + off)) --actor-addr 127.0.0.1:$((18190 + off)) \
+		--admin-token bench-admin-token-0123456789 --log-level error "$@" >/dev/null 2>"$tmp/$name.err" &
+	echo $!
 }
 
-create_item() { # id stock
-	curl -fsS -o /dev/null -X POST http://127.0.0.1:18080/v1/items -H "Authorization: Bearer $token" \
-		-H 'Content-Type: application/json' -d "{\"id\":\"$1\",\"stock\":$2}"
+create_item() { # port id stock
+	curl -fsS -o /dev/null -X POST "http://127.0.0.1:$1/v1/items" -H "Authorization: Bearer bench-admin-token-0123456789" \
+		-H 'Content-Type: application/json' -d "{\"id\":\"$2\",\"stock\":$3}"
 }
 
 results="$tmp/results"
@@ -86,7 +108,7 @@ for r in $(seq 1 "$rounds"); do
 	echo "bench: round $r/$rounds" >&2
 
 	"$tmp/baseline" -mode hello >/dev/null 2>&1 &
-	p=$!; pids+=("$p"); wait_port http://127.0.0.1:18080/; sleep 0.3
+	p=$!; pids+=("$p"); wait_code http://127.0.0.1:18080/
 	record hello "$(run_wrk http://127.0.0.1:18080/ 1)"
 	stop "$p"
 
@@ -94,22 +116,74 @@ for r in $(seq 1 "$rounds"); do
 	redis-server --port 16379 --dir "$tmp/redis" --appendonly yes --appendfsync everysec --save '' >/dev/null 2>&1 &
 	rp=$!; pids+=("$rp"); sleep 0.5
 	"$tmp/baseline" -mode redis -redis 127.0.0.1:16379 -stock 100000000 >/dev/null 2>&1 &
-	p=$!; pids+=("$p"); wait_port http://127.0.0.1:18080/; sleep 0.3
+	p=$!; pids+=("$p"); wait_code http://127.0.0.1:18080/
 	record redis "$(run_wrk http://127.0.0.1:18080/ 1)"
 	stop "$p"; stop "$rp"
 
-	rm -rf "$tmp/data"
-	start_node "$tmp/data"
-	create_item 1 100000000
-	create_item gone 0
+	if [ -n "$mysql_dsns" ]; then
+		"$tmp/baseline" -mode mysql -dsn "root@tcp(127.0.0.1:13399)/seckill_baseline" -stock 100000000 >/dev/null 2>&1 &
+		p=$!; pids+=("$p"); wait_code http://127.0.0.1:18080/
+		record mysql "$(run_wrk http://127.0.0.1:18080/ 1)"
+		stop "$p"
+	fi
+
+	rm -rf "$tmp/d1"
+	p=$(start_node solo "$tmp/d1" 0); pids+=("$p"); wait_ready http://127.0.0.1:18080/readyz
+	create_item 18080 1 100000000
+	create_item 18080 gone 0
 	record flashstock "$(run_wrk http://127.0.0.1:18080/ 1)"
 	record flashstock_soldout "$(run_wrk http://127.0.0.1:18080/ gone)"
-	stop "$node_pid"
+	stop "$p"
+
+	if [ -n "$mysql_dsns" ]; then
+		mariadb -h127.0.0.1 -P13399 -uroot -e "DROP DATABASE IF EXISTS flashstock_0; DROP DATABASE IF EXISTS flashstock_1; CREATE DATABASE flashstock_0; CREATE DATABASE flashstock_1"
+		rm -rf "$tmp/d1"
+		p=$(start_node solo "$tmp/d1" 0 --orders-dsn "$mysql_dsns"); pids+=("$p"); wait_ready http://127.0.0.1:18080/readyz
+		create_item 18080 1 100000000
+		f0=$(flushed); t0=$(date +%s.%N)
+		record flashstock_mysql "$(run_wrk http://127.0.0.1:18080/ 1)"
+		for _ in $(seq 1 200); do [ "$(metric flashstock_orders_unflushed)" = "0" ] && break; sleep 0.1; done
+		f1=$(flushed); t1=$(date +%s.%N)
+		record flush_rate "$(python3 -c "print('rps=%.0f p50_us=0 p99_us=0 non2xx=0' % (($f1-$f0)/($t1-$t0)))")"
+		stop "$p"
+	fi
+
+	cp=()
+	for i in 1 2 3; do
+		rm -rf "$tmp/c$i"
+		p=$(start_node "n$i" "$tmp/c$i" "$i" --bootstrap-expect 3 --join 127.0.0.1:17901 --gossip-profile local)
+		pids+=("$p"); cp+=("$p")
+	done
+	for i in 1 2 3; do wait_ready "http://127.0.0.1:$((18080 + i))/readyz"; done
+	create_item 18081 1 100000000
+	create_item 18081 gone 0
+	sleep 1
+	out1="$tmp/w1"; out2="$tmp/w2"; out3="$tmp/w3"
+	run_wrk http://127.0.0.1:18081/ 1 1 22 >"$out1" & w1=$!
+	run_wrk http://127.0.0.1:18082/ 1 1 21 >"$out2" & w2=$!
+	run_wrk http://127.0.0.1:18083/ 1 1 21 >"$out3" & w3=$!
+	wait $w1 $w2 $w3
+	python3 - "$out1" "$out2" "$out3" <<'PY' | tee -a "$results" >&2
+import sys, re
+rows = [dict((k, float(v)) for k, v in re.findall(r"(\w+)=([\d.]+)", open(p).read())) for p in sys.argv[1:]]
+print("cluster3 rps=%d p50_us=%d p99_us=%d non2xx=%d errors=%d" % (
+    sum(r["rps"] for r in rows), max(r["p50_us"] for r in rows), max(r["p99_us"] for r in rows),
+    sum(r["non2xx"] for r in rows), sum(r["errors"] for r in rows)))
+PY
+	# Sold out from a node that does not lead the item's shard.
+	shard=$(python3 -c 'import sys
+h=2166136261
+for b in b"gone": h=((h^b)*16777619)&0xffffffff
+print(h%8)')
+	leader=$(curl -fsS http://127.0.0.1:18081/v1/cluster/status -H "Authorization: Bearer bench-admin-token-0123456789" |
+		python3 -c "import sys,json; print(json.load(sys.stdin)['shards'][$shard]['leader'])")
+	follower=1; [ "$leader" = "n1" ] && follower=2
+	record cluster3_soldout_follower "$(run_wrk "http://127.0.0.1:$((18080 + follower))/" gone)"
+	for p in "${cp[@]}"; do stop "$p"; done
 done
 
-# Medians per name and field.
 python3 - "$results" "$rounds" "$secs" <<'PY'
-import sys, statistics, re, platform, subprocess, datetime
+import sys, statistics, re
 path, rounds, secs = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = {}
 for line in open(path):
@@ -118,17 +192,34 @@ for line in open(path):
     rows.setdefault(name, []).append({k: float(v) for k, v in kv.items()})
 def med(name, k):
     return statistics.median(r[k] for r in rows[name])
-out = []
-for name in ["hello", "redis", "flashstock", "flashstock_soldout"]:
-    if name not in rows: continue
-    out.append((name, med(name, "rps"), med(name, "p50_us"), med(name, "p99_us"), max(r["non2xx"] for r in rows[name]), [int(r["rps"]) for r in rows[name]]))
-print("| run | median req/s | p50 | p99 | non-2xx (max) | runs (req/s) |")
+labels = {
+    "hello": "hello (HTTP ceiling, no work)",
+    "redis": "redis baseline (Lua per purchase)",
+    "mysql": "mysql baseline (InnoDB tx per purchase)",
+    "flashstock": "Flashstock, 1 node, embedded store: purchase",
+    "flashstock_soldout": "Flashstock, 1 node: sold-out answers (409)",
+    "flashstock_mysql": "Flashstock, 1 node, 2 MariaDB order DBs: purchase",
+    "cluster3": "Flashstock, 3 nodes, load over 3 ports: purchase",
+    "cluster3_soldout_follower": "Flashstock, 3 nodes: sold-out from a non-leader (409)",
+}
+print(f"{rounds} rounds of {secs} s each, wrk 64 connections (cluster: 22+21+21), medians.\n")
+print("| run | req/s (median) | p50 | p99 | non-2xx | req/s of each round |")
 print("|---|---|---|---|---|---|")
-for name, rps, p50, p99, non2xx, runs in out:
-    print(f"| {name} | {rps:,.0f} | {p50/1000:.2f} ms | {p99/1000:.2f} ms | {int(non2xx)} | {runs} |")
-m = {n: r for n, r, *_ in out}
-if "redis" in m and "flashstock" in m:
-    print(f"\nflashstock / redis purchase throughput: **{m['flashstock']/m['redis']:.2f}x**")
-if "hello" in m and "flashstock_soldout" in m:
-    print(f"flashstock sold-out / hello ceiling: **{m['flashstock_soldout']/m['hello']:.2f}x**")
+for name, label in labels.items():
+    if name not in rows: continue
+    print(f"| {label} | {med(name,'rps'):,.0f} | {med(name,'p50_us')/1000:.2f} ms | {med(name,'p99_us')/1000:.2f} ms | "
+          f"{int(max(r['non2xx'] for r in rows[name]))} | {', '.join(str(int(r['rps'])) for r in rows[name])} |")
+m = {n: med(n, "rps") for n in rows}
+print()
+def ratio(a, b, what):
+    if a in m and b in m:
+        print(f"- {what}: **{m[a]/m[b]:.2f}x**")
+ratio("flashstock", "redis", "Flashstock purchase / redis baseline")
+ratio("flashstock", "mysql", "Flashstock purchase / mysql baseline")
+ratio("flashstock_soldout", "hello", "Flashstock sold-out / hello ceiling")
+ratio("flashstock_mysql", "flashstock", "Flashstock with MySQL / embedded store")
+ratio("cluster3", "redis", "3-node cluster purchase / redis baseline")
+ratio("cluster3_soldout_follower", "hello", "3-node sold-out on a non-leader / hello ceiling")
+if "flush_rate" in rows:
+    print(f"- orders flushed into 2 MariaDB databases per second, from the start of the run until the backlog drained: {med('flush_rate','rps'):,.0f}")
 PY
