@@ -5,7 +5,7 @@ GO        ?= go
 MYSQL_DIR ?= $(CURDIR)/.tmp/mariadb
 MYSQL_PORT ?= 13306
 RACE_PKGS := ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... ./internal/loadgen/... \
-	./internal/metrics/... ./internal/ratelimit/... ./internal/breaker/... ./internal/testutil/... ./cmd/loadgen/...
+	./internal/metrics/... ./internal/ratelimit/... ./internal/breaker/... ./internal/testutil/... ./internal/wire/... ./cmd/loadgen/...
 # protoactor's cluster layer has data races of its own (shared/research/protoactor.md §6):
 # multi-node tests run without -race.
 CLUSTER_PKGS := ./internal/node/...
@@ -52,6 +52,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzPurchaseBody$$' -fuzztime 10s ./http/
 	$(GO) test -run '^$$' -fuzz '^FuzzPurchaseBodyFast$$' -fuzztime 10s ./http/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeOrder$$' -fuzztime 5s ./internal/loadgen/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime 10s ./actors/
 
 # bench: Go benchmarks, then Flashstock against the ../shared/bench
 # baselines back to back (writes docs/benchmarks.md figures to stdout).

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/flashstock/flashstock/internal/wire"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/raftstore"
 )
@@ -64,12 +65,6 @@ func errCode(err error) uint64 {
 	return 10 // unavailable: an error we cannot name is a failure to serve
 }
 
-func codeErr(c uint64) error {
-	if c < uint64(len(errCodes)) && errCodes[c] != nil {
-		return errCodes[c]
-	}
-	return raftstore.ErrUnavailable
-}
 
 var errBadMessage = errors.New("actors: malformed message")
 
@@ -101,17 +96,13 @@ func encode(m message) *wrapperspb.BytesValue {
 	switch m := m.(type) {
 	case *Purchase:
 		b = append(b, byte(msgPurchase))
-		b = appendStr(b, m.Request.ItemID)
-		b = appendStr(b, m.Request.UserID)
-		b = appendStr(b, m.Request.RequestID)
+		b = wire.AppendString(b, m.Request.ItemID)
+		b = wire.AppendString(b, m.Request.UserID)
+		b = wire.AppendString(b, m.Request.RequestID)
 		b = binary.AppendVarint(b, int64(m.Request.Quantity))
 	case *Purchased:
 		b = append(b, byte(msgPurchased))
-		if m.Duplicate {
-			b = append(b, 1)
-		} else {
-			b = append(b, 0)
-		}
+		b = wire.AppendBool(b, m.Duplicate)
 		b = appendOrder(b, &m.Order)
 	case *Rejected:
 		b = append(b, byte(msgRejected))
@@ -129,15 +120,11 @@ func encode(m message) *wrapperspb.BytesValue {
 		b = binary.AppendVarint(b, m.delta)
 	case *setPaused:
 		b = append(b, byte(msgSetPaused))
-		if m.paused {
-			b = append(b, 1)
-		} else {
-			b = append(b, 0)
-		}
+		b = wire.AppendBool(b, m.paused)
 	case *pay:
 		b = append(b, byte(msgPay))
 		b = binary.AppendUvarint(b, m.orderID)
-		b = appendStr(b, m.userID)
+		b = wire.AppendString(b, m.userID)
 	default:
 		panic(fmt.Sprintf("actors: encode %T", m))
 	}
@@ -149,63 +136,62 @@ func decode(v *wrapperspb.BytesValue) (message, error) {
 	if len(b) == 0 {
 		return nil, errBadMessage
 	}
-	r := reader{b: b[1:]}
+	r := reader{wire.Reader{B: b[1:]}}
 	var m message
 	switch msgKind(b[0]) {
 	case msgPurchase:
 		p := &Purchase{}
-		p.Request.ItemID = r.str()
-		p.Request.UserID = r.str()
-		p.Request.RequestID = r.str()
-		p.Request.Quantity = int32(r.varint())
+		p.Request.ItemID = r.String(strMax)
+		p.Request.UserID = r.String(strMax)
+		p.Request.RequestID = r.String(strMax)
+		p.Request.Quantity = r.Int32()
 		m = p
 	case msgPurchased:
-		p := &Purchased{Duplicate: r.byte() == 1}
+		p := &Purchased{Duplicate: r.Bool()}
 		p.Order = r.order()
 		m = p
 	case msgRejected:
-		m = &Rejected{Err: codeErr(r.uvarint())}
+		c := r.Uvarint()
+		if c >= uint64(len(errCodes)) || errCodes[c] == nil {
+			return nil, errBadMessage
+		}
+		m = &Rejected{Err: errCodes[c]}
 	case msgGetItem:
 		m = &getItem{}
 	case msgItem:
 		m = &itemReply{item: r.item()}
 	case msgCreateItem:
-		cmd, err := raftstore.Decode(r.b)
+		cmd, err := raftstore.Decode(r.B)
 		c, ok := cmd.(*raftstore.CreateItem)
 		if err != nil || !ok {
 			return nil, errBadMessage
 		}
-		r.b = nil
+		r.B = nil
 		m = &createItem{cmd: *c}
 	case msgRestock:
-		m = &restock{delta: r.varint()}
+		m = &restock{delta: r.Varint()}
 	case msgSetPaused:
-		m = &setPaused{paused: r.byte() == 1}
+		m = &setPaused{paused: r.Bool()}
 	case msgPay:
-		p := &pay{orderID: r.uvarint()}
-		p.userID = r.str()
+		p := &pay{orderID: r.Uvarint()}
+		p.userID = r.String(strMax)
 		m = p
 	default:
 		return nil, errBadMessage
 	}
-	if r.bad || len(r.b) != 0 {
+	if r.Done() != nil {
 		return nil, errBadMessage
 	}
 	return m, nil
 }
 
-func appendStr(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
 func appendOrder(b []byte, o *orders.Order) []byte {
 	b = binary.AppendUvarint(b, o.ID)
-	b = appendStr(b, o.ItemID)
-	b = appendStr(b, o.UserID)
-	b = appendStr(b, o.RequestID)
+	b = wire.AppendString(b, o.ItemID)
+	b = wire.AppendString(b, o.UserID)
+	b = wire.AppendString(b, o.RequestID)
 	b = binary.AppendVarint(b, int64(o.Quantity))
-	b = appendStr(b, string(o.Status))
+	b = wire.AppendString(b, string(o.Status))
 	b = binary.AppendVarint(b, o.CreatedAt.UnixNano())
 	b = binary.AppendVarint(b, int64(o.Shard))
 	b = binary.AppendUvarint(b, o.LogIndex)
@@ -217,80 +203,35 @@ func appendOrder(b []byte, o *orders.Order) []byte {
 }
 
 func appendItem(b []byte, it *raftstore.Item) []byte {
-	b = appendStr(b, it.ID)
-	b = appendStr(b, it.Name)
+	b = wire.AppendString(b, it.ID)
+	b = wire.AppendString(b, it.Name)
 	b = binary.AppendVarint(b, it.Stock)
 	b = binary.AppendVarint(b, it.Remaining)
 	b = binary.AppendVarint(b, int64(it.PerUserLimit))
 	b = binary.AppendVarint(b, it.StartsAt)
 	b = binary.AppendVarint(b, it.EndsAt)
-	p := byte(0)
-	if it.Paused {
-		p = 1
-	}
-	b = append(b, p)
+	b = wire.AppendBool(b, it.Paused)
 	return binary.AppendVarint(b, it.CreatedAt)
 }
 
-// reader decodes fields in order; any error sets bad.
-type reader struct {
-	b   []byte
-	bad bool
-}
+// reader decodes our messages on top of wire.Reader.
+type reader struct{ wire.Reader }
 
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.bad, r.b = true, nil
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.bad, r.b = true, nil
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) byte() byte {
-	if len(r.b) == 0 {
-		r.bad = true
-		return 0
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
-}
-
-func (r *reader) str() string {
-	n := r.uvarint()
-	if n > 1024 || n > uint64(len(r.b)) {
-		r.bad, r.b = true, nil
-		return ""
-	}
-	s := string(r.b[:n])
-	r.b = r.b[n:]
-	return s
-}
+// strMax bounds strings in messages.
+const strMax = 1024
 
 func (r *reader) order() orders.Order {
 	var o orders.Order
-	o.ID = r.uvarint()
-	o.ItemID = r.str()
-	o.UserID = r.str()
-	o.RequestID = r.str()
-	o.Quantity = int32(r.varint())
-	o.Status = orders.Status(r.str())
-	o.CreatedAt = time.Unix(0, r.varint()).UTC()
-	o.Shard = int(r.varint())
-	o.LogIndex = r.uvarint()
-	if payBy := r.varint(); payBy != 0 {
+	o.ID = r.Uvarint()
+	o.ItemID = r.String(strMax)
+	o.UserID = r.String(strMax)
+	o.RequestID = r.String(strMax)
+	o.Quantity = r.Int32()
+	o.Status = orders.Status(r.String(strMax))
+	o.CreatedAt = time.Unix(0, r.Varint()).UTC()
+	o.Shard = int(r.Int32())
+	o.LogIndex = r.Uvarint()
+	if payBy := r.Varint(); payBy != 0 {
 		o.PayBy = time.Unix(0, payBy).UTC()
 	}
 	return o
@@ -298,14 +239,14 @@ func (r *reader) order() orders.Order {
 
 func (r *reader) item() raftstore.Item {
 	var it raftstore.Item
-	it.ID = r.str()
-	it.Name = r.str()
-	it.Stock = r.varint()
-	it.Remaining = r.varint()
-	it.PerUserLimit = int32(r.varint())
-	it.StartsAt = r.varint()
-	it.EndsAt = r.varint()
-	it.Paused = r.byte() == 1
-	it.CreatedAt = r.varint()
+	it.ID = r.String(strMax)
+	it.Name = r.String(strMax)
+	it.Stock = r.Varint()
+	it.Remaining = r.Varint()
+	it.PerUserLimit = r.Int32()
+	it.StartsAt = r.Varint()
+	it.EndsAt = r.Varint()
+	it.Paused = r.Bool()
+	it.CreatedAt = r.Varint()
 	return it
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/flashstock/flashstock/internal/wire"
 )
 
 // CommandType identifies a Raft log command. The numbers are part of the
@@ -99,8 +101,8 @@ type SetPaused struct {
 func (c *CreateItem) Encode(dst []byte) []byte {
 	dst = append(dst, byte(CmdCreateItem))
 	dst = binary.AppendVarint(dst, c.Stamp)
-	dst = appendString(dst, c.ID)
-	dst = appendString(dst, c.Name)
+	dst = wire.AppendString(dst, c.ID)
+	dst = wire.AppendString(dst, c.Name)
 	dst = binary.AppendVarint(dst, c.Stock)
 	dst = binary.AppendVarint(dst, int64(c.PerUserLimit))
 	dst = binary.AppendVarint(dst, c.StartsAt)
@@ -111,12 +113,12 @@ func (c *CreateItem) Encode(dst []byte) []byte {
 func (b *PurchaseBatch) Encode(dst []byte) []byte {
 	dst = append(dst, byte(CmdPurchase))
 	dst = binary.AppendVarint(dst, b.Stamp)
-	dst = appendString(dst, b.ItemID)
+	dst = wire.AppendString(dst, b.ItemID)
 	dst = binary.AppendUvarint(dst, uint64(len(b.Purchases)))
 	for i := range b.Purchases {
 		p := &b.Purchases[i]
-		dst = appendString(dst, p.UserID)
-		dst = appendString(dst, p.RequestID)
+		dst = wire.AppendString(dst, p.UserID)
+		dst = wire.AppendString(dst, p.RequestID)
 		dst = binary.AppendVarint(dst, int64(p.Quantity))
 	}
 	return binary.AppendVarint(dst, b.PayWindow)
@@ -127,7 +129,7 @@ func (p *Pay) Encode(dst []byte) []byte {
 	dst = append(dst, byte(CmdPay))
 	dst = binary.AppendVarint(dst, p.Stamp)
 	dst = binary.AppendUvarint(dst, p.OrderID)
-	return appendString(dst, p.UserID)
+	return wire.AppendString(dst, p.UserID)
 }
 
 // Encode appends the wire form of e to dst.
@@ -147,7 +149,7 @@ func (m *MarkFlushed) Encode(dst []byte) []byte {
 func (r *Restock) Encode(dst []byte) []byte {
 	dst = append(dst, byte(CmdRestock))
 	dst = binary.AppendVarint(dst, r.Stamp)
-	dst = appendString(dst, r.ItemID)
+	dst = wire.AppendString(dst, r.ItemID)
 	return binary.AppendVarint(dst, r.Delta)
 }
 
@@ -155,11 +157,8 @@ func (r *Restock) Encode(dst []byte) []byte {
 func (s *SetPaused) Encode(dst []byte) []byte {
 	dst = append(dst, byte(CmdSetPaused))
 	dst = binary.AppendVarint(dst, s.Stamp)
-	dst = appendString(dst, s.ItemID)
-	if s.Paused {
-		return append(dst, 1)
-	}
-	return append(dst, 0)
+	dst = wire.AppendString(dst, s.ItemID)
+	return wire.AppendBool(dst, s.Paused)
 }
 
 // Decode parses one command. It returns a pointer to one of the command
@@ -168,171 +167,68 @@ func Decode(data []byte) (any, error) {
 	if len(data) == 0 {
 		return nil, errMalformed
 	}
-	d := decoder{buf: data[1:]}
+	d := wire.Reader{B: data[1:]}
 	var cmd any
 	switch CommandType(data[0]) {
 	case CmdCreateItem:
 		c := &CreateItem{}
-		c.Stamp = d.varint()
-		c.ID = d.string(idLenMax)
-		c.Name = d.string(nameLenMax)
-		c.Stock = d.varint()
-		c.PerUserLimit = d.int32()
-		c.StartsAt = d.varint()
-		c.EndsAt = d.varint()
+		c.Stamp = d.Varint()
+		c.ID = d.String(idLenMax)
+		c.Name = d.String(nameLenMax)
+		c.Stock = d.Varint()
+		c.PerUserLimit = d.Int32()
+		c.StartsAt = d.Varint()
+		c.EndsAt = d.Varint()
 		cmd = c
 	case CmdPurchase:
 		b := &PurchaseBatch{}
-		b.Stamp = d.varint()
-		b.ItemID = d.string(idLenMax)
-		n := d.uvarint()
-		if n > purchasesPerEntry || n > uint64(len(d.buf)) {
+		b.Stamp = d.Varint()
+		b.ItemID = d.String(idLenMax)
+		n := d.Uvarint()
+		if n > purchasesPerEntry || n > uint64(len(d.B)) {
 			return nil, fmt.Errorf("%w: %d purchases", errMalformed, n)
 		}
 		b.Purchases = make([]Purchase, n)
 		for i := range b.Purchases {
 			p := &b.Purchases[i]
-			p.UserID = d.string(idLenMax)
-			p.RequestID = d.string(idLenMax)
-			p.Quantity = d.int32()
+			p.UserID = d.String(idLenMax)
+			p.RequestID = d.String(idLenMax)
+			p.Quantity = d.Int32()
 		}
-		b.PayWindow = d.varint()
+		b.PayWindow = d.Varint()
 		cmd = b
 	case CmdMarkFlushed:
 		m := &MarkFlushed{}
-		m.Stamp = d.varint()
-		m.UpTo = d.uvarint()
+		m.Stamp = d.Varint()
+		m.UpTo = d.Uvarint()
 		cmd = m
 	case CmdRestock:
 		r := &Restock{}
-		r.Stamp = d.varint()
-		r.ItemID = d.string(idLenMax)
-		r.Delta = d.varint()
+		r.Stamp = d.Varint()
+		r.ItemID = d.String(idLenMax)
+		r.Delta = d.Varint()
 		cmd = r
 	case CmdSetPaused:
 		s := &SetPaused{}
-		s.Stamp = d.varint()
-		s.ItemID = d.string(idLenMax)
-		s.Paused = d.bool()
+		s.Stamp = d.Varint()
+		s.ItemID = d.String(idLenMax)
+		s.Paused = d.Bool()
 		cmd = s
 	case CmdPay:
 		p := &Pay{}
-		p.Stamp = d.varint()
-		p.OrderID = d.uvarint()
-		p.UserID = d.string(idLenMax)
+		p.Stamp = d.Varint()
+		p.OrderID = d.Uvarint()
+		p.UserID = d.String(idLenMax)
 		cmd = p
 	case CmdExpire:
 		e := &Expire{}
-		e.Stamp = d.varint()
+		e.Stamp = d.Varint()
 		cmd = e
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", errMalformed, data[0])
 	}
-	if d.err != nil {
-		return nil, d.err
-	}
-	if len(d.buf) != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(d.buf))
+	if err := d.Done(); err != nil {
+		return nil, fmt.Errorf("%w: %v", errMalformed, err)
 	}
 	return cmd, nil
-}
-
-func appendString(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
-}
-
-// decoder reads fields in order and remembers the first error, so that the
-// caller checks once at the end.
-type decoder struct {
-	buf []byte
-	err error
-}
-
-func (d *decoder) fail() {
-	if d.err == nil {
-		d.err = errMalformed
-	}
-	d.buf = nil
-}
-
-// varint and uvarint accept only the shortest encoding, the one Encode
-// writes, so that every accepted entry has exactly one byte form.
-func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.buf)
-	if n <= 0 || n != varintLen(v) {
-		d.fail()
-		return 0
-	}
-	d.buf = d.buf[n:]
-	return v
-}
-
-func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.buf)
-	if n <= 0 || n != uvarintLen(v) {
-		d.fail()
-		return 0
-	}
-	d.buf = d.buf[n:]
-	return v
-}
-
-func uvarintLen(v uint64) int {
-	n := 1
-	for v >= 0x80 {
-		v >>= 7
-		n++
-	}
-	return n
-}
-
-func varintLen(v int64) int {
-	ux := uint64(v) << 1
-	if v < 0 {
-		ux = ^ux
-	}
-	return uvarintLen(ux)
-}
-
-// bool reads a flag byte, 0 or 1.
-func (d *decoder) bool() bool {
-	switch d.byte() {
-	case 0:
-		return false
-	case 1:
-		return true
-	}
-	d.fail()
-	return false
-}
-
-func (d *decoder) int32() int32 {
-	v := d.varint()
-	if v < -1<<31 || v > 1<<31-1 {
-		d.fail()
-		return 0
-	}
-	return int32(v)
-}
-
-func (d *decoder) byte() byte {
-	if len(d.buf) == 0 {
-		d.fail()
-		return 0
-	}
-	b := d.buf[0]
-	d.buf = d.buf[1:]
-	return b
-}
-
-func (d *decoder) string(max int) string {
-	n := d.uvarint()
-	if n > uint64(max) || n > uint64(len(d.buf)) {
-		d.fail()
-		return ""
-	}
-	s := string(d.buf[:n])
-	d.buf = d.buf[n:]
-	return s
 }
