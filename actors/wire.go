@@ -65,7 +65,6 @@ func errCode(err error) uint64 {
 	return 10 // unavailable: an error we cannot name is a failure to serve
 }
 
-
 var errBadMessage = errors.New("actors: malformed message")
 
 // message is a decoded envelope: one of the request or reply types.
