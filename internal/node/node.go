@@ -58,8 +58,8 @@ type Node struct {
 // Start starts a node and returns once it serves HTTP. With
 // --bootstrap-expect N it first waits (until ctx ends) for N members.
 // On error everything started is stopped again.
-func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Writer, log *slog.Logger) (n *Node, err error) {
-	n = &Node{cfg: cfg, log: log, metrics: metrics.New(), serveErr: make(chan error, 1)}
+func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Writer, log *slog.Logger) (_ *Node, err error) {
+	n := &Node{cfg: cfg, log: log, metrics: metrics.New(), serveErr: make(chan error, 1)}
 	var undo []func()
 	defer func() {
 		if err != nil {
