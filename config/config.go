@@ -53,6 +53,7 @@ type Config struct {
 	RequestTimeout time.Duration
 	DedupRetention time.Duration
 	DedupMax       int
+	OrderRetention time.Duration
 	PaymentWindow  time.Duration // 0: orders are final when confirmed
 	FlushBatch     int
 	FlushInterval  time.Duration
@@ -88,6 +89,7 @@ func Default() Config {
 		RequestTimeout:   5 * time.Second,
 		DedupRetention:   24 * time.Hour,
 		DedupMax:         1_000_000,
+		OrderRetention:   10 * time.Minute,
 		FlushBatch:       500,
 		FlushInterval:    50 * time.Millisecond,
 		DrainTimeout:     30 * time.Second,
@@ -150,6 +152,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--batch-max %d: want at most 4096", c.BatchMax)
 	case c.RateNode < 0, c.RateUser < 0, c.RateIP < 0:
 		return errors.New("--rate-node, --rate-user and --rate-ip must not be negative (0 turns one off)")
+	case c.OrderRetention < 0:
+		return errors.New("--order-retention must not be negative")
 	case c.PaymentWindow < 0:
 		return errors.New("--payment-window must not be negative (0 turns it off)")
 	case c.ItemCacheTTL < 0 || c.ItemCacheTTL > time.Minute:

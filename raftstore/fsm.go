@@ -139,6 +139,11 @@ type FSMConfig struct {
 	// time. DedupMax caps how many are remembered; the oldest go first.
 	DedupRetention time.Duration
 	DedupMax       int
+	// OrderRetention is how long a flushed order stays readable from the
+	// FSM, in command time, at most OrderRetentionMax per shard; older
+	// orders are read from the order store.
+	OrderRetention    time.Duration
+	OrderRetentionMax int
 }
 
 // FSM is the replicated state of one shard: items, per-user purchases,
@@ -179,11 +184,21 @@ type FSM struct {
 		settled      map[uint64]orders.Order
 		settledQueue []dedupRefID
 		settledHead  int
+
+		// Flushed orders kept readable for OrderRetention.
+		recent      map[uint64]recentOrder
+		recentQueue []dedupRefID
+		recentHead  int
 	}
 }
 
 type dedupRefID struct {
 	id      uint64
+	expires int64
+}
+
+type recentOrder struct {
+	order   orders.Order
 	expires int64
 }
 
@@ -236,6 +251,9 @@ func (f *FSM) resetLocked() {
 	f.mu.settled = make(map[uint64]orders.Order)
 	f.mu.settledQueue = nil
 	f.mu.settledHead = 0
+	f.mu.recent = make(map[uint64]recentOrder)
+	f.mu.recentQueue = nil
+	f.mu.recentHead = 0
 }
 
 // Apply applies one committed log entry. An entry that does not decode means
@@ -318,6 +336,21 @@ func (f *FSM) advanceLocked(stamp int64) int64 {
 	if f.mu.settledHead > 1024 && f.mu.settledHead > len(sq)/2 {
 		f.mu.settledQueue = append([]dedupRefID(nil), sq[f.mu.settledHead:]...)
 		f.mu.settledHead = 0
+	}
+	rq := f.mu.recentQueue
+	for f.mu.recentHead < len(rq) {
+		ref := rq[f.mu.recentHead]
+		if ref.expires > now && len(f.mu.recent) <= f.cfg.OrderRetentionMax {
+			break
+		}
+		if e, ok := f.mu.recent[ref.id]; ok && e.expires == ref.expires {
+			delete(f.mu.recent, ref.id) // not re-added since
+		}
+		f.mu.recentHead++
+	}
+	if f.mu.recentHead > 1024 && f.mu.recentHead > len(rq)/2 {
+		f.mu.recentQueue = append([]dedupRefID(nil), rq[f.mu.recentHead:]...)
+		f.mu.recentHead = 0
 	}
 	return now
 }
@@ -527,9 +560,14 @@ func (f *FSM) markFlushedLocked(upTo uint64) {
 	if n == 0 {
 		return
 	}
+	exp := f.mu.lastStamp + int64(f.cfg.OrderRetention)
 	for _, o := range p[:n] {
 		if f.mu.pendingSeq[o.ID] == o.Seq {
 			delete(f.mu.pendingSeq, o.ID)
+			if f.cfg.OrderRetention > 0 {
+				f.mu.recent[o.ID] = recentOrder{order: o, expires: exp}
+				f.mu.recentQueue = append(f.mu.recentQueue, dedupRefID{id: o.ID, expires: exp})
+			}
 		}
 		delete(f.mu.changes, o.Seq)
 	}
@@ -563,6 +601,9 @@ func (f *FSM) OrderState(id uint64) (orders.Order, bool) {
 		if i := f.pendingIndexLocked(seq); i >= 0 {
 			return f.mu.pending[i], true
 		}
+	}
+	if e, ok := f.mu.recent[id]; ok {
+		return e.order, true
 	}
 	return orders.Order{}, false
 }
@@ -736,6 +777,7 @@ type snapshotState struct {
 	Changes     []uint64 // outbox Seqs that change an order already stored
 	Awaiting    []orders.Order
 	Settled     []settledRecord // in settling order
+	Recent      []settledRecord // flushed orders kept readable, in flush order
 }
 
 type settledRecord struct {
@@ -779,6 +821,11 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	for _, ref := range f.mu.settledQueue[f.mu.settledHead:] {
 		if o, ok := f.mu.settled[ref.id]; ok {
 			s.Settled = append(s.Settled, settledRecord{Expires: ref.expires, Order: o})
+		}
+	}
+	for _, ref := range f.mu.recentQueue[f.mu.recentHead:] {
+		if e, ok := f.mu.recent[ref.id]; ok && e.expires == ref.expires {
+			s.Recent = append(s.Recent, settledRecord{Expires: ref.expires, Order: e.order})
 		}
 	}
 	for _, it := range f.mu.items {
@@ -839,6 +886,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	for _, r := range s.Settled {
 		f.mu.settled[r.Order.ID] = r.Order
 		f.mu.settledQueue = append(f.mu.settledQueue, dedupRefID{id: r.Order.ID, expires: r.Expires})
+	}
+	for _, r := range s.Recent {
+		f.mu.recent[r.Order.ID] = recentOrder{order: r.Order, expires: r.Expires}
+		f.mu.recentQueue = append(f.mu.recentQueue, dedupRefID{id: r.Order.ID, expires: r.Expires})
 	}
 	f.mu.flushedUpTo = s.FlushedUpTo
 	f.mu.lastStamp = s.LastStamp

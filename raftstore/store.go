@@ -91,9 +91,10 @@ func DefaultConfig() Config {
 		SnapshotThreshold:  4096,
 		TrailingLogs:       10240,
 		ApplyTimeout:       5 * time.Second,
-		FSM:                FSMConfig{DedupRetention: 24 * time.Hour, DedupMax: 1_000_000},
-		ExpiryInterval:     time.Second,
-		Now:                time.Now,
+		FSM: FSMConfig{DedupRetention: 24 * time.Hour, DedupMax: 1_000_000,
+			OrderRetention: 10 * time.Minute, OrderRetentionMax: 200_000},
+		ExpiryInterval: time.Second,
+		Now:            time.Now,
 	}
 }
 
@@ -110,6 +111,8 @@ func (c Config) Validate() error {
 		return errors.New("raftstore: apply timeout must be positive")
 	case c.FSM.DedupMax < 1 || c.FSM.DedupRetention <= 0:
 		return errors.New("raftstore: dedup retention and max must be positive")
+	case c.FSM.OrderRetention < 0 || c.FSM.OrderRetentionMax < 0:
+		return errors.New("raftstore: order retention must not be negative")
 	case c.PayWindow < 0 || (c.PayWindow > 0 && c.ExpiryInterval <= 0):
 		return errors.New("raftstore: pay window must not be negative, and needs a positive expiry interval")
 	}

@@ -39,6 +39,7 @@ lua=$(cd "$shared" && pwd)/purchase.lua
 
 echo "bench: building" >&2
 go build -o "$tmp/node" ./cmd/node
+go build -o "$tmp/loadgen" ./cmd/loadgen
 (cd "$shared/baseline" && go build -o "$tmp/baseline" .)
 
 mysql_dsns=""
@@ -135,6 +136,35 @@ for r in $(seq 1 "$rounds"); do
 	record flashstock_soldout "$(run_wrk http://127.0.0.1:18080/ gone)"
 	stop "$p"
 
+	# Overload: the same hot item at 1x and 10x the concurrency, with the
+	# admission bound at 256 purchases in flight (loadgen, closed loop).
+	rm -rf "$tmp/d1"
+	p=$(start_node solo "$tmp/d1" 0 --admission-max 256 --queue-max 128); pids+=("$p"); wait_ready http://127.0.0.1:18080/readyz
+	for x in 1 10; do
+		"$tmp/loadgen" --targets http://127.0.0.1:18080 --admin-token bench-admin-token-0123456789 --create \
+			--item-prefix "ov$x-" --stock 100000000 --scenario hot --workers $((64 * x)) --duration "${secs}s" \
+			--requests 100000000 --max-attempts 1 --out "$tmp/ov$x.json" >/dev/null 2>&1 || true
+		python3 - "$tmp/ov$x.json" "$x" <<'PY' | tee -a "$results" >&2
+import sys, json
+d = json.load(open(sys.argv[1])); L = d["latency"]
+rej = d["requests"]["by_outcome"].get("rejected", 0) + d["requests"]["by_outcome"].get("overloaded", 0)
+print(f"overload_{sys.argv[2]}x rps={d['throughput']['confirmed_per_s']:.0f} p50_us={L['confirmed']['p50_us']} "
+      f"p99_us={L['confirmed']['p99_us']} non2xx={sum(v for k, v in d['requests']['by_outcome'].items() if k not in ('confirmed', 'replayed'))} "
+      f"rej_p50_us={L['rejected']['p50_us']} rej_p99_us={L['rejected']['p99_us']} verify={int(d['verify']['pass'])}")
+PY
+	done
+	# A flash crowd: 20000 shoppers within 2 s for 5000 units, verified.
+	"$tmp/loadgen" --targets http://127.0.0.1:18080 --admin-token bench-admin-token-0123456789 --create \
+		--item-prefix crowd- --stock 5000 --scenario crowd --requests 20000 --arrival-window 2s --duration 20s \
+		--out "$tmp/crowd1.json" >/dev/null 2>&1 || true
+	python3 - "$tmp/crowd1.json" crowd_1node <<'PY' | tee -a "$results" >&2
+import sys, json
+d = json.load(open(sys.argv[1])); L = d["latency"]["purchase"]
+print(f"{sys.argv[2]} rps={d['throughput']['purchases_per_s']:.0f} p50_us={L['p50_us']} p99_us={L['p99_us']} "
+      f"non2xx={d['purchases']['by_outcome'].get('sold_out', 0)} confirmed={d['purchases']['by_outcome'].get('confirmed', 0)} verify={int(d['verify']['pass'])}")
+PY
+	stop "$p"
+
 	if [ -n "$mysql_dsns" ]; then
 		mariadb -h127.0.0.1 -P13399 -uroot -e "DROP DATABASE IF EXISTS flashstock_0; DROP DATABASE IF EXISTS flashstock_1; CREATE DATABASE flashstock_0; CREATE DATABASE flashstock_1"
 		rm -rf "$tmp/d1"
@@ -179,6 +209,15 @@ print(h%8)')
 		python3 -c "import sys,json; print(json.load(sys.stdin)['shards'][$shard]['leader'])")
 	follower=1; [ "$leader" = "n1" ] && follower=2
 	record cluster3_soldout_follower "$(run_wrk "http://127.0.0.1:$((18080 + follower))/" gone)"
+	"$tmp/loadgen" --targets http://127.0.0.1:18081,http://127.0.0.1:18082,http://127.0.0.1:18083 \
+		--admin-token bench-admin-token-0123456789 --create --item-prefix crowd3- --stock 5000 --scenario crowd \
+		--requests 20000 --arrival-window 2s --duration 20s --out "$tmp/crowd3.json" >/dev/null 2>&1 || true
+	python3 - "$tmp/crowd3.json" crowd_3nodes <<'PY' | tee -a "$results" >&2
+import sys, json
+d = json.load(open(sys.argv[1])); L = d["latency"]["purchase"]
+print(f"{sys.argv[2]} rps={d['throughput']['purchases_per_s']:.0f} p50_us={L['p50_us']} p99_us={L['p99_us']} "
+      f"non2xx={d['purchases']['by_outcome'].get('sold_out', 0)} confirmed={d['purchases']['by_outcome'].get('confirmed', 0)} verify={int(d['verify']['pass'])}")
+PY
 	for p in "${cp[@]}"; do stop "$p"; done
 done
 
@@ -202,6 +241,12 @@ labels = {
     "cluster3": "Flashstock, 3 nodes, load over 3 ports: purchase",
     "cluster3_soldout_follower": "Flashstock, 3 nodes: sold-out from a non-leader (409)",
 }
+extra = {
+    "overload_1x": "overload 1x: 64 shoppers, closed loop, admission 256",
+    "overload_10x": "overload 10x: 640 shoppers, closed loop, admission 256",
+    "crowd_1node": "flash crowd, 1 node: 20000 shoppers in 2 s for 5000 units",
+    "crowd_3nodes": "flash crowd, 3 nodes: 20000 shoppers in 2 s for 5000 units",
+}
 print(f"{rounds} rounds of {secs} s each, wrk 64 connections (cluster: 22+21+21), medians.\n")
 print("| run | req/s (median) | p50 | p99 | non-2xx | req/s of each round |")
 print("|---|---|---|---|---|---|")
@@ -209,6 +254,18 @@ for name, label in labels.items():
     if name not in rows: continue
     print(f"| {label} | {med(name,'rps'):,.0f} | {med(name,'p50_us')/1000:.2f} ms | {med(name,'p99_us')/1000:.2f} ms | "
           f"{int(max(r['non2xx'] for r in rows[name]))} | {', '.join(str(int(r['rps'])) for r in rows[name])} |")
+if any(n in rows for n in extra):
+    print("\nLoad generator runs (cmd/loadgen; latency from the intended send time):\n")
+    print("| run | confirmed/s (median) | p50 accepted | p99 accepted | rejected or sold out | p50 / p99 of rejections | verified |")
+    print("|---|---|---|---|---|---|---|")
+    for name, label in extra.items():
+        if name not in rows: continue
+        rj = ""
+        if "rej_p50_us" in rows[name][0]:
+            rj = f"{med(name,'rej_p50_us')/1000:.2f} / {med(name,'rej_p99_us')/1000:.2f} ms"
+        ok = "PASS" if all(r.get("verify") == 1 for r in rows[name]) else "FAIL"
+        print(f"| {label} | {med(name,'rps'):,.0f} | {med(name,'p50_us')/1000:.2f} ms | {med(name,'p99_us')/1000:.2f} ms | "
+              f"{int(med(name,'non2xx'))} | {rj} | {ok} |")
 m = {n: med(n, "rps") for n in rows}
 print()
 def ratio(a, b, what):

@@ -57,6 +57,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "how long a purchase waits for its answer")
 	fs.DurationVar(&c.DedupRetention, "dedup-retention", c.DedupRetention, "how long request_ids are remembered")
 	fs.IntVar(&c.DedupMax, "dedup-max", c.DedupMax, "how many request_ids each shard remembers")
+	fs.DurationVar(&c.OrderRetention, "order-retention", c.OrderRetention, "how long flushed orders stay readable from Raft (at most 200000 per shard); older ones are read from the order store")
 	fs.DurationVar(&c.PaymentWindow, "payment-window", c.PaymentWindow, "time a buyer has to pay (POST /v1/orders/{id}/pay) before the order expires and its stock returns; 0 = off, orders are final")
 	fs.IntVar(&c.FlushBatch, "flush-batch", c.FlushBatch, "orders per order-store write")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "order flush poll interval")

@@ -89,7 +89,8 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	rc.Bootstrap = false // cluster.Bootstrap decides, for one node or many
 	rc.HeartbeatTimeout, rc.ElectionTimeout = cfg.HeartbeatTimeout, cfg.HeartbeatTimeout
 	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
-	rc.FSM = raftstore.FSMConfig{DedupRetention: cfg.DedupRetention, DedupMax: cfg.DedupMax}
+	rc.FSM = raftstore.FSMConfig{DedupRetention: cfg.DedupRetention, DedupMax: cfg.DedupMax,
+		OrderRetention: cfg.OrderRetention, OrderRetentionMax: 200_000}
 	rc.PayWindow = cfg.PaymentWindow
 	rc.Logger = log
 	rc.OnLeadership = func(shard int, leader bool) {
@@ -274,7 +275,12 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.flusher.Stop()
 	errs = append(errs, n.flusher.Drain(ctx))
 	n.transferLeaderships()
-	errs = append(errs, n.engine.Close(ctx), n.store.Close(), n.members.Leave(2*time.Second), n.sink.Close())
+	errs = append(errs, n.engine.Close(ctx), n.store.Close(), n.sink.Close())
+	if err := n.members.Leave(2 * time.Second); err != nil {
+		// Peers that are gone cannot hear the goodbye; they will time
+		// this node out instead. Not a failed drain.
+		n.log.Warn("leave gossip", "err", err)
+	}
 	err := errors.Join(errs...)
 	if err != nil {
 		n.log.Error("drain", "err", err)

@@ -176,10 +176,19 @@ func validate(o *orders.Order) error {
 
 // writeDB writes one database's share of a batch, retrying the transaction
 // when it loses a race with another writer.
+//
+// The first attempt is optimistic: a flush almost always carries only new
+// orders, so it inserts them all without the locking read. If any order is
+// already stored (a re-flush, a status change), the insert fails with a
+// duplicate key, the transaction rolls back, and the careful path runs.
 func (s *Sink) writeDB(ctx context.Context, d *database, tables []tableRows) error {
+	err := s.writeTx(ctx, d, tables, true)
+	if err == nil || !isDupEntry(err) {
+		return err
+	}
 	wait := retryBackoff
 	for attempt := 1; ; attempt++ {
-		err := s.writeTx(ctx, d, tables)
+		err := s.writeTx(ctx, d, tables, false)
 		if err == nil {
 			return nil
 		}
@@ -194,6 +203,11 @@ func (s *Sink) writeDB(ctx context.Context, d *database, tables []tableRows) err
 		}
 		wait *= 2
 	}
+}
+
+func isDupEntry(err error) bool {
+	var me *gomysql.MySQLError
+	return errors.As(err, &me) && me.Number == erDupEntry
 }
 
 // retryable reports whether err means the transaction lost a race that a
@@ -229,7 +243,7 @@ func contribution(status orders.Status, quantity int64) itemDelta {
 }
 
 // writeTx is one attempt at writing tables in one transaction; see Write.
-func (s *Sink) writeTx(ctx context.Context, d *database, tables []tableRows) error {
+func (s *Sink) writeTx(ctx context.Context, d *database, tables []tableRows, optimistic bool) error {
 	tx, err := d.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -238,9 +252,11 @@ func (s *Sink) writeTx(ctx context.Context, d *database, tables []tableRows) err
 
 	deltas := make(map[string]itemDelta)
 	for slab := range slabs(tables, s.cfg.ChunkRows) {
-		stored, err := lockStored(ctx, tx, slab)
-		if err != nil {
-			return err
+		stored := map[uint64]storedOrder{}
+		if !optimistic {
+			if stored, err = lockStored(ctx, tx, slab); err != nil {
+				return err
+			}
 		}
 		for _, t := range slab {
 			if err := writeRows(ctx, tx, orders.TableName(t.table), t.rows, stored, deltas); err != nil {
