@@ -125,8 +125,10 @@ type Deps struct {
 	Provider  pcluster.ClusterProvider
 	Placement cluster.Placement
 	// ActorAddr is the host:port of actor remoting; empty means
-	// 127.0.0.1 with a port chosen by the OS.
-	ActorAddr string
+	// 127.0.0.1 with a port chosen by the OS. ActorAdvertise, if set, is
+	// the host:port other nodes reach it at.
+	ActorAddr      string
+	ActorAdvertise string
 }
 
 // NewActorSystem returns an actor system that logs through log.
@@ -217,7 +219,11 @@ func NewEngine(cfg Config, deps Deps) (e *Engine, err error) {
 	// the caller retries once placement has moved on.
 	e.lookup = cluster.NewLeaderLookup(deps.Placement, 500*time.Millisecond, deps.Logger)
 	kind := pcluster.NewKind(KindItem, actor.PropsFromProducer(func() actor.Actor { return &itemActor{e: e} }))
-	cc := pcluster.Configure("flashstock", deps.Provider, e.lookup, remote.Configure(host, port),
+	var ropts []remote.ConfigOption
+	if deps.ActorAdvertise != "" {
+		ropts = append(ropts, remote.WithAdvertisedHost(deps.ActorAdvertise))
+	}
+	cc := pcluster.Configure("flashstock", deps.Provider, e.lookup, remote.Configure(host, port, ropts...),
 		pcluster.WithKinds(kind),
 		pcluster.WithRequestTimeout(cfg.RequestTimeout),
 		// Our provider decides who is a member; protoactor's own heartbeat

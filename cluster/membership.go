@@ -124,8 +124,8 @@ type Membership struct {
 
 // Start creates the memberlist and joins the seeds. Failing to reach the
 // seeds is logged, not fatal: a node may start before its peers, and
-// memberlist keeps the cluster together once any two nodes meet. See
-// JoinRetry.
+// memberlist keeps the cluster together once any two nodes meet. Bootstrap
+// and the Reconciler join the seeds again while members are missing.
 func Start(cfg Config) (*Membership, error) {
 	if cfg.Meta.ID == "" {
 		return nil, errors.New("cluster: node id is required")

@@ -19,6 +19,9 @@ type ReconcilerConfig struct {
 	Stabilization   time.Duration // how long a non-voter waits before promotion
 	Interval        time.Duration // reconcile period
 	BalanceInterval time.Duration // leader balancing period
+	// Seeds are gossip addresses to join again while members the shard
+	// groups know of are missing from gossip (a restart before its peers).
+	Seeds []string
 }
 
 // DefaultReconcilerConfig returns production defaults.
@@ -51,6 +54,7 @@ type Reconciler struct {
 
 	nonvoterSince map[string]time.Time // shard/id -> first seen as non-voter
 	lastBalance   time.Time
+	lastJoin      time.Time
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -111,6 +115,32 @@ func (r *Reconciler) Tick(now time.Time) {
 		r.lastBalance = now
 		r.balance(alive)
 	}
+	r.rejoin(alive, now)
+}
+
+// rejoin contacts the seeds again, at most every 5 s, while a server of
+// some shard group is not alive in gossip: a node restarted while its
+// peers were down would otherwise stay alone in gossip, and placement
+// could not reach the leaders it learns from Raft.
+func (r *Reconciler) rejoin(alive map[string]Member, now time.Time) {
+	if len(r.cfg.Seeds) == 0 || now.Sub(r.lastJoin) < 5*time.Second {
+		return
+	}
+	for i := 0; i < r.store.Shards(); i++ {
+		servers, err := r.store.Shard(i).Servers()
+		if err != nil {
+			continue
+		}
+		for _, s := range servers {
+			if _, ok := alive[s.ID]; !ok {
+				r.lastJoin = now
+				if _, err := r.m.Join(r.cfg.Seeds); err != nil {
+					r.log.Debug("rejoin gossip", "err", err)
+				}
+				return
+			}
+		}
+	}
 }
 
 // publishLeads gossips which shards this node leads, for routing by nodes
@@ -139,6 +169,17 @@ func (r *Reconciler) reconcileShard(sh *raftstore.Shard, alive map[string]Member
 		in[s.ID] = s
 		if s.Voter {
 			voters++
+		}
+	}
+	// A member that came back at another Raft address (a new container IP)
+	// keeps its seat: re-adding the same ID updates the address.
+	for _, s := range servers {
+		if mb, ok := alive[s.ID]; ok && mb.RaftAddr != s.Addr {
+			r.log.Info("update server address", "shard", sh.ID(), "node", s.ID, "from", s.Addr, "to", mb.RaftAddr)
+			if s.Voter {
+				return sh.Promote(s.ID, mb.RaftAddr)
+			}
+			return sh.AddNonvoter(s.ID, mb.RaftAddr)
 		}
 	}
 	// Promote stable non-voters.

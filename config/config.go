@@ -20,7 +20,9 @@ type Config struct {
 	RaftAddr        string
 	RaftAdvertise   string
 	GossipAddr      string
+	GossipAdvertise string // what peers reach; empty means GossipAddr
 	ActorAddr       string
+	ActorAdvertise  string // what peers reach; empty means ActorAddr
 	Join            []string
 	BootstrapExpect int
 	Shards          int
@@ -120,7 +122,11 @@ func IsLoopback(addr string) bool {
 func (c *Config) Validate() error {
 	for _, a := range []struct{ flag, v string }{
 		{"http-addr", c.HTTPAddr}, {"raft-addr", c.RaftAddr}, {"gossip-addr", c.GossipAddr}, {"actor-addr", c.ActorAddr},
+		{"gossip-advertise", c.GossipAdvertise}, {"actor-advertise", c.ActorAdvertise}, {"raft-advertise", c.RaftAdvertise},
 	} {
+		if a.v == "" && strings.HasSuffix(a.flag, "advertise") {
+			continue
+		}
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
 			return fmt.Errorf("--%s %q: want host:port", a.flag, a.v)
 		}

@@ -104,12 +104,17 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	undo = append(undo, func() { n.store.Close() })
 
 	sys := actors.NewActorSystem(log)
+	actorAdv := cfg.ActorAddr
+	if cfg.ActorAdvertise != "" {
+		actorAdv = cfg.ActorAdvertise
+	}
 	if n.members, err = cluster.Start(cluster.Config{
-		BindAddr: cfg.GossipAddr,
-		Join:     cfg.Join,
-		Fast:     cfg.GossipProfile == "local",
+		BindAddr:      cfg.GossipAddr,
+		AdvertiseAddr: cfg.GossipAdvertise,
+		Join:          cfg.Join,
+		Fast:          cfg.GossipProfile == "local",
 		Meta: cluster.Meta{
-			ID: cfg.Name, RaftAddr: n.store.Addr(), HTTPAddr: cfg.HTTPAddr, ActorAddr: cfg.ActorAddr,
+			ID: cfg.Name, RaftAddr: n.store.Addr(), HTTPAddr: cfg.HTTPAddr, ActorAddr: actorAdv,
 			ActorSys: sys.ID, Region: cfg.Region, Role: "node", Version: Version,
 		},
 		Logger: log,
@@ -127,7 +132,8 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 		AdmissionMax: cfg.AdmissionMax, ItemCacheTTL: cfg.ItemCacheTTL,
 	}, actors.Deps{
 		Store: n.store, Sink: n.sink, Observer: n.metrics, Logger: log, System: sys,
-		Provider: cluster.NewProvider(n.members, cfg.DeadNodeGrace), Placement: n.place, ActorAddr: cfg.ActorAddr,
+		Provider: cluster.NewProvider(n.members, cfg.DeadNodeGrace), Placement: n.place,
+		ActorAddr: cfg.ActorAddr, ActorAdvertise: cfg.ActorAdvertise,
 	})
 	if err != nil {
 		return nil, err
@@ -138,6 +144,7 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 
 	recCfg := cluster.DefaultReconcilerConfig()
 	recCfg.Replicas, recCfg.DeadGrace = cfg.Replicas, cfg.DeadNodeGrace
+	recCfg.Seeds = cfg.Join
 	n.reconciler = cluster.NewReconciler(recCfg, n.store, n.members, n.place, log)
 	n.reconciler.Start()
 	undo = append(undo, n.reconciler.Stop)
