@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -16,7 +18,20 @@ type apiError struct {
 	status  int
 	code    string
 	message string
-	retry   int // Retry-After seconds; 0 for the default of the status
+	retry   int    // Retry-After seconds; 0 for the default of the status
+	body    []byte // the encoded body, for errors whose text never varies
+}
+
+// static returns an error whose body is encoded once: the answers a flash
+// sale gives thousands of times a second (sold out, overloaded) cost no
+// JSON encoding.
+func static(status int, code, message string) *apiError {
+	e := &apiError{status: status, code: code, message: message}
+	var b errorBody
+	b.Error.Code, b.Error.Message = code, message
+	e.body, _ = json.Marshal(&b)
+	e.body = append(e.body, '\n')
+	return e
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
@@ -26,10 +41,27 @@ func invalid(format string, args ...any) error {
 }
 
 var (
-	errInternal     = &apiError{status: http.StatusInternalServerError, code: "internal", message: "internal error"}
-	errTooLarge     = &apiError{status: http.StatusRequestEntityTooLarge, code: "payload_too_large", message: "request body too large"}
-	errContentType  = &apiError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type", message: "Content-Type must be application/json"}
-	errUnauthorized = &apiError{status: http.StatusUnauthorized, code: "unauthenticated", message: "missing or invalid credentials"}
+	errInternal     = static(http.StatusInternalServerError, "internal", "internal error")
+	errTooLarge     = static(http.StatusRequestEntityTooLarge, "payload_too_large", "request body too large")
+	errContentType  = static(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+	errUnauthorized = static(http.StatusUnauthorized, "unauthenticated", "missing or invalid credentials")
+
+	errNoRoute          = static(http.StatusNotFound, "not_found", "no such route")
+	errMethod           = static(http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
+	errSoldOut          = static(http.StatusConflict, "sold_out", "the item is sold out")
+	errLimitExceeded    = static(http.StatusConflict, "limit_exceeded", "the per-user limit for this item is reached")
+	errNotOnSale        = static(http.StatusForbidden, "not_on_sale", "the item is not on sale now")
+	errItemNotFound     = static(http.StatusNotFound, "item_not_found", "no such item")
+	errItemExists       = static(http.StatusConflict, "item_exists", "an item with this id exists")
+	errQuantity         = static(http.StatusBadRequest, "invalid_argument", "quantity must be between 1 and the item's per-user limit")
+	errStock            = static(http.StatusBadRequest, "invalid_argument", "the stock change would make remaining stock negative")
+	errOrderExpired     = static(http.StatusConflict, "order_expired", "the payment window closed; the order expired and its stock returned to the sale")
+	errPaymentNotNeeded = static(http.StatusConflict, "payment_not_required", "orders are final when confirmed; no payment window is configured")
+	errOrderNotFound    = static(http.StatusNotFound, "order_not_found", "no such order")
+	errOverloaded       = static(http.StatusServiceUnavailable, "overloaded", "too many purchases are waiting; retry shortly")
+	errBacklog          = static(http.StatusServiceUnavailable, "unavailable", "the order store is behind; retry later")
+	errUnknownOutcome   = static(http.StatusServiceUnavailable, "unavailable", "outcome unknown; retry with the same request_id to learn it")
+	errShardUnavailable = static(http.StatusServiceUnavailable, "unavailable", "the item's shard is not available on this node; retry shortly")
 )
 
 // errorBody is the JSON shape of every error.
@@ -58,9 +90,9 @@ func classify(err error) (ae *apiError, retry int) {
 	if errors.As(err, &he) {
 		switch he.Code {
 		case http.StatusNotFound:
-			return &apiError{status: he.Code, code: "not_found", message: "no such route"}, 0
+			return errNoRoute, 0
 		case http.StatusMethodNotAllowed:
-			return &apiError{status: he.Code, code: "method_not_allowed", message: "method not allowed"}, 0
+			return errMethod, 0
 		case http.StatusRequestEntityTooLarge:
 			return errTooLarge, 0
 		}
@@ -71,33 +103,33 @@ func classify(err error) (ae *apiError, retry int) {
 	}
 	switch {
 	case errors.Is(err, raftstore.ErrSoldOut):
-		return &apiError{status: http.StatusConflict, code: "sold_out", message: "the item is sold out"}, 0
+		return errSoldOut, 0
 	case errors.Is(err, raftstore.ErrLimitExceeded):
-		return &apiError{status: http.StatusConflict, code: "limit_exceeded", message: "the per-user limit for this item is reached"}, 0
+		return errLimitExceeded, 0
 	case errors.Is(err, raftstore.ErrNotOnSale):
-		return &apiError{status: http.StatusForbidden, code: "not_on_sale", message: "the item is not on sale now"}, 0
+		return errNotOnSale, 0
 	case errors.Is(err, raftstore.ErrItemNotFound):
-		return &apiError{status: http.StatusNotFound, code: "item_not_found", message: "no such item"}, 0
+		return errItemNotFound, 0
 	case errors.Is(err, raftstore.ErrItemExists):
-		return &apiError{status: http.StatusConflict, code: "item_exists", message: "an item with this id exists"}, 0
+		return errItemExists, 0
 	case errors.Is(err, raftstore.ErrInvalidQuantity):
-		return &apiError{status: http.StatusBadRequest, code: "invalid_argument", message: "quantity must be between 1 and the item's per-user limit"}, 0
+		return errQuantity, 0
 	case errors.Is(err, raftstore.ErrInvalidStock):
-		return &apiError{status: http.StatusBadRequest, code: "invalid_argument", message: "the stock change would make remaining stock negative"}, 0
+		return errStock, 0
 	case errors.Is(err, raftstore.ErrOrderExpired):
-		return &apiError{status: http.StatusConflict, code: "order_expired", message: "the payment window closed; the order expired and its stock returned to the sale"}, 0
+		return errOrderExpired, 0
 	case errors.Is(err, actors.ErrPaymentNotRequired):
-		return &apiError{status: http.StatusConflict, code: "payment_not_required", message: "orders are final when confirmed; no payment window is configured"}, 0
+		return errPaymentNotNeeded, 0
 	case errors.Is(err, actors.ErrOrderNotFound), errors.Is(err, raftstore.ErrOrderNotFound):
-		return &apiError{status: http.StatusNotFound, code: "order_not_found", message: "no such order"}, 0
+		return errOrderNotFound, 0
 	case errors.Is(err, actors.ErrOverloaded):
-		return &apiError{status: http.StatusServiceUnavailable, code: "overloaded", message: "too many purchases are waiting; retry shortly"}, 1
+		return errOverloaded, 1
 	case errors.Is(err, actors.ErrBacklogFull):
-		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", message: "the order store is behind; retry later"}, 5
+		return errBacklog, 5
 	case errors.Is(err, actors.ErrTimeout), errors.Is(err, raftstore.ErrUnknownOutcome):
-		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", message: "outcome unknown; retry with the same request_id to learn it"}, 1
+		return errUnknownOutcome, 1
 	case errors.Is(err, raftstore.ErrNotLeader), errors.Is(err, raftstore.ErrUnavailable), errors.Is(err, actors.ErrClosed):
-		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", message: "the item's shard is not available on this node; retry shortly"}, 1
+		return errShardUnavailable, 1
 	}
 	return errInternal, 0
 }
@@ -116,7 +148,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 		c.Set(ctxOutcome, ae.code)
 	}
 	if retry > 0 {
-		c.Response().Header().Set("Retry-After", fmt.Sprint(retry))
+		c.Response().Header().Set("Retry-After", strconv.Itoa(retry))
+	}
+	if ae.body != nil {
+		if err := c.Blob(ae.status, echo.MIMEApplicationJSON, ae.body); err != nil {
+			s.log.Warn("write error response", "err", err)
+		}
+		return
 	}
 	var body errorBody
 	body.Error.Code, body.Error.Message = ae.code, ae.message
