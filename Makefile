@@ -54,11 +54,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeOrder$$' -fuzztime 5s ./internal/loadgen/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime 10s ./actors/
 
-# bench: Go benchmarks, then Flashstock against the ../shared/bench
-# baselines back to back (writes docs/benchmarks.md figures to stdout).
+# bench: Flashstock against the ../shared/bench baselines back to back, the
+# load generator's scenarios, failover and the Go benchmarks; writes
+# docs/benchmarks.md.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./raftstore/ ./actors/ ./http/ ./orders/mysql/
-	scripts/bench.sh
+	@mkdir -p docs
+	scripts/bench.sh > docs/benchmarks.md.new && mv docs/benchmarks.md.new docs/benchmarks.md
 
 clean:
 	rm -rf bin .tmp
