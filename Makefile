@@ -5,12 +5,12 @@ GO        ?= go
 MYSQL_DIR ?= $(CURDIR)/.tmp/mariadb
 MYSQL_PORT ?= 13306
 RACE_PKGS := ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... ./internal/loadgen/... \
-	./internal/metrics/... ./internal/ratelimit/... ./internal/breaker/... ./internal/testutil/... ./internal/wire/... ./cmd/loadgen/...
+	./internal/metrics/... ./internal/ratelimit/... ./internal/breaker/... ./internal/testutil/... ./internal/wire/... ./cmd/loadgen/... ./faults/...
 # protoactor's cluster layer has data races of its own (shared/research/protoactor.md §6):
 # multi-node tests run without -race.
 CLUSTER_PKGS := ./internal/node/...
 
-.PHONY: build run test check unit e2e fuzz bench clean
+.PHONY: build run test check unit e2e fuzz faults bench clean
 
 build:
 	$(GO) build -o bin/node ./cmd/node
@@ -35,7 +35,7 @@ test: check
 	@mkdir -p .tmp
 	@env_line=$$(scripts/mariadb.sh start $(MYSQL_DIR) $(MYSQL_PORT)) || exit 1; \
 	  export $$env_line; status=0; \
-	  $(MAKE) --no-print-directory unit e2e fuzz || status=$$?; \
+	  $(MAKE) --no-print-directory unit e2e fuzz faults || status=$$?; \
 	  scripts/mariadb.sh stop $(MYSQL_DIR); exit $$status
 
 # unit: race-checked package tests.
@@ -45,6 +45,12 @@ unit:
 # e2e: in-process clusters and tests that run the real node binary.
 e2e:
 	$(GO) test -count=1 -timeout 15m $(CLUSTER_PKGS) ./cmd/node/...
+
+# faults: the fault-injection suite (docs/reliability.md): three nodes in
+# network namespaces, MariaDB, real kills, pauses, partitions, delay and
+# loss. Needs root, iproute2, iptables.
+faults:
+	FLASHSTOCK_FAULTS=1 $(GO) test -count=1 -timeout 15m -v -run '^TestFaultSuite$$' ./faults/
 
 # fuzz: a short smoke of every fuzz target.
 fuzz:

@@ -73,6 +73,9 @@ type Config struct {
 
 	Now    func() time.Time
 	Logger *slog.Logger
+	// RaftLog receives hashicorp/raft's own warnings and errors; nil means
+	// standard error.
+	RaftLog io.Writer
 }
 
 // DefaultConfig returns production defaults.
@@ -274,10 +277,14 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 		return nil, err
 	}
 	cfg := &s.cfg
+	out := cfg.RaftLog
+	if out == nil {
+		out = os.Stderr
+	}
 	hlog := hclog.New(&hclog.LoggerOptions{
 		Name:   "raft-" + strconv.Itoa(id),
 		Level:  hclog.Warn,
-		Output: os.Stderr,
+		Output: out,
 	})
 	walDir := filepath.Join(dir, "wal")
 	if err := os.MkdirAll(walDir, 0o750); err != nil {

@@ -20,8 +20,13 @@ cd "$(dirname "$0")/.."
 
 rounds=${1:-3}
 secs=${2:-8}
+# BENCH_RESULTS=FILE regenerates the report from the "name key=value ..."
+# lines of an earlier run (as printed on stderr) without running anything.
+from=${BENCH_RESULTS:-}
 shared=${SHARED_BENCH:-../shared/bench}
 tmp=$(mktemp -d)
+results="$tmp/results"
+: >"$results"
 pids=()
 cleanup() {
 	for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
@@ -31,6 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+if [ -z "$from" ]; then
 for t in wrk redis-server curl python3; do
 	command -v "$t" >/dev/null || { echo "bench: $t not found (apt-get install -y wrk redis-server curl)" >&2; exit 1; }
 done
@@ -99,8 +105,6 @@ create_item() { # port id stock
 		-H 'Content-Type: application/json' -d "{\"id\":\"$2\",\"stock\":$3}"
 }
 
-results="$tmp/results"
-: >"$results"
 record() { # name line
 	echo "$1 $2" | tee -a "$results" >&2
 }
@@ -227,7 +231,16 @@ for r in $(seq 1 "$rounds"); do
 		grep -o 'sales resumed [0-9.]*m\?s' | awk '{print "failover gap_s=" ($3 ~ /ms$/ ? $3/1000 : $3+0)}' | sed 's/ms//;s/s$//' | tee -a "$results" >&2 || true
 done
 
+fi # end of the runs
+
+if [ -n "$from" ]; then
+	grep -E '^[a-z0-9_]+ ([a-z0-9_]+=[0-9.]+ ?)+$' "$from" >"$results"
+fi
+
 echo "bench: Go benchmarks" >&2
+if [ -n "${mysql_dsns:-}" ]; then
+	export FLASHSTOCK_TEST_MYSQL_DSNS="$mysql_dsns" # BenchmarkWrite needs the databases
+fi
 gobench=$(go test -run '^$' -bench 'BenchmarkFSMApply|BenchmarkShardPurchaseBatch|BenchmarkEnginePurchase|BenchmarkPurchaseHandler|BenchmarkWrite' \
 	-benchmem -benchtime 1s ./raftstore/ ./actors/ ./http/ ./orders/mysql/ 2>/dev/null | grep -E '^Benchmark' || true)
 
@@ -285,7 +298,7 @@ if any(n in rows for n in extra):
         ok = "PASS" if all(r.get("verify") == 1 for r in rows[name]) else "FAIL"
         print(f"| {label} | {med(name,'rps'):,.0f} | {med(name,'p50_us')/1000:.2f} ms | {med(name,'p99_us')/1000:.2f} ms | "
               f"{int(med(name,'non2xx'))} | {rj} | {ok} |")
-m = {n: med(n, "rps") for n in rows}
+m = {n: med(n, "rps") for n in rows if "rps" in rows[n][0]}
 print()
 def ratio(a, b, what):
     if a in m and b in m:

@@ -68,6 +68,7 @@ func StoreConfig(dir string, shards int) raftstore.Config {
 	c.SnapshotInterval = time.Hour // tests take snapshots explicitly
 	c.ApplyTimeout = 5 * time.Second
 	c.Logger = Logger()
+	c.RaftLog = io.Discard
 	return c
 }
 

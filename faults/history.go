@@ -1,0 +1,112 @@
+package faults
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"sync"
+	"time"
+)
+
+// Phases of a history.
+const (
+	PhaseRun     = "run"     // the sale, with the fault
+	PhaseSettle  = "settle"  // retries that settle unknown outcomes
+	PhaseVerify  = "verify"  // lookups of confirmed orders on every node
+	PhaseNemesis = "nemesis" // fault injected or healed
+)
+
+// Outcomes of an attempt.
+const (
+	OutcomeOK   = "ok"   // the order is confirmed (201, or 200 for a repeat)
+	OutcomeFail = "fail" // definitely not bought (409 sold_out, limit_exceeded, ...)
+	OutcomeInfo = "info" // unknown: timeout, connection error, 503, 5xx
+)
+
+// Event is one line of a history: one HTTP attempt, or a nemesis action.
+type Event struct {
+	Seq       int64   `json:"seq"`
+	Phase     string  `json:"phase"`
+	Item      string  `json:"item,omitempty"`
+	User      string  `json:"user,omitempty"`
+	RequestID string  `json:"request_id,omitempty"`
+	Quantity  int     `json:"quantity,omitempty"`
+	Attempt   int     `json:"attempt,omitempty"`
+	Node      int     `json:"node"` // -1: not sent to a node
+	StartMs   float64 `json:"start_ms"`
+	EndMs     float64 `json:"end_ms"`
+	Status    int     `json:"status,omitempty"`
+	Code      string  `json:"code,omitempty"`
+	OrderID   string  `json:"order_id,omitempty"`
+	Err       string  `json:"err,omitempty"`
+	Outcome   string  `json:"outcome"` // ok, fail, info; for nemesis events "inject" or "heal"
+	Note      string  `json:"note,omitempty"`
+}
+
+// History records events in memory and streams them to a JSON-lines file.
+// It is safe for concurrent use.
+type History struct {
+	t0 time.Time
+	mu struct {
+		sync.Mutex
+		events []Event
+		w      *bufio.Writer
+		f      *os.File
+	}
+}
+
+// NewHistory starts a history at t0; path may be empty (memory only).
+func NewHistory(t0 time.Time, path string) (*History, error) {
+	h := &History{t0: t0}
+	if path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return nil, err
+		}
+		h.mu.f, h.mu.w = f, bufio.NewWriterSize(f, 1<<16)
+	}
+	return h, nil
+}
+
+// Ms converts a time to milliseconds since the start of the history.
+func (h *History) Ms(t time.Time) float64 { return float64(t.Sub(h.t0)) / float64(time.Millisecond) }
+
+// Add appends e, numbering it.
+func (h *History) Add(e Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e.Seq = int64(len(h.mu.events))
+	h.mu.events = append(h.mu.events, e)
+	if h.mu.w != nil {
+		b, _ := json.Marshal(e)
+		h.mu.w.Write(b)
+		h.mu.w.WriteByte('\n')
+	}
+}
+
+// Nemesis records a fault action (outcome "inject" or "heal").
+func (h *History) Nemesis(action, note string, start time.Time) {
+	h.Add(Event{Phase: PhaseNemesis, Node: -1, StartMs: h.Ms(start), EndMs: h.Ms(time.Now()), Outcome: action, Note: note})
+}
+
+// Events returns a copy of the events so far.
+func (h *History) Events() []Event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]Event(nil), h.mu.events...)
+}
+
+// Close flushes and closes the file.
+func (h *History) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.mu.f == nil {
+		return nil
+	}
+	err := h.mu.w.Flush()
+	if cerr := h.mu.f.Close(); err == nil {
+		err = cerr
+	}
+	h.mu.f, h.mu.w = nil, nil
+	return err
+}

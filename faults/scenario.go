@@ -1,0 +1,479 @@
+package faults
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Fault timing.
+const (
+	pauseFor   = 5 * time.Second // SIGSTOP .. SIGCONT
+	holdMin    = 8 * time.Second // well past --dead-node-grace plus failure detection
+	holdMax    = 15 * time.Second
+	warmupMin  = 3 * time.Second
+	warmupMax  = 10 * time.Second
+	tailMin    = 5 * time.Second
+	leaderWait = 15 * time.Second
+)
+
+// faultSpec is one scenario's nemesis.
+type faultSpec struct {
+	name  string
+	about string
+	// hold is how long the fault lasts in a sale of duration d.
+	hold func(d time.Duration) time.Duration
+	// cycle injects the fault, keeps it for hold and heals it, recording
+	// both in the history. An error means it could not heal.
+	cycle func(ctx context.Context, s *scenario, hold time.Duration) error
+}
+
+func holdQuarter(d time.Duration) time.Duration { return min(max(d/4, holdMin), holdMax) }
+func holdHalf(d time.Duration) time.Duration    { return min(max(d/2, holdMin), 2*holdMax) }
+
+var faultList = []faultSpec{
+	{
+		name:  "kill-leader",
+		about: "SIGKILL the leader of the hot item's shard; restart it on its data dir after the hold",
+		hold:  holdQuarter,
+		cycle: func(ctx context.Context, s *scenario, hold time.Duration) error {
+			l, err := s.c.waitLeader(ctx, s.w.hot.ID, leaderWait)
+			if err != nil {
+				return err
+			}
+			return s.killRestart(ctx, l, "leader", hold)
+		},
+	},
+	{
+		name:  "kill-follower",
+		about: "SIGKILL a follower of the hot item's shard; restart it after the hold",
+		hold:  holdQuarter,
+		cycle: func(ctx context.Context, s *scenario, hold time.Duration) error {
+			l, err := s.c.waitLeader(ctx, s.w.hot.ID, leaderWait)
+			if err != nil {
+				return err
+			}
+			return s.killRestart(ctx, s.follower(l), "follower", hold)
+		},
+	},
+	{
+		name:  "pause-leader",
+		about: "SIGSTOP the leader of the hot item's shard for 5 s, then SIGCONT",
+		hold:  func(time.Duration) time.Duration { return pauseFor },
+		cycle: func(ctx context.Context, s *scenario, hold time.Duration) error {
+			l, err := s.c.waitLeader(ctx, s.w.hot.ID, leaderWait)
+			if err != nil {
+				return err
+			}
+			t := time.Now()
+			if err := s.c.signal(l, syscall.SIGSTOP); err != nil {
+				return err
+			}
+			s.h.Nemesis("inject", fmt.Sprintf("SIGSTOP n%d (leader)", l), t)
+			s.note("paused n%d (leader) for %v", l, hold)
+			_ = sleepCtx(ctx, hold)
+			t = time.Now()
+			err = s.c.signal(l, syscall.SIGCONT)
+			s.h.Nemesis("heal", fmt.Sprintf("SIGCONT n%d", l), t)
+			return err
+		},
+	},
+	{
+		name:  "partition-leader",
+		about: "drop all traffic between the hot shard's leader and the other nodes (shoppers and MariaDB still reach it); heal",
+		hold:  holdQuarter,
+		cycle: func(ctx context.Context, s *scenario, hold time.Duration) error {
+			l, err := s.c.waitLeader(ctx, s.w.hot.ID, leaderWait)
+			if err != nil {
+				return err
+			}
+			return s.isolate(ctx, l, "leader", hold)
+		},
+	},
+	{
+		name:  "split-1-2",
+		about: "split the nodes 1 | 2 with a follower alone (the leader keeps its majority); heal",
+		hold:  holdQuarter,
+		cycle: func(ctx context.Context, s *scenario, hold time.Duration) error {
+			l, err := s.c.waitLeader(ctx, s.w.hot.ID, leaderWait)
+			if err != nil {
+				return err
+			}
+			return s.isolate(ctx, s.follower(l), "follower", hold)
+		},
+	},
+	{
+		name:  "delay-loss",
+		about: "delay 50 ms ± 20 ms and drop 5 % of every packet every node sends (tc netem, or the NFQUEUE delayer); heal",
+		hold:  holdHalf,
+		cycle: func(ctx context.Context, s *scenario, hold time.Duration) error {
+			t := time.Now()
+			d, err := s.e.startDelay(ctx)
+			if err != nil {
+				return err
+			}
+			s.h.Nemesis("inject", fmt.Sprintf("delay %v±%v loss %d%% on every node (%s)", delayMean, delayJitter, delayLossPercent, s.e.delay), t)
+			_ = sleepCtx(ctx, hold)
+			t = time.Now()
+			hctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			packets, dropped, err := d.stop(hctx)
+			s.h.Nemesis("heal", "delay removed", t)
+			if s.e.delay == "nfqueue" {
+				s.note("delayed %d packets for %v, dropped %d (%.1f%%), by the NFQUEUE delayer",
+					packets, hold, dropped, 100*float64(dropped)/float64(max(packets, 1)))
+			} else {
+				s.note("tc netem delay %v %v loss %d%% for %v", delayMean, delayJitter, delayLossPercent, hold)
+			}
+			return err
+		},
+	},
+	{
+		name:  "mariadb-restart",
+		about: "stop MariaDB mid-sale (scripts/mariadb.sh stop), start it again after the hold",
+		hold:  holdQuarter,
+		cycle: func(ctx context.Context, s *scenario, hold time.Duration) error {
+			t := time.Now()
+			if err := s.e.stopMariaDB(ctx); err != nil {
+				return err
+			}
+			down := time.Now()
+			s.h.Nemesis("inject", "MariaDB stopped", t)
+			// Orders must wait in Raft meanwhile: watch the backlog grow.
+			var backlog int64
+			for until := time.Now().Add(hold); time.Now().Before(until) && ctx.Err() == nil; {
+				backlog = max(backlog, s.c.unflushed(ctx))
+				_ = sleepCtx(ctx, min(time.Second, time.Until(until)))
+			}
+			t = time.Now()
+			hctx, cancel := context.WithTimeout(context.Background(), mariadbTimeout)
+			defer cancel()
+			err := s.e.startMariaDB(hctx)
+			s.h.Nemesis("heal", "MariaDB started", t)
+			s.note("MariaDB down %v; up to %d confirmed orders waited in Raft for it", time.Since(down).Round(100*time.Millisecond), backlog)
+			return err
+		},
+	},
+}
+
+// Faults lists the scenario names in the order the suite runs them.
+func Faults() []string {
+	out := make([]string, len(faultList))
+	for i, f := range faultList {
+		out[i] = f.name
+	}
+	return out
+}
+
+func faultByName(name string) (faultSpec, bool) {
+	for _, f := range faultList {
+		if f.name == name {
+			return f, true
+		}
+	}
+	return faultSpec{}, false
+}
+
+// scenario is one fault's run.
+type scenario struct {
+	e  *Env
+	c  *Cluster
+	h  *History
+	w  *workload
+	mu struct {
+		sync.Mutex
+		notes    []string
+		problems []string
+	}
+}
+
+func (s *scenario) note(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.notes = append(s.mu.notes, fmt.Sprintf(format, args...))
+}
+
+// problem records a recovery failure: a violation of the scenario.
+func (s *scenario) problem(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.problems = append(s.mu.problems, fmt.Sprintf(format, args...))
+}
+
+// follower picks one of the nodes that do not lead.
+func (s *scenario) follower(leader int) int {
+	return (leader + 1 + rand.IntN(nodes-1)) % nodes
+}
+
+func (s *scenario) killRestart(ctx context.Context, i int, role string, hold time.Duration) error {
+	t := time.Now()
+	if err := s.c.signal(i, syscall.SIGKILL); err != nil {
+		return err
+	}
+	s.h.Nemesis("inject", fmt.Sprintf("SIGKILL n%d (%s)", i, role), t)
+	_ = sleepCtx(ctx, hold)
+	t = time.Now()
+	if err := s.c.launch(i); err != nil {
+		return err
+	}
+	err := s.c.waitReady(ctx, i, rejoinTimeout)
+	s.h.Nemesis("heal", fmt.Sprintf("restarted n%d", i), t)
+	if err != nil {
+		s.problem("n%d (%s) not ready within %v of its restart: %v", i, role, rejoinTimeout, err)
+		return nil
+	}
+	s.note("killed n%d (%s) for %v; ready %v after restart", i, role, hold, time.Since(t).Round(10*time.Millisecond))
+	return nil
+}
+
+func (s *scenario) isolate(ctx context.Context, i int, role string, hold time.Duration) error {
+	var peers []string
+	for j := 0; j < nodes; j++ {
+		if j != i {
+			peers = append(peers, s.e.nodeIP(j))
+		}
+	}
+	t := time.Now()
+	if err := s.e.fw.isolate(ctx, s.e, i, peers); err != nil {
+		return err
+	}
+	s.h.Nemesis("inject", fmt.Sprintf("isolate n%d (%s) from %v", i, role, peers), t)
+	_ = sleepCtx(ctx, hold)
+	t = time.Now()
+	hctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := s.e.fw.heal(hctx, s.e, i)
+	s.h.Nemesis("heal", fmt.Sprintf("n%d rejoined", i), t)
+	s.note("isolated n%d (%s) for %v", i, role, hold)
+	return err
+}
+
+// RunScenario runs one fault's sale on a fresh cluster and checks it. It
+// never returns without stopping the cluster and healing the network.
+func (e *Env) RunScenario(ctx context.Context, name, outDir string) (res Result) {
+	f, ok := faultByName(name)
+	if !ok {
+		return Result{Fault: name, Error: "unknown fault"}
+	}
+	began := time.Now()
+	res = Result{Fault: name, About: f.about}
+	defer func() {
+		res.Fault, res.About, res.Elapsed = name, f.about, time.Since(began).Round(time.Second)
+		if b, err := json.MarshalIndent(res, "", "  "); err == nil {
+			_ = os.WriteFile(filepath.Join(outDir, name, "result.json"), b, 0o644)
+		}
+	}()
+	fail := func(err error) Result {
+		res.Error = err.Error()
+		e.logf("%s: %v", name, err)
+		return res
+	}
+	dir := filepath.Join(outDir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fail(err)
+	}
+	dataDir := filepath.Join(e.cfg.StateDir, "run", name)
+	defer os.RemoveAll(dataDir)
+
+	nodeDSNs, localDSNs, err := e.createDatabases(ctx, strings.ReplaceAll(name, "-", "_"))
+	if err != nil {
+		return fail(err)
+	}
+	e.logf("%s: starting a cluster", name)
+	c, err := e.startCluster(ctx, dataDir, dir, nodeDSNs)
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	// Whatever happens, heal: the next scenario needs a clean network and
+	// MariaDB.
+	defer func() {
+		hctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := e.healNetwork(hctx); err != nil {
+			e.logf("%s: heal network: %v", name, err)
+		}
+		if _, err := run(hctx, mariadbTimeout, nil, e.mariadbSh, "status", e.dbDir); err != nil {
+			if err := e.startMariaDB(hctx); err != nil {
+				e.logf("%s: restart MariaDB: %v", name, err)
+			}
+		}
+	}()
+
+	h, err := NewHistory(time.Now(), filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		return fail(err)
+	}
+	defer h.Close()
+	d := e.cfg.Duration
+	w := newWorkload(c.api, h, d, e.cfg.Rate, e.cfg.Shoppers)
+	for _, it := range []ItemSpec{w.hot, w.lim} {
+		if err := c.createItem(ctx, it); err != nil {
+			return fail(err)
+		}
+	}
+	s := &scenario{e: e, c: c, h: h, w: w}
+
+	// The sale, with the fault in cycles.
+	hold := f.hold(d)
+	if e.cfg.Hold > 0 {
+		hold = e.cfg.Hold
+	}
+	warmup := min(max(d/5, warmupMin), warmupMax)
+	tail := max(d/4, tailMin)
+	runStart := time.Now()
+	e.logf("%s: sale of %v (hot %d/s by %d shoppers; lim stock %d), fault after %v, held %v",
+		name, d, e.cfg.Rate, e.cfg.Shoppers, w.lim.Stock, warmup, hold)
+	w.start()
+	stalls := watchStalls(h)
+	_ = sleepCtx(ctx, warmup)
+	var cycles int
+	var cycleErr error
+	for ctx.Err() == nil {
+		t := time.Now()
+		cycles++
+		if cycleErr = f.cycle(ctx, s, hold); cycleErr != nil {
+			break
+		}
+		took := time.Since(t)
+		if time.Now().Add(hold + took + tail).After(runStart.Add(d)) {
+			break
+		}
+		_ = sleepCtx(ctx, hold) // calm between cycles
+	}
+	end := runStart.Add(d)
+	if t := time.Now().Add(tail); t.After(end) {
+		end = t
+	}
+	_ = sleepCtx(ctx, time.Until(end))
+	w.end()
+	runEnd := time.Now()
+	for _, st := range stalls() {
+		s.note("the suite itself was stalled %v at %+.1fs (host overloaded or paused): gaps around it are not the cluster's", st.d.Round(10*time.Millisecond), st.at.Seconds())
+	}
+	if cycleErr != nil {
+		// Check what happened anyway; the scenario is an error.
+		e.logf("%s: fault: %v", name, cycleErr)
+		s.problem("fault could not be injected or healed: %v", cycleErr)
+	}
+	if ctx.Err() != nil {
+		return fail(ctx.Err())
+	}
+	s.note("%d fault cycle(s)", cycles)
+	e.logf("%s: sale over (%d events); settling, then checking", name, len(h.Events()))
+
+	// Every node must be up again before the checks.
+	for i := 0; i < nodes; i++ {
+		if !c.running(i) {
+			s.problem("n%d not running at the end of the sale", i)
+			if err := c.launch(i); err != nil {
+				return fail(err)
+			}
+		}
+		if err := c.waitReady(ctx, i, rejoinTimeout); err != nil {
+			s.problem("n%d not ready after the sale: %v", i, err)
+		}
+	}
+
+	w.settle(ctx, h.Events())
+	units := map[string]int64{}
+	for _, op := range Summarize(h.Events()) {
+		if op.Outcome == OutcomeOK {
+			units[op.Item] += int64(op.Quantity)
+		}
+	}
+	items := []ItemSpec{w.hot, w.lim}
+	final := Final{Items: items, RunStartMs: h.Ms(runStart), RunEndMs: h.Ms(runEnd), HotItem: w.hot.ID}
+	final.Views = w.views(ctx, items, units)
+	final.RaftSold = raftSold(items, final.Views)
+	final.MySQLSold, final.Copies, err = mysqlState(ctx, localDSNs, final.RaftSold, h.Events())
+	if err != nil {
+		final.MySQLErr = err.Error()
+	}
+	w.lookups(ctx, h.Events())
+	if ctx.Err() != nil {
+		return fail(ctx.Err())
+	}
+
+	c.saveStatus(ctx)
+	res = Check(name, h.Events(), final)
+	if cycleErr != nil {
+		res.Error = "fault: " + cycleErr.Error()
+	}
+	s.mu.Lock()
+	res.Notes = append(res.Notes, s.mu.notes...)
+	for _, p := range s.mu.problems {
+		res.NoRecovery = true
+		res.Violations = append(res.Violations, p)
+	}
+	s.mu.Unlock()
+	res.Notes = append(res.Notes, fmt.Sprintf("lim: stock %d, %d sold; hot: %d sold", w.lim.Stock, res.Sold[w.lim.ID], res.Sold[w.hot.ID]))
+	if res.Passed() {
+		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = e.dropDatabases(dctx, localDSNs)
+	} else {
+		res.Notes = append(res.Notes, fmt.Sprintf("databases kept: %v", localDSNs))
+	}
+	e.logf("%s: %s", name, res.summary())
+	return res
+}
+
+// summary is a one-line account of a result.
+func (r *Result) summary() string {
+	verdict := "PASS"
+	if !r.Passed() {
+		verdict = "FAIL"
+	}
+	return fmt.Sprintf("%s: %d purchases (%d ok, %d failed, %d unknown -> %d settled), oversell %d, lost %d, duplicate %d, limit %d, max gap %v",
+		verdict, r.Ops, r.OK, r.Failed, r.Unknown, r.Settled, r.Oversell, r.Lost, r.Duplicate, r.Limit, r.MaxGap.Round(time.Millisecond))
+}
+
+// Stall detection: a ticker that fires late by more than stallMin means
+// the suite's own process (and likely the whole machine) did not run.
+const (
+	stallTick = 50 * time.Millisecond
+	stallMin  = 750 * time.Millisecond
+)
+
+type stall struct {
+	at time.Duration // since the start of the history
+	d  time.Duration
+}
+
+// watchStalls records stalls of this process until the returned function
+// is called; that function returns them.
+func watchStalls(h *History) func() []stall {
+	stop := make(chan struct{})
+	done := make(chan []stall)
+	go func() {
+		var out []stall
+		t := time.NewTicker(stallTick)
+		defer t.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-stop:
+				done <- out
+				return
+			case <-t.C:
+				now := time.Now()
+				if late := now.Sub(last) - stallTick; late > stallMin {
+					out = append(out, stall{at: last.Sub(h.t0), d: late})
+				}
+				last = now
+			}
+		}
+	}()
+	return func() []stall {
+		close(stop)
+		return <-done
+	}
+}
