@@ -128,11 +128,6 @@ type dedupEntry struct {
 	expires int64
 }
 
-type dedupRef struct {
-	key     userRequest
-	expires int64
-}
-
 // FSMConfig bounds the state machine's memory.
 type FSMConfig struct {
 	// DedupRetention is how long a request ID is remembered, in command
@@ -164,8 +159,7 @@ type FSM struct {
 		items      map[string]*Item
 		bought     map[userItem]int32
 		dedup      map[userRequest]dedupEntry
-		dedupQueue []dedupRef // insertion order, for expiry
-		dedupHead  int
+		dedupQueue expiry[userRequest]
 		// The outbox: changes not yet in the order store (new orders,
 		// status changes), ascending Seq. pendingSeq maps an order ID to
 		// the Seq of its latest entry.
@@ -182,19 +176,12 @@ type FSM struct {
 		awaiting     map[uint64]orders.Order
 		deadlines    deadlineHeap
 		settled      map[uint64]orders.Order
-		settledQueue []dedupRefID
-		settledHead  int
+		settledQueue expiry[uint64]
 
 		// Flushed orders kept readable for OrderRetention.
 		recent      map[uint64]recentOrder
-		recentQueue []dedupRefID
-		recentHead  int
+		recentQueue expiry[uint64]
 	}
-}
-
-type dedupRefID struct {
-	id      uint64
-	expires int64
 }
 
 type recentOrder struct {
@@ -238,8 +225,7 @@ func (f *FSM) resetLocked() {
 	f.mu.items = make(map[string]*Item)
 	f.mu.bought = make(map[userItem]int32)
 	f.mu.dedup = make(map[userRequest]dedupEntry)
-	f.mu.dedupQueue = nil
-	f.mu.dedupHead = 0
+	f.mu.dedupQueue.reset()
 	f.mu.pending = nil
 	f.mu.pendingSeq = make(map[uint64]uint64)
 	f.mu.changes = make(map[uint64]bool)
@@ -249,11 +235,9 @@ func (f *FSM) resetLocked() {
 	f.mu.awaiting = make(map[uint64]orders.Order)
 	f.mu.deadlines = nil
 	f.mu.settled = make(map[uint64]orders.Order)
-	f.mu.settledQueue = nil
-	f.mu.settledHead = 0
+	f.mu.settledQueue.reset()
 	f.mu.recent = make(map[uint64]recentOrder)
-	f.mu.recentQueue = nil
-	f.mu.recentHead = 0
+	f.mu.recentQueue.reset()
 }
 
 // Apply applies one committed log entry. An entry that does not decode means
@@ -308,50 +292,20 @@ func (f *FSM) advanceLocked(stamp int64) int64 {
 		f.mu.lastStamp = stamp
 	}
 	now := f.mu.lastStamp
-	q := f.mu.dedupQueue
-	for f.mu.dedupHead < len(q) {
-		ref := q[f.mu.dedupHead]
-		if ref.expires > now && len(f.mu.dedup) <= f.cfg.DedupMax {
-			break
-		}
-		if e, ok := f.mu.dedup[ref.key]; ok && e.expires == ref.expires {
-			delete(f.mu.dedup, ref.key)
-		}
-		q[f.mu.dedupHead] = dedupRef{}
-		f.mu.dedupHead++
-	}
-	if f.mu.dedupHead > 1024 && f.mu.dedupHead > len(q)/2 {
-		f.mu.dedupQueue = append([]dedupRef(nil), q[f.mu.dedupHead:]...)
-		f.mu.dedupHead = 0
-	}
-	sq := f.mu.settledQueue
-	for f.mu.settledHead < len(sq) {
-		ref := sq[f.mu.settledHead]
-		if ref.expires > now && len(f.mu.settled) <= f.cfg.DedupMax {
-			break
-		}
-		delete(f.mu.settled, ref.id) // each ID settles once
-		f.mu.settledHead++
-	}
-	if f.mu.settledHead > 1024 && f.mu.settledHead > len(sq)/2 {
-		f.mu.settledQueue = append([]dedupRefID(nil), sq[f.mu.settledHead:]...)
-		f.mu.settledHead = 0
-	}
-	rq := f.mu.recentQueue
-	for f.mu.recentHead < len(rq) {
-		ref := rq[f.mu.recentHead]
-		if ref.expires > now && len(f.mu.recent) <= f.cfg.OrderRetentionMax {
-			break
-		}
-		if e, ok := f.mu.recent[ref.id]; ok && e.expires == ref.expires {
-			delete(f.mu.recent, ref.id) // not re-added since
-		}
-		f.mu.recentHead++
-	}
-	if f.mu.recentHead > 1024 && f.mu.recentHead > len(rq)/2 {
-		f.mu.recentQueue = append([]dedupRefID(nil), rq[f.mu.recentHead:]...)
-		f.mu.recentHead = 0
-	}
+	f.mu.dedupQueue.trim(now, func() bool { return len(f.mu.dedup) > f.cfg.DedupMax },
+		func(k userRequest, exp int64) {
+			if e, ok := f.mu.dedup[k]; ok && e.expires == exp {
+				delete(f.mu.dedup, k)
+			}
+		})
+	f.mu.settledQueue.trim(now, func() bool { return len(f.mu.settled) > f.cfg.DedupMax },
+		func(id uint64, _ int64) { delete(f.mu.settled, id) }) // each order settles once
+	f.mu.recentQueue.trim(now, func() bool { return len(f.mu.recent) > f.cfg.OrderRetentionMax },
+		func(id uint64, exp int64) {
+			if e, ok := f.mu.recent[id]; ok && e.expires == exp {
+				delete(f.mu.recent, id)
+			}
+		})
 	return now
 }
 
@@ -442,7 +396,7 @@ func (f *FSM) purchaseLocked(index uint64, now int64, b *PurchaseBatch) []Purcha
 		if p.RequestID != "" {
 			exp := now + int64(f.cfg.DedupRetention)
 			f.mu.dedup[key] = dedupEntry{order: o, expires: exp}
-			f.mu.dedupQueue = append(f.mu.dedupQueue, dedupRef{key: key, expires: exp})
+			f.mu.dedupQueue.push(key, exp)
 		}
 		res[i] = PurchaseResult{Outcome: OutcomeConfirmed, Order: o}
 	}
@@ -483,7 +437,7 @@ func (f *FSM) pendingIndexLocked(seq uint64) int {
 func (f *FSM) settleLocked(o orders.Order, now int64) {
 	delete(f.mu.awaiting, o.ID)
 	f.mu.settled[o.ID] = o
-	f.mu.settledQueue = append(f.mu.settledQueue, dedupRefID{id: o.ID, expires: now + int64(f.cfg.DedupRetention)})
+	f.mu.settledQueue.push(o.ID, now+int64(f.cfg.DedupRetention))
 	f.outboxLocked(o, true)
 	if o.RequestID != "" {
 		key := userRequest{o.UserID, o.ItemID, o.RequestID}
@@ -566,7 +520,7 @@ func (f *FSM) markFlushedLocked(upTo uint64) {
 			delete(f.mu.pendingSeq, o.ID)
 			if f.cfg.OrderRetention > 0 {
 				f.mu.recent[o.ID] = recentOrder{order: o, expires: exp}
-				f.mu.recentQueue = append(f.mu.recentQueue, dedupRefID{id: o.ID, expires: exp})
+				f.mu.recentQueue.push(o.ID, exp)
 			}
 		}
 		delete(f.mu.changes, o.Seq)
@@ -818,13 +772,13 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		s.Awaiting = append(s.Awaiting, o)
 	}
 	sort.Slice(s.Awaiting, func(i, j int) bool { return s.Awaiting[i].ID < s.Awaiting[j].ID })
-	for _, ref := range f.mu.settledQueue[f.mu.settledHead:] {
-		if o, ok := f.mu.settled[ref.id]; ok {
+	for _, ref := range f.mu.settledQueue.live() {
+		if o, ok := f.mu.settled[ref.key]; ok {
 			s.Settled = append(s.Settled, settledRecord{Expires: ref.expires, Order: o})
 		}
 	}
-	for _, ref := range f.mu.recentQueue[f.mu.recentHead:] {
-		if e, ok := f.mu.recent[ref.id]; ok && e.expires == ref.expires {
+	for _, ref := range f.mu.recentQueue.live() {
+		if e, ok := f.mu.recent[ref.key]; ok && e.expires == ref.expires {
 			s.Recent = append(s.Recent, settledRecord{Expires: ref.expires, Order: e.order})
 		}
 	}
@@ -834,7 +788,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	for k, q := range f.mu.bought {
 		s.Bought = append(s.Bought, boughtRecord{k.item, k.user, q})
 	}
-	for _, ref := range f.mu.dedupQueue[f.mu.dedupHead:] {
+	for _, ref := range f.mu.dedupQueue.live() {
 		if e, ok := f.mu.dedup[ref.key]; ok && e.expires == ref.expires {
 			s.Dedup = append(s.Dedup, dedupRecord{ref.key.user, ref.key.item, ref.key.request, e.expires, e.order})
 		}
@@ -868,7 +822,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	for _, d := range s.Dedup {
 		k := userRequest{d.User, d.Item, d.Request}
 		f.mu.dedup[k] = dedupEntry{order: d.Order, expires: d.Expires}
-		f.mu.dedupQueue = append(f.mu.dedupQueue, dedupRef{key: k, expires: d.Expires})
+		f.mu.dedupQueue.push(k, d.Expires)
 	}
 	f.mu.pending = s.Pending
 	for _, o := range s.Pending {
@@ -885,11 +839,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	heap.Init(&f.mu.deadlines)
 	for _, r := range s.Settled {
 		f.mu.settled[r.Order.ID] = r.Order
-		f.mu.settledQueue = append(f.mu.settledQueue, dedupRefID{id: r.Order.ID, expires: r.Expires})
+		f.mu.settledQueue.push(r.Order.ID, r.Expires)
 	}
 	for _, r := range s.Recent {
 		f.mu.recent[r.Order.ID] = recentOrder{order: r.Order, expires: r.Expires}
-		f.mu.recentQueue = append(f.mu.recentQueue, dedupRefID{id: r.Order.ID, expires: r.Expires})
+		f.mu.recentQueue.push(r.Order.ID, r.Expires)
 	}
 	f.mu.flushedUpTo = s.FlushedUpTo
 	f.mu.lastStamp = s.LastStamp

@@ -21,6 +21,7 @@ import (
 
 	"github.com/flashstock/flashstock/config"
 	"github.com/flashstock/flashstock/internal/node"
+	"github.com/flashstock/flashstock/internal/testutil"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/orders/mysql"
 	"github.com/flashstock/flashstock/raftstore"
@@ -34,15 +35,7 @@ import (
 
 const adminToken = "test-admin-token-0123456789"
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t testing.TB) string { return testutil.FreeAddr(t) }
 
 type testCluster struct {
 	t     *testing.T
@@ -120,11 +113,25 @@ func newTestCluster(t *testing.T, n int, dsns []string) *testCluster {
 	return tc
 }
 
+// start starts node i. A port picked free may be taken before the node
+// binds it (another test binary runs in parallel); then it picks new ones
+// and tries again. The first node's gossip address is the others' seed and
+// keeps its port.
 func (tc *testCluster) start(i int) (*node.Node, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", i)
-	return node.Start(ctx, tc.cfgs[i], openMySQL, io.Discard, log)
+	for attempt := 1; ; attempt++ {
+		nd, err := node.Start(ctx, tc.cfgs[i], openMySQL, io.Discard, log)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return nd, err
+		}
+		c := &tc.cfgs[i]
+		c.HTTPAddr, c.RaftAddr, c.ActorAddr = freeAddr(tc.t), freeAddr(tc.t), freeAddr(tc.t)
+		if i > 0 {
+			c.GossipAddr = freeAddr(tc.t)
+		}
+	}
 }
 
 func openMySQL(ctx context.Context, cfg config.Config) (orders.Sink, error) {

@@ -9,6 +9,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"net"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -256,4 +258,29 @@ func ItemIDForShard(prefix string, shard, shards int) string {
 			return id
 		}
 	}
+}
+
+// FreeAddr returns a 127.0.0.1 address whose port is free for TCP and UDP
+// (gossip uses both). Ports come from 20000-31999, below Linux's ephemeral
+// range (32768 and up), so that a port picked here is not taken by some
+// outgoing connection before the test binds it.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return addr
+	}
+	tb.Fatal("no free port in 20000-31999")
+	return ""
 }
