@@ -437,11 +437,24 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 	}
 	backoff := 5 * time.Millisecond
 	var last error = raftstore.ErrNotLeader
+	var ownerless time.Time // since when no node has owned the item
 	for {
 		if e.closed.Load() {
 			return nil, ErrClosed
 		}
 		pid := e.pid(id)
+		if pid == nil {
+			// An election takes well under a second; a shard without a
+			// leader for longer (this node cut off from the majority) is
+			// answered at once rather than at the request timeout.
+			if ownerless.IsZero() {
+				ownerless = time.Now()
+			} else if time.Since(ownerless) > ownerlessMax {
+				return nil, fmt.Errorf("%w: no leader for item %s", raftstore.ErrUnavailable, id)
+			}
+		} else {
+			ownerless = time.Time{}
+		}
 		var brk *breaker.Breaker
 		if pid != nil && pid.Address != e.sys.Address() {
 			brk = e.breaker(pid.Address)
@@ -559,6 +572,10 @@ func (e *Engine) reply(to *actor.PID, msg message) {
 	}
 	e.sys.Root.Send(to, encode(msg))
 }
+
+// ownerlessMax is how long a request waits for its item's shard to have a
+// leader before it is answered 503.
+const ownerlessMax = time.Second
 
 // errOwnerMoved: the item's owner changed while a request waited on the
 // old one.
