@@ -81,9 +81,15 @@ stop() { # pid
 	kill -9 "$1" 2>/dev/null || true
 }
 
-run_wrk() { # url item [threads conns] -> "p50_us= p99_us= rps= non2xx= errors="
-	ITEM=$2 wrk -t"${3:-2}" -c"${4:-64}" -d"${secs}s" -s "$lua" "$1" 2>/dev/null | tail -n1
+run_wrk() { # url item [threads conns [script]] -> "p50_us= p99_us= rps= non2xx= errors="
+	ITEM=$2 wrk -t"${3:-2}" -c"${4:-64}" -d"${secs}s" -s "${5:-$lua}" "$1" 2>/dev/null | tail -n1
 }
+
+# Three wrk processes started in the same second would name the same users
+# (purchase.lua names them by time and thread): each gets its own prefix.
+for i in 1 2 3; do
+	sed "s/prefix = \"u\"/prefix = \"u$i\"/" "$lua" >"$tmp/purchase$i.lua"
+done
 
 metric() { # name: sum of a metric's samples on the single node
 	curl -fsS http://127.0.0.1:18080/metrics | awk -v n="$1" '$1 == n || index($1, n"{") == 1 { s += $2 } END { printf "%.0f\n", s }'
@@ -193,9 +199,9 @@ PY
 	create_item 18081 gone 0
 	sleep 1
 	out1="$tmp/w1"; out2="$tmp/w2"; out3="$tmp/w3"
-	run_wrk http://127.0.0.1:18081/ 1 1 22 >"$out1" & w1=$!
-	run_wrk http://127.0.0.1:18082/ 1 1 21 >"$out2" & w2=$!
-	run_wrk http://127.0.0.1:18083/ 1 1 21 >"$out3" & w3=$!
+	run_wrk http://127.0.0.1:18081/ 1 1 22 "$tmp/purchase1.lua" >"$out1" & w1=$!
+	run_wrk http://127.0.0.1:18082/ 1 1 21 "$tmp/purchase2.lua" >"$out2" & w2=$!
+	run_wrk http://127.0.0.1:18083/ 1 1 21 "$tmp/purchase3.lua" >"$out3" & w3=$!
 	wait $w1 $w2 $w3
 	python3 - "$out1" "$out2" "$out3" <<'PY' | tee -a "$results" >&2
 import sys, re
