@@ -579,7 +579,7 @@ func (sh *Shard) Status() ShardStatus {
 		NonVoters:    []string{},
 		Term:         parseUint(st["term"]),
 		CommitIndex:  sh.raft.CommitIndex(),
-		AppliedIndex: fs.Applied,
+		AppliedIndex: sh.raft.AppliedIndex(), // includes entries the FSM does not see (barriers, configuration)
 		LastContact:  st["last_contact"],
 		Items:        fs.Items,
 		Unflushed:    fs.Pending,
