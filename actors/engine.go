@@ -382,23 +382,19 @@ func (e *Engine) Purchase(ctx context.Context, r Request) (orders.Order, bool, e
 // answerFromReplica answers a purchase from this node's replica when the
 // outcome is already known there; done is false when the owner must decide.
 func (e *Engine) answerFromReplica(sh *raftstore.Shard, r Request) (o orders.Order, dup, done bool, err error) {
-	fsm := sh.FSM()
-	if r.RequestID != "" {
-		if o, ok := fsm.LookupRequest(r.ItemID, r.UserID, r.RequestID); ok {
-			return o, true, true, nil
-		}
-	}
-	it, ok := fsm.Item(r.ItemID)
-	if !ok {
-		if sh.Ready() {
-			return orders.Order{}, false, true, raftstore.ErrItemNotFound
-		}
+	a := sh.FSM().Admission(r.ItemID, r.UserID, r.RequestID)
+	switch {
+	case a.Duplicate:
+		return a.Original, true, true, nil
+	case !a.Found && sh.Ready():
+		return orders.Order{}, false, true, raftstore.ErrItemNotFound
+	case !a.Found:
 		return orders.Order{}, false, false, nil // maybe created a moment ago
 	}
-	if err := admit(&it, r, e.now().UnixNano()); err != nil {
+	if err := admit(&a.Item, r, e.now().UnixNano()); err != nil {
 		return orders.Order{}, false, true, err
 	}
-	if fsm.PendingCount() >= e.cfg.MaxUnflushed {
+	if a.Pending >= e.cfg.MaxUnflushed {
 		return orders.Order{}, false, true, ErrBacklogFull
 	}
 	return orders.Order{}, false, false, nil

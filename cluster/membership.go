@@ -68,22 +68,15 @@ func EncodeLeads(shards []int) string {
 	if len(shards) == 0 {
 		return ""
 	}
-	max := 0
+	top := 0
 	for _, s := range shards {
-		max = mathMax(max, s)
+		top = max(top, s)
 	}
-	b := make([]byte, max/8+1)
+	b := make([]byte, top/8+1)
 	for _, s := range shards {
 		b[s/8] |= 1 << (s % 8)
 	}
 	return hex.EncodeToString(b)
-}
-
-func mathMax(a, b int) int {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // Member states.

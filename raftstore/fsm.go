@@ -588,6 +588,36 @@ func (f *FSM) Items() []Item {
 	return out
 }
 
+// Admission is what a purchase's answer may be decided from without a
+// Raft round, read under one lock: the original order of a remembered
+// request, the item, and the number of orders waiting for the store.
+type Admission struct {
+	Original  orders.Order
+	Duplicate bool // the request ID is remembered; Original is its order
+	Item      Item
+	Found     bool // the item exists
+	Pending   int
+}
+
+// Admission reads the state a purchase of item by user, with an optional
+// request ID, can be answered from.
+func (f *FSM) Admission(item, user, request string) Admission {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var a Admission
+	if request != "" {
+		if e, ok := f.mu.dedup[userRequest{user, item, request}]; ok {
+			a.Original, a.Duplicate = e.order, true
+			return a
+		}
+	}
+	if it, ok := f.mu.items[item]; ok {
+		a.Item, a.Found = *it, true
+	}
+	a.Pending = len(f.mu.pending)
+	return a
+}
+
 // Remaining returns the committed remaining stock of an item, and false if
 // the item does not exist.
 func (f *FSM) Remaining(id string) (int64, bool) {
