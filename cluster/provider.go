@@ -47,7 +47,7 @@ func (p *Provider) StartMember(c *pcluster.Cluster) error {
 	p.cluster, p.stop = c, make(chan struct{})
 	p.publish()
 	p.wg.Add(1)
-	go p.loop()
+	go p.loop(p.stop)
 	return nil
 }
 
@@ -71,13 +71,16 @@ func (p *Provider) Shutdown(bool) error {
 	return nil
 }
 
-func (p *Provider) loop() {
+// loop republishes until stop is closed. It takes the channel rather than
+// reading p.stop, which Shutdown clears before closing it: a loop that read
+// the cleared field would wait on a nil channel forever.
+func (p *Provider) loop(stop <-chan struct{}) {
 	defer p.wg.Done()
 	t := time.NewTicker(p.republishInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-p.stopCh():
+		case <-stop:
 			return
 		case <-t.C:
 		case <-p.m.Changed():
@@ -86,12 +89,6 @@ func (p *Provider) loop() {
 		}
 		p.publish()
 	}
-}
-
-func (p *Provider) stopCh() chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stop
 }
 
 // publish hands protoactor the current topology.

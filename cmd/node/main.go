@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/flashstock/flashstock/config"
 	"github.com/flashstock/flashstock/internal/node"
@@ -96,8 +97,23 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 	runErr := n.Wait(ctx)
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
-	return errors.Join(runErr, n.Shutdown(dctx))
+	// The drain is bounded by dctx; a step that overstays it anyway (a bug,
+	// a stuck disk) must not keep the process alive forever. Exiting then
+	// is a crash as far as the cluster is concerned: everything confirmed
+	// is already in the Raft log on disk, and the peers take over.
+	done := make(chan error, 1)
+	go func() { done <- n.Shutdown(dctx) }()
+	select {
+	case err := <-done:
+		return errors.Join(runErr, err)
+	case <-time.After(cfg.DrainTimeout + drainGrace):
+		return errors.Join(runErr, fmt.Errorf("drain did not finish within %s; exiting", cfg.DrainTimeout+drainGrace))
+	}
 }
+
+// drainGrace is how long past --drain-timeout the process waits for its
+// drain before it exits regardless.
+const drainGrace = 5 * time.Second
 
 func newLogger(level string, w io.Writer) *slog.Logger {
 	var l slog.Level
