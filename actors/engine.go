@@ -648,12 +648,18 @@ func (e *Engine) Order(ctx context.Context, id uint64) (orders.Order, bool, erro
 	if shard >= e.store.Shards() {
 		return orders.Order{}, false, ErrOrderNotFound
 	}
-	fsm := e.store.Shard(shard).FSM()
-	if o, ok := fsm.PendingOrder(id); ok {
-		return o, false, nil
+	sh := e.store.Shard(shard)
+	fsm := sh.FSM()
+	lagging := fsm.AppliedIndex() < orders.IndexOfID(id)
+	if o, stored, ok := fsm.LookupOrder(id); ok {
+		return o, stored, nil
 	}
-	if o, ok := fsm.OrderState(id); ok {
-		return o, true, nil // awaiting payment or settled, and stored
+	// Confirmed on the leader a moment ago, but not yet applied here: read
+	// your own writes, whichever node you ask.
+	if lagging && sh.WaitApplied(orders.IndexOfID(id), orderCatchUpMax) {
+		if o, stored, ok := fsm.LookupOrder(id); ok {
+			return o, stored, nil
+		}
 	}
 	o, err := e.sink.Get(ctx, id)
 	if errors.Is(err, orders.ErrNotFound) {
@@ -664,6 +670,10 @@ func (e *Engine) Order(ctx context.Context, id uint64) (orders.Order, bool, erro
 	}
 	return o, true, nil
 }
+
+// orderCatchUpMax bounds how long an order read waits for this node's
+// replica to apply the entry that confirmed the order.
+const orderCatchUpMax = time.Second
 
 // Pay pays a user's order within its payment window, on the leader of the
 // order's shard. Paying twice is a no-op; paying an expired order is

@@ -85,6 +85,10 @@ func MakeID(shard int, index uint64, pos int) uint64 {
 // ShardOfID returns the Raft shard that confirmed the order with this ID.
 func ShardOfID(id uint64) int { return int(id >> (64 - idShardBits)) }
 
+// IndexOfID returns the log index of the entry that confirmed the order
+// (modulo 2^40, which no shard's log reaches).
+func IndexOfID(id uint64) uint64 { return id >> idPositionBits & (1<<idIndexBits - 1) }
+
 // FormatID renders an order ID the way the API shows it: a decimal string, so
 // that JavaScript clients do not lose precision.
 func FormatID(id uint64) string { return strconv.FormatUint(id, 10) }

@@ -646,6 +646,18 @@ func (f *FSM) LookupRequest(item, user, request string) (orders.Order, bool) {
 	return e.order, ok
 }
 
+// LookupOrder returns an order Raft still holds: waiting for the order store
+// (stored false), or awaiting payment or settled and already stored.
+func (f *FSM) LookupOrder(id uint64) (o orders.Order, stored, ok bool) {
+	if o, ok := f.PendingOrder(id); ok {
+		return o, false, true
+	}
+	if o, ok := f.OrderState(id); ok {
+		return o, true, true
+	}
+	return orders.Order{}, false, false
+}
+
 // PendingOrder returns an order whose latest change is not yet flushed.
 func (f *FSM) PendingOrder(id uint64) (orders.Order, bool) {
 	f.mu.RLock()

@@ -121,6 +121,27 @@ const replicaContactMax = 3 * time.Second
 // it leads it, or it follows a leader it heard from recently. Reads that
 // may lag by a replication round (sold out, remembered request IDs, item
 // pages) are served from a current replica without asking the leader.
+// WaitApplied waits until this replica has applied the log up to index,
+// provided the entry is already in its log (a follower learns that an entry
+// is committed with the next AppendEntries, up to CommitTimeout later). It
+// reports whether the index is applied; it never waits past timeout.
+func (sh *Shard) WaitApplied(index uint64, timeout time.Duration) bool {
+	if sh.fsm.AppliedIndex() >= index {
+		return true
+	}
+	if sh.raft.LastIndex() < index {
+		return false // not in this log: not committed through it yet, or never
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+		if sh.fsm.AppliedIndex() >= index {
+			return true
+		}
+	}
+	return false
+}
+
 func (sh *Shard) Replica() bool {
 	if sh.IsLeader() {
 		return true

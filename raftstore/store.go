@@ -88,7 +88,7 @@ func DefaultConfig() Config {
 		HeartbeatTimeout:   500 * time.Millisecond,
 		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond,
-		CommitTimeout:      50 * time.Millisecond,
+		CommitTimeout:      250 * time.Millisecond,
 		MaxAppendEntries:   256,
 		SnapshotInterval:   10 * time.Second,
 		SnapshotThreshold:  4096,

@@ -428,6 +428,27 @@ func TestClusterSaleSpreadOverNodes(t *testing.T) {
 	}
 }
 
+// TestClusterReadYourOrderOnAnyNode buys on an idle cluster and reads the
+// order back at once from every node. A follower learns that an entry is
+// committed only with the leader's next AppendEntries (up to Raft's
+// CommitTimeout later when writes are idle); it must wait for its replica
+// rather than answer 404 for an order the shopper was just given.
+func TestClusterReadYourOrderOnAnyNode(t *testing.T) {
+	tc := newTestCluster(t, 3, nil)
+	tc.mustDo(0, "POST", "/v1/items", "admin", map[string]any{"id": "ryw", "stock": 100}, 201)
+	for round := range 12 {
+		user := fmt.Sprintf("ryw-%d", round)
+		o := tc.mustDo(round%3, "POST", "/v1/items/ryw/purchase", user, map[string]any{"quantity": 1}, 201)
+		for i := range tc.nodes {
+			got := tc.mustDo(i, "GET", "/v1/orders/"+o["order_id"].(string), user, nil, 200)
+			if got["user_id"] != user {
+				t.Fatalf("n%d: order %v; want user %s", i, got, user)
+			}
+		}
+		time.Sleep(300 * time.Millisecond) // idle: no AppendEntries carries the commit index
+	}
+}
+
 func TestClusterLeaderKillMidSale(t *testing.T) {
 	dsns := mysqlDSNs(t)
 	if dsns != nil {

@@ -20,7 +20,11 @@ import (
 	"github.com/flashstock/flashstock/orders"
 )
 
-const rowsPerStatement = 500 // 9 columns x 500 rows, under SQLite's variable limit
+// insertRows are the sizes of the prepared multi-row inserts, largest
+// first: a batch goes through the largest that fits, then the next.
+// Parsing a multi-row statement for every batch cost as much as inserting
+// its rows.
+var insertRows = [...]int{100, 10, 1}
 
 const schema = `
 CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
@@ -41,7 +45,8 @@ INSERT OR IGNORE INTO schema_migrations VALUES (1, datetime('now'));
 
 // Sink is the embedded order store.
 type Sink struct {
-	db *sql.DB
+	db      *sql.DB
+	inserts [len(insertRows)]*sql.Stmt // prepared once, by insertRows
 }
 
 // Open opens or creates the database at path and applies the schema.
@@ -57,7 +62,14 @@ func Open(ctx context.Context, path string) (*Sink, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: schema %s: %w", path, err)
 	}
-	return &Sink{db: db}, nil
+	sink := &Sink{db: db}
+	for i, n := range insertRows {
+		if sink.inserts[i], err = db.PrepareContext(ctx, insertSQL(n)); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("sqlite: prepare %s: %w", path, err)
+		}
+	}
+	return sink, nil
 }
 
 // Write upserts a batch in one transaction.
@@ -67,30 +79,42 @@ func (s *Sink) Write(ctx context.Context, batch []orders.Order) error {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
-	for len(batch) > 0 {
-		n := min(len(batch), rowsPerStatement)
-		var b strings.Builder
-		b.WriteString("INSERT INTO orders (order_id,item_id,user_id,request_id,quantity,status,created_at,shard,log_index) VALUES ")
-		args := make([]any, 0, n*9)
-		for i, o := range batch[:n] {
-			if i > 0 {
-				b.WriteByte(',')
+	args := make([]any, 0, insertRows[0]*9)
+	for i, n := range insertRows {
+		if len(batch) < n {
+			continue
+		}
+		stmt := tx.StmtContext(ctx, s.inserts[i])
+		for ; len(batch) >= n; batch = batch[n:] {
+			args = args[:0]
+			for _, o := range batch[:n] {
+				args = append(args, int64(o.ID), o.ItemID, o.UserID, o.RequestID, o.Quantity, string(o.Status), o.CreatedAt.UnixNano(), o.Shard, int64(o.LogIndex))
 			}
-			b.WriteString("(?,?,?,?,?,?,?,?,?)")
-			args = append(args, int64(o.ID), o.ItemID, o.UserID, o.RequestID, o.Quantity, string(o.Status), o.CreatedAt.UnixNano(), o.Shard, int64(o.LogIndex))
+			if _, err := stmt.ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("sqlite: insert: %w", err)
+			}
 		}
-		// Statuses only move forward (confirmed -> paid | expired), so a
-		// stale re-flush never undoes a settlement.
-		b.WriteString(" ON CONFLICT(order_id) DO UPDATE SET status=excluded.status WHERE orders.status = 'confirmed'")
-		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
-			return fmt.Errorf("sqlite: insert: %w", err)
-		}
-		batch = batch[n:]
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
 	return nil
+}
+
+// insertSQL is an upsert of rows orders. Statuses only move forward
+// (confirmed -> paid | expired), so a stale re-flush never undoes a
+// settlement.
+func insertSQL(rows int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO orders (" + columns + ") VALUES ")
+	for i := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,?)")
+	}
+	b.WriteString(" ON CONFLICT(order_id) DO UPDATE SET status=excluded.status WHERE orders.status = 'confirmed'")
+	return b.String()
 }
 
 const columns = "order_id,item_id,user_id,request_id,quantity,status,created_at,shard,log_index"
@@ -162,4 +186,9 @@ func (s *Sink) SoldByItem(ctx context.Context) (map[string]int64, error) {
 }
 
 // Close closes the database.
-func (s *Sink) Close() error { return s.db.Close() }
+func (s *Sink) Close() error {
+	for _, st := range s.inserts {
+		st.Close()
+	}
+	return s.db.Close()
+}
