@@ -233,6 +233,10 @@ func (s *Store) WaitReady(ctx context.Context) error {
 	}
 }
 
+// logCacheEntries is how many of a group's newest log entries are kept in
+// memory for replication (~1 KiB each with batched purchases).
+const logCacheEntries = 512
+
 // Ready reports whether every shard has a known leader and every shard this
 // node leads has passed its post-election barrier.
 func (s *Store) Ready() bool {
@@ -342,7 +346,15 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, sh.fsm, w, w, snaps, trans)
+	// The leader replicates the newest entries; keep them in memory rather
+	// than read each back from the WAL file for every follower.
+	logs, err := raft.NewLogCache(logCacheEntries, w)
+	if err != nil {
+		w.Close()
+		trans.Close()
+		return nil, err
+	}
+	r, err := raft.NewRaft(rc, sh.fsm, logs, w, snaps, trans)
 	if err != nil {
 		w.Close()
 		trans.Close()
