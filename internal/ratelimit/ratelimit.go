@@ -44,10 +44,15 @@ func New(rate float64, burst int, n int, now func() time.Time) *Limiter {
 	return &Limiter{rate: rate, burst: float64(burst), now: now, seed: maphash.MakeSeed(), buckets: make([]bucket, size)}
 }
 
+// index returns the bucket of key.
+func (l *Limiter) index(key string) uint64 {
+	return maphash.String(l.seed, key) & uint64(len(l.buckets)-1)
+}
+
 // Allow takes one token for key. When none is left it returns false and
 // how long until one is.
 func (l *Limiter) Allow(key string) (bool, time.Duration) {
-	idx := maphash.String(l.seed, key) & uint64(len(l.buckets)-1)
+	idx := l.index(key)
 	s := &l.stripes[idx%uint64(len(l.stripes))]
 	now := l.now().UnixNano()
 	s.Lock()
