@@ -247,8 +247,8 @@ echo "bench: Go benchmarks" >&2
 if [ -n "${mysql_dsns:-}" ]; then
 	export FLASHSTOCK_TEST_MYSQL_DSNS="$mysql_dsns" # BenchmarkWrite needs the databases
 fi
-gobench=$(go test -run '^$' -bench 'BenchmarkFSMApply|BenchmarkShardPurchaseBatch|BenchmarkEnginePurchase|BenchmarkPurchaseHandler|BenchmarkWrite' \
-	-benchmem -benchtime 1s ./raftstore/ ./actors/ ./http/ ./orders/mysql/ 2>/dev/null | grep -E '^Benchmark' || true)
+gobench=$(go test -run '^$' -bench 'BenchmarkFSMApply|BenchmarkShardPurchaseBatch|BenchmarkEnginePurchase|BenchmarkPurchaseHandler|BenchmarkWrite|BenchmarkEmbeddedWrite' \
+	-benchmem -benchtime 1s ./raftstore/ ./actors/ ./http/ ./orders/mysql/ ./orders/sqlite/ 2>/dev/null | grep -E '^Benchmark' || true)
 
 cat <<HEADER
 # Benchmarks
@@ -326,7 +326,7 @@ cat <<TAIL
 ## Go benchmarks
 
 \`go test -bench . -benchmem\` on the same machine (FSM apply; a shard's Raft round with raft-wal, batch 1 and 256;
-the engine's purchase path with 128 concurrent buyers; the HTTP purchase handler; the MySQL order writer):
+the engine's purchase path with 128 concurrent buyers; the HTTP purchase handler; the MySQL and the embedded order writers):
 
 \`\`\`
 $gobench

@@ -100,9 +100,9 @@ func TestWriteIdempotentAndForwardOnly(t *testing.T) {
 	}
 }
 
-// BenchmarkWrite measures Write with flusher-sized batches of new orders,
+// BenchmarkEmbeddedWrite measures Write with flusher-sized batches of new orders,
 // durable commits included.
-func BenchmarkWrite(b *testing.B) {
+func BenchmarkEmbeddedWrite(b *testing.B) {
 	s := open(b)
 	ctx := context.Background()
 	const rows = 500 // orders.DefaultFlusherConfig().BatchMax
