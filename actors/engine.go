@@ -24,6 +24,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -159,6 +160,12 @@ type Engine struct {
 
 	breakers sync.Map // remote actor address -> *breaker.Breaker
 	items    sync.Map // item ID -> cachedItem, for items this node has no replica of
+
+	router  *router                   // answers to this node's purchases on other nodes
+	pulse   *pulse                    // wakes those purchases to re-check the owner
+	deadSub *eventstream.Subscription // answers purchase calls that found no actor
+	stop    chan struct{}             // closed by Close: stops the pulse
+	bg      sync.WaitGroup            // the pulse goroutine
 }
 
 // cachedItem is an item as its owner last reported it.
@@ -238,6 +245,19 @@ func NewEngine(cfg Config, deps Deps) (e *Engine, err error) {
 		}
 	}()
 	e.cluster.StartMember()
+	e.router, e.pulse, e.stop = newRouter(), newPulse(), make(chan struct{})
+	pid, ok := e.sys.ProcessRegistry.Add(e.router, routerName)
+	if !ok {
+		e.cluster.Shutdown(false)
+		return nil, fmt.Errorf("actors: process %q already registered", routerName)
+	}
+	e.router.pid = pid
+	e.deadSub = e.sys.EventStream.Subscribe(e.onDeadLetter)
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		e.pulse.run(e.stop)
+	}()
 	return e, nil
 }
 
@@ -463,14 +483,19 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 			if left <= 0 {
 				return nil, ErrTimeout
 			}
-			var msg any = m // a local actor takes the message as it is
-			if pid.Address != e.sys.Address() {
+			var res any
+			var err error
+			switch p, isPurchase := m.(*Purchase); {
+			case pid.Address == e.sys.Address(): // a local actor takes the message as it is
+				res, err = e.await(ctx, id, pid, m, left)
+			case isPurchase:
+				res, err = e.callRemote(ctx, id, pid, p.Request, left)
+			default:
 				if env == nil {
 					env = encode(m)
 				}
-				msg = env
+				res, err = e.await(ctx, id, pid, env, left)
 			}
-			res, err := e.await(ctx, id, pid, msg, left)
 			if brk != nil {
 				if err != nil {
 					brk.Failure()
@@ -714,23 +739,32 @@ func (e *Engine) Close(ctx context.Context) error {
 		return nil
 	}
 	// Purchases already admitted finish first: their messages may still sit
-	// in actor mailboxes, and a stopped actor drops its mailbox.
+	// in actor mailboxes, and a stopped actor drops its mailbox. Past ctx,
+	// the engine stops anyway and says what it abandoned.
+	var err error
+wait:
 	for e.inflight.Load() > 0 {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("actors: waiting for purchases in flight: %w", ctx.Err())
+			err = fmt.Errorf("actors: waiting for purchases in flight: %w", ctx.Err())
+			break wait
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
 	e.lookup.Shutdown()
 	done := make(chan struct{})
 	go func() { e.applies.Wait(); close(done) }()
-	var err error
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err = fmt.Errorf("actors: waiting for in-flight applies: %w", ctx.Err())
+		if err == nil {
+			err = fmt.Errorf("actors: waiting for in-flight applies: %w", ctx.Err())
+		}
 	}
+	close(e.stop)
+	e.bg.Wait()
+	e.sys.EventStream.Unsubscribe(e.deadSub)
+	e.sys.ProcessRegistry.Remove(e.router.pid)
 	_ = e.provider.Shutdown(false)
 	e.cluster.Shutdown(false)
 	return err

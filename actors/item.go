@@ -29,8 +29,12 @@ type Rejected struct{ Err error }
 // how many units it had reserved.
 type batchApplied struct{ reserved int64 }
 
+// waiting is a purchase in an item actor's queue. A purchase from another
+// node carries the call id its answer goes back under (router.go); one
+// from this node is answered through its future (callID 0).
 type waiting struct {
 	sender *actor.PID
+	callID uint64
 	req    Request
 }
 
@@ -59,8 +63,14 @@ func (a *itemActor) Receive(ctx actor.Context) {
 			a.e.log.Warn("item actor: bad message", "item", a.id, "err", err)
 			return
 		}
+		if pc, ok := msg.(*purchaseCall); ok {
+			a.enqueue(ctx, waiting{sender: ctx.Sender(), callID: pc.id, req: pc.req})
+			return
+		}
 		a.receive(ctx, ctx.Sender(), msg)
-	case *Purchase, *getItem, *createItem, *restock, *setPaused, *pay: // from this node
+	case *Purchase: // from this node
+		a.enqueue(ctx, waiting{sender: ctx.Sender(), req: m.Request})
+	case *getItem, *createItem, *restock, *setPaused, *pay: // from this node
 		a.receive(ctx, ctx.Sender(), m)
 	case *batchApplied:
 		a.inflight--
@@ -68,22 +78,32 @@ func (a *itemActor) Receive(ctx actor.Context) {
 		a.flush(ctx)
 	case *actor.Stopping:
 		// Not yet sent to Raft: a definite "not applied".
+		ans := answers{e: a.e}
 		for _, w := range a.queue {
-			a.e.reply(w.sender, &Rejected{Err: raftstore.ErrNotLeader})
+			ans.add(w, &Rejected{Err: raftstore.ErrNotLeader})
 		}
+		ans.send()
 		a.queue = nil
 	}
 }
 
+// enqueue queues a purchase for the next Raft entry, or answers
+// overloaded when the queue is full.
+func (a *itemActor) enqueue(ctx actor.Context, w waiting) {
+	if len(a.queue) >= a.e.cfg.QueueMax {
+		ans := answers{e: a.e}
+		ans.add(w, &Rejected{Err: ErrOverloaded})
+		ans.send()
+		return
+	}
+	a.queue = append(a.queue, w)
+	a.flush(ctx)
+}
+
 func (a *itemActor) receive(ctx actor.Context, sender *actor.PID, msg message) {
 	switch m := msg.(type) {
-	case *Purchase:
-		if len(a.queue) >= a.e.cfg.QueueMax {
-			a.e.reply(sender, &Rejected{Err: ErrOverloaded})
-			return
-		}
-		a.queue = append(a.queue, waiting{sender: sender, req: m.Request})
-		a.flush(ctx)
+	case *Purchase: // from a node running an older version: answered through its future
+		a.enqueue(ctx, waiting{sender: sender, req: m.Request})
 	case *getItem:
 		if !a.shard.Ready() {
 			a.e.reply(sender, &Rejected{Err: raftstore.ErrNotLeader})
@@ -156,15 +176,17 @@ func (a *itemActor) flushOne(ctx actor.Context) bool {
 	batch := make([]waiting, 0, min(len(a.queue), a.e.cfg.BatchMax))
 	keep := a.queue[:0]
 	var units int64
+	ans := answers{e: a.e}
+	defer ans.send()
 	for _, w := range a.queue {
 		q := int64(w.req.Quantity)
 		switch {
 		case !ok:
-			a.e.reply(w.sender, &Rejected{Err: raftstore.ErrItemNotFound})
+			ans.add(w, &Rejected{Err: raftstore.ErrItemNotFound})
 		case len(batch) == a.e.cfg.BatchMax:
 			keep = append(keep, w)
 		case q > remaining:
-			a.answerSoldOut(ctx, w)
+			a.answerSoldOut(&ans, w)
 		case q <= avail:
 			batch = append(batch, w)
 			avail -= q
@@ -186,14 +208,14 @@ func (a *itemActor) flushOne(ctx actor.Context) bool {
 
 // answerSoldOut answers a purchase that cannot fit, unless its request ID
 // already bought (a retry racing its original).
-func (a *itemActor) answerSoldOut(ctx actor.Context, w waiting) {
+func (a *itemActor) answerSoldOut(ans *answers, w waiting) {
 	if w.req.RequestID != "" {
 		if o, ok := a.shard.FSM().LookupRequest(a.id, w.req.UserID, w.req.RequestID); ok {
-			a.e.reply(w.sender, &Purchased{Order: o, Duplicate: true})
+			ans.add(w, &Purchased{Order: o, Duplicate: true})
 			return
 		}
 	}
-	a.e.reply(w.sender, &Rejected{Err: raftstore.ErrSoldOut})
+	ans.add(w, &Rejected{Err: raftstore.ErrSoldOut})
 }
 
 // apply replicates a batch on its own goroutine, owned by the engine's
@@ -215,6 +237,7 @@ func (a *itemActor) apply(self *actor.PID, batch []waiting, units int64) {
 			e.obs.BatchApplied(sh.ID(), len(batch), time.Since(start), err)
 		}
 		root := e.sys.Root
+		ans := answers{e: e}
 		for i, w := range batch {
 			var reply message
 			switch {
@@ -225,8 +248,9 @@ func (a *itemActor) apply(self *actor.PID, batch []waiting, units int64) {
 			default:
 				reply = &Rejected{Err: res[i].Outcome.Err()}
 			}
-			e.reply(w.sender, reply)
+			ans.add(w, reply)
 		}
+		ans.send()
 		root.Send(self, &batchApplied{reserved: units})
 	}()
 }

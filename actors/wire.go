@@ -34,6 +34,11 @@ const (
 	msgRestock    msgKind = 7
 	msgSetPaused  msgKind = 8
 	msgPay        msgKind = 9
+	// A purchase from another node's engine, answered through its router
+	// (router.go) rather than a future; and those answers, many per
+	// message.
+	msgPurchaseCall msgKind = 10
+	msgReplies      msgKind = 11
 )
 
 // errCodes maps the errors that cross the wire to stable numbers.
@@ -88,6 +93,24 @@ type pay struct {
 	userID  string
 }
 
+// purchaseCall is a purchase from another node, answered with a replies
+// message to the sender's router under the call's id.
+type purchaseCall struct {
+	id  uint64
+	req Request
+}
+
+// replies carries answers to purchase calls, for one router.
+type replies []routedReply
+
+type routedReply struct {
+	id  uint64
+	msg message // *Purchased or *Rejected
+}
+
+// repliesMax bounds the answers in one replies message.
+const repliesMax = 256
+
 func envelope(b []byte) *wrapperspb.BytesValue { return &wrapperspb.BytesValue{Value: b} }
 
 func encode(m message) *wrapperspb.BytesValue {
@@ -95,17 +118,20 @@ func encode(m message) *wrapperspb.BytesValue {
 	switch m := m.(type) {
 	case *Purchase:
 		b = append(b, byte(msgPurchase))
-		b = wire.AppendString(b, m.Request.ItemID)
-		b = wire.AppendString(b, m.Request.UserID)
-		b = wire.AppendString(b, m.Request.RequestID)
-		b = binary.AppendVarint(b, int64(m.Request.Quantity))
-	case *Purchased:
-		b = append(b, byte(msgPurchased))
-		b = wire.AppendBool(b, m.Duplicate)
-		b = appendOrder(b, &m.Order)
-	case *Rejected:
-		b = append(b, byte(msgRejected))
-		b = binary.AppendUvarint(b, errCode(m.Err))
+		b = appendRequest(b, &m.Request)
+	case *purchaseCall:
+		b = append(b, byte(msgPurchaseCall))
+		b = binary.AppendUvarint(b, m.id)
+		b = appendRequest(b, &m.req)
+	case replies:
+		b = append(b, byte(msgReplies))
+		b = binary.AppendUvarint(b, uint64(len(m)))
+		for _, r := range m {
+			b = binary.AppendUvarint(b, r.id)
+			b = appendReply(b, r.msg)
+		}
+	case *Purchased, *Rejected:
+		b = appendReply(b, m)
 	case *getItem:
 		b = append(b, byte(msgGetItem))
 	case *itemReply:
@@ -139,22 +165,31 @@ func decode(v *wrapperspb.BytesValue) (message, error) {
 	var m message
 	switch msgKind(b[0]) {
 	case msgPurchase:
-		p := &Purchase{}
-		p.Request.ItemID = r.String(strMax)
-		p.Request.UserID = r.String(strMax)
-		p.Request.RequestID = r.String(strMax)
-		p.Request.Quantity = r.Int32()
+		m = &Purchase{Request: r.request()}
+	case msgPurchaseCall:
+		p := &purchaseCall{id: r.Uvarint()}
+		p.req = r.request()
 		m = p
-	case msgPurchased:
-		p := &Purchased{Duplicate: r.Bool()}
-		p.Order = r.order()
-		m = p
-	case msgRejected:
-		c := r.Uvarint()
-		if c >= uint64(len(errCodes)) || errCodes[c] == nil {
+	case msgReplies:
+		n := r.Uvarint()
+		if n == 0 || n > repliesMax {
 			return nil, errBadMessage
 		}
-		m = &Rejected{Err: errCodes[c]}
+		rs := make(replies, 0, n)
+		for range n {
+			id := r.Uvarint()
+			msg := r.reply()
+			if msg == nil {
+				return nil, errBadMessage
+			}
+			rs = append(rs, routedReply{id: id, msg: msg})
+		}
+		m = rs
+	case msgPurchased, msgRejected:
+		r.B = b
+		if m = r.reply(); m == nil {
+			return nil, errBadMessage
+		}
 	case msgGetItem:
 		m = &getItem{}
 	case msgItem:
@@ -182,6 +217,27 @@ func decode(v *wrapperspb.BytesValue) (message, error) {
 		return nil, errBadMessage
 	}
 	return m, nil
+}
+
+func appendRequest(b []byte, q *Request) []byte {
+	b = wire.AppendString(b, q.ItemID)
+	b = wire.AppendString(b, q.UserID)
+	b = wire.AppendString(b, q.RequestID)
+	return binary.AppendVarint(b, int64(q.Quantity))
+}
+
+// appendReply appends a purchase's answer: its kind byte, then its fields.
+func appendReply(b []byte, m message) []byte {
+	switch m := m.(type) {
+	case *Purchased:
+		b = append(b, byte(msgPurchased))
+		b = wire.AppendBool(b, m.Duplicate)
+		return appendOrder(b, &m.Order)
+	case *Rejected:
+		b = append(b, byte(msgRejected))
+		return binary.AppendUvarint(b, errCode(m.Err))
+	}
+	panic(fmt.Sprintf("actors: reply %T", m))
 }
 
 func appendOrder(b []byte, o *orders.Order) []byte {
@@ -218,6 +274,37 @@ type reader struct{ wire.Reader }
 
 // strMax bounds strings in messages.
 const strMax = 1024
+
+func (r *reader) request() Request {
+	var q Request
+	q.ItemID = r.String(strMax)
+	q.UserID = r.String(strMax)
+	q.RequestID = r.String(strMax)
+	q.Quantity = r.Int32()
+	return q
+}
+
+// reply reads what appendReply wrote; nil if it is not a reply.
+func (r *reader) reply() message {
+	if len(r.B) == 0 {
+		return nil
+	}
+	kind := msgKind(r.B[0])
+	r.B = r.B[1:]
+	switch kind {
+	case msgPurchased:
+		p := &Purchased{Duplicate: r.Bool()}
+		p.Order = r.order()
+		return p
+	case msgRejected:
+		c := r.Uvarint()
+		if c >= uint64(len(errCodes)) || errCodes[c] == nil {
+			return nil
+		}
+		return &Rejected{Err: errCodes[c]}
+	}
+	return nil
+}
 
 func (r *reader) order() orders.Order {
 	var o orders.Order

@@ -24,6 +24,8 @@ func wireSamples() []message {
 		&restock{delta: -3},
 		&setPaused{paused: true},
 		&pay{orderID: 42, userID: "u"},
+		&purchaseCall{id: 7, req: Request{ItemID: "i", UserID: "u", Quantity: 1}},
+		replies{{id: 7, msg: &Purchased{Order: o}}, {id: 1 << 40, msg: &Rejected{Err: ErrOverloaded}}},
 	}
 }
 

@@ -1,0 +1,248 @@
+package actors
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/flashstock/flashstock/raftstore"
+)
+
+// Purchases to an item owned by another node do not wait on protoactor
+// futures. A future is a process registered per request, with a timer, and
+// its answer is one remote message per purchase. Instead each node has one
+// router: a process of its own under a fixed name, to which owners send
+// their answers, many per message (an item actor answers a whole Raft entry
+// at once), keyed by a call id the caller chose. Per purchase that is a map
+// entry and a channel on the caller, and a share of one message back.
+//
+// A call is answered exactly once or not at all: its id is forgotten when
+// the caller stops waiting, and a late answer finds nothing to deliver to.
+// What the caller may conclude when no answer comes is decided in
+// Engine.call, as for futures: a dead letter (the owner's activation is
+// gone) comes back as ErrNotLeader, from the owner's dead-letter hook
+// below; an owner that moves or dies while a call waits is seen by the
+// placement watch (errOwnerMoved); otherwise the call times out.
+
+// routerName is the router's process id on every node.
+const routerName = "flashstock-router"
+
+// router receives answers to this node's purchase calls. It is an
+// actor.Process without a mailbox: protoactor's endpoint reader hands it
+// each message on its own goroutine, and delivery is a map lookup and a
+// non-blocking channel send.
+type router struct {
+	pid  *actor.PID
+	next atomic.Uint64
+
+	shards [64]struct {
+		sync.Mutex
+		calls map[uint64]chan message
+		_     [40]byte // keep shards on separate cache lines
+	}
+}
+
+func newRouter() *router {
+	r := &router{}
+	for i := range r.shards {
+		r.shards[i].calls = make(map[uint64]chan message)
+	}
+	return r
+}
+
+// register returns a new call id and the channel its answer arrives on.
+func (r *router) register() (uint64, chan message) {
+	id := r.next.Add(1)
+	ch := make(chan message, 1)
+	s := &r.shards[id%uint64(len(r.shards))]
+	s.Lock()
+	s.calls[id] = ch
+	s.Unlock()
+	return id, ch
+}
+
+// forget drops a call; an answer that comes later is discarded.
+func (r *router) forget(id uint64) {
+	s := &r.shards[id%uint64(len(r.shards))]
+	s.Lock()
+	delete(s.calls, id)
+	s.Unlock()
+}
+
+// PendingCalls returns the number of this node's purchases waiting for an
+// answer from another node.
+func (e *Engine) PendingCalls() int { return e.router.pending() }
+
+func (r *router) pending() int {
+	n := 0
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.Lock()
+		n += len(s.calls)
+		s.Unlock()
+	}
+	return n
+}
+
+func (r *router) deliver(id uint64, m message) {
+	s := &r.shards[id%uint64(len(r.shards))]
+	s.Lock()
+	ch, ok := s.calls[id]
+	delete(s.calls, id)
+	s.Unlock()
+	if ok {
+		ch <- m // buffered for one; each id is delivered at most once
+	}
+}
+
+// SendUserMessage implements actor.Process. Anything but a replies message
+// (protoactor's uncorrelated DeadLetterResponse, for one) is ignored.
+func (r *router) SendUserMessage(_ *actor.PID, msg any) {
+	_, m, _ := actor.UnwrapEnvelope(msg)
+	bv, ok := m.(*wrapperspb.BytesValue)
+	if !ok {
+		return
+	}
+	dec, err := decode(bv)
+	rs, ok := dec.(replies)
+	if err != nil || !ok {
+		return
+	}
+	for _, rr := range rs {
+		r.deliver(rr.id, rr.msg)
+	}
+}
+
+// SendSystemMessage implements actor.Process.
+func (r *router) SendSystemMessage(*actor.PID, any) {}
+
+// Stop implements actor.Process.
+func (r *router) Stop(*actor.PID) {}
+
+// callRemote sends a purchase to its owner on another node and waits for
+// the answer, for at most timeout. It gives up early when ctx ends or when
+// the placement says another node owns the item now (errOwnerMoved): the
+// old owner may be dead, and its answer would never come.
+func (e *Engine) callRemote(ctx context.Context, itemID string, pid *actor.PID, req Request, timeout time.Duration) (message, error) {
+	id, ch := e.router.register()
+	defer e.router.forget(id)
+	e.sys.Root.RequestWithCustomSender(pid, encode(&purchaseCall{id: id, req: req}), e.router.pid)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case m := <-ch:
+			return m, nil
+		case <-ctx.Done():
+			return nil, actor.ErrTimeout
+		case <-timer.C:
+			return nil, actor.ErrTimeout
+		case <-e.pulse.C():
+			addr, local, ok := e.place.Owner(itemID)
+			if ok && (local || addr != pid.Address) {
+				return nil, errOwnerMoved
+			}
+		}
+	}
+}
+
+// onDeadLetter answers a purchase call that reached this node but no
+// actor (the item's activation had stopped): certainly not applied, so the
+// caller may try the current owner.
+func (e *Engine) onDeadLetter(ev any) {
+	dl, ok := ev.(*actor.DeadLetterEvent)
+	if !ok || dl.Sender == nil {
+		return
+	}
+	bv, ok := dl.Message.(*wrapperspb.BytesValue)
+	if !ok || len(bv.GetValue()) == 0 || msgKind(bv.GetValue()[0]) != msgPurchaseCall {
+		return
+	}
+	if m, err := decode(bv); err == nil {
+		pc := m.(*purchaseCall)
+		e.sys.Root.Send(dl.Sender, encode(replies{{id: pc.id, msg: &Rejected{Err: raftstore.ErrNotLeader}}}))
+	}
+}
+
+// answers collects an item actor's answers and sends them: each at once to
+// a caller on this node (a future), and as one replies message per calling
+// node's router otherwise.
+type answers struct {
+	e      *Engine
+	groups []answerGroup
+}
+
+type answerGroup struct {
+	to *actor.PID
+	rs replies
+}
+
+func (a *answers) add(w waiting, m message) {
+	if w.callID == 0 {
+		a.e.reply(w.sender, m)
+		return
+	}
+	for i := range a.groups {
+		g := &a.groups[i]
+		if g.to.Address == w.sender.Address && g.to.Id == w.sender.Id {
+			g.rs = append(g.rs, routedReply{id: w.callID, msg: m})
+			if len(g.rs) == repliesMax {
+				a.e.sys.Root.Send(g.to, encode(g.rs))
+				g.rs = g.rs[:0:0]
+			}
+			return
+		}
+	}
+	a.groups = append(a.groups, answerGroup{to: w.sender, rs: replies{{id: w.callID, msg: m}}})
+}
+
+// send sends what add collected.
+func (a *answers) send() {
+	for _, g := range a.groups {
+		if len(g.rs) > 0 {
+			a.e.sys.Root.Send(g.to, encode(g.rs))
+		}
+	}
+	a.groups = a.groups[:0]
+}
+
+// pulse is closed and replaced every ownerPollInterval, so that calls
+// waiting on another node re-check their item's owner without a timer each.
+type pulse struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newPulse() *pulse { return &pulse{ch: make(chan struct{})} }
+
+// C returns the channel the next beat closes.
+func (p *pulse) C() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ch
+}
+
+func (p *pulse) beat() {
+	p.mu.Lock()
+	close(p.ch)
+	p.ch = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// run beats until stop is closed.
+func (p *pulse) run(stop <-chan struct{}) {
+	t := time.NewTicker(ownerPollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			p.beat()
+		}
+	}
+}
