@@ -486,10 +486,12 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 			var res any
 			var err error
 			switch p, isPurchase := m.(*Purchase); {
-			case pid.Address == e.sys.Address(): // a local actor takes the message as it is
-				res, err = e.await(ctx, id, pid, m, left)
+			case isPurchase && pid.Address == e.sys.Address():
+				res, err = e.callLocal(ctx, id, pid, p.Request, left)
 			case isPurchase:
 				res, err = e.callRemote(ctx, id, pid, p.Request, left)
+			case pid.Address == e.sys.Address(): // a local actor takes the message as it is
+				res, err = e.await(ctx, id, pid, m, left)
 			default:
 				if env == nil {
 					env = encode(m)

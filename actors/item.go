@@ -31,10 +31,12 @@ type batchApplied struct{ reserved int64 }
 
 // waiting is a purchase in an item actor's queue. A purchase from another
 // node carries the call id its answer goes back under (router.go); one
-// from this node is answered through its future (callID 0).
+// from this node carries the caller's channel (local); one from a node of an
+// older version is answered through its future (sender, callID 0).
 type waiting struct {
 	sender *actor.PID
 	callID uint64
+	local  *localPurchase
 	req    Request
 }
 
@@ -68,8 +70,8 @@ func (a *itemActor) Receive(ctx actor.Context) {
 			return
 		}
 		a.receive(ctx, ctx.Sender(), msg)
-	case *Purchase: // from this node
-		a.enqueue(ctx, waiting{sender: ctx.Sender(), req: m.Request})
+	case *localPurchase: // from this node
+		a.enqueue(ctx, waiting{local: m, req: m.req})
 	case *getItem, *createItem, *restock, *setPaused, *pay: // from this node
 		a.receive(ctx, ctx.Sender(), m)
 	case *batchApplied:

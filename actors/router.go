@@ -150,12 +150,59 @@ func (e *Engine) callRemote(ctx context.Context, itemID string, pid *actor.PID, 
 	}
 }
 
-// onDeadLetter answers a purchase call that reached this node but no
-// actor (the item's activation had stopped): certainly not applied, so the
-// caller may try the current owner.
+// localPurchase is a purchase from this node to an item actor on this
+// node. Its answer goes straight to the caller's channel: no future either.
+type localPurchase struct {
+	req   Request
+	reply chan message // buffered for one
+}
+
+// answer hands m to the caller; it never blocks (one answer per purchase).
+func (lp *localPurchase) answer(m message) {
+	select {
+	case lp.reply <- m:
+	default:
+	}
+}
+
+// callLocal sends a purchase to an item actor on this node and waits for
+// the answer, for at most timeout, or until this node no longer owns the
+// item (errOwnerMoved: the actor was stopped, and whatever its mailbox held
+// is dropped).
+func (e *Engine) callLocal(ctx context.Context, itemID string, pid *actor.PID, req Request, timeout time.Duration) (message, error) {
+	lp := &localPurchase{req: req, reply: make(chan message, 1)}
+	e.sys.Root.Send(pid, lp)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case m := <-lp.reply:
+			return m, nil
+		case <-ctx.Done():
+			return nil, actor.ErrTimeout
+		case <-timer.C:
+			return nil, actor.ErrTimeout
+		case <-e.pulse.C():
+			if _, local, ok := e.place.Owner(itemID); ok && !local {
+				return nil, errOwnerMoved
+			}
+		}
+	}
+}
+
+// onDeadLetter answers a purchase that reached this node but no actor (the
+// item's activation had stopped): certainly not applied, so the caller may
+// try the current owner.
 func (e *Engine) onDeadLetter(ev any) {
 	dl, ok := ev.(*actor.DeadLetterEvent)
-	if !ok || dl.Sender == nil {
+	if !ok {
+		return
+	}
+	if lp, ok := dl.Message.(*localPurchase); ok {
+		lp.answer(&Rejected{Err: raftstore.ErrNotLeader})
+		return
+	}
+	if dl.Sender == nil {
 		return
 	}
 	bv, ok := dl.Message.(*wrapperspb.BytesValue)
@@ -169,8 +216,8 @@ func (e *Engine) onDeadLetter(ev any) {
 }
 
 // answers collects an item actor's answers and sends them: each at once to
-// a caller on this node (a future), and as one replies message per calling
-// node's router otherwise.
+// a caller on this node, and as one replies message per calling node's
+// router otherwise.
 type answers struct {
 	e      *Engine
 	groups []answerGroup
@@ -182,7 +229,11 @@ type answerGroup struct {
 }
 
 func (a *answers) add(w waiting, m message) {
-	if w.callID == 0 {
+	switch {
+	case w.local != nil:
+		w.local.answer(m)
+		return
+	case w.callID == 0:
 		a.e.reply(w.sender, m)
 		return
 	}
