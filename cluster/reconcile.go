@@ -54,6 +54,7 @@ type Reconciler struct {
 
 	nonvoterSince map[string]time.Time // shard/id -> first seen as non-voter
 	lastBalance   time.Time
+	balanceIndex  map[int]uint64 // shard -> applied index at the last balance
 	lastJoin      time.Time
 
 	cancel context.CancelFunc
@@ -62,7 +63,8 @@ type Reconciler struct {
 
 // NewReconciler returns a reconciler; Start runs it.
 func NewReconciler(cfg ReconcilerConfig, store *raftstore.Store, m *Membership, place *LeaderPlacement, log *slog.Logger) *Reconciler {
-	return &Reconciler{cfg: cfg, store: store, m: m, place: place, log: log, nonvoterSince: make(map[string]time.Time)}
+	return &Reconciler{cfg: cfg, store: store, m: m, place: place, log: log,
+		nonvoterSince: make(map[string]time.Time), balanceIndex: make(map[int]uint64)}
 }
 
 // Start runs the reconcile loop until Stop.
@@ -247,8 +249,17 @@ func countNonvoters(servers []raftstore.Server) int {
 }
 
 // balance hands one leadership from this node to the least-loaded live
-// voter when this node leads more than ceil(shards/alive).
+// voter when this node leads more than ceil(shards/alive). It moves the
+// shard that applied the fewest entries since the last balance: a move
+// stalls a shard's writes for about an election, and a flash sale's hot
+// shard should be the last to pay that, not the first.
 func (r *Reconciler) balance(alive map[string]Member) {
+	busy := make(map[int]uint64, r.store.Shards())
+	for i := 0; i < r.store.Shards(); i++ {
+		idx := r.store.Shard(i).FSM().AppliedIndex()
+		busy[i] = idx - min(idx, r.balanceIndex[i])
+		r.balanceIndex[i] = idx
+	}
 	if len(alive) < 2 {
 		return
 	}
@@ -272,6 +283,7 @@ func (r *Reconciler) balance(alive map[string]Member) {
 	if len(mine) <= share {
 		return
 	}
+	sort.SliceStable(mine, func(i, j int) bool { return busy[mine[i]] < busy[mine[j]] })
 	for _, shard := range mine {
 		sh := r.store.Shard(shard)
 		servers, err := sh.Servers()

@@ -497,6 +497,61 @@ func TestClusterLeaderMovesMidSale(t *testing.T) {
 	t.Logf("%d confirmed across 5 leadership moves", len(s.confirmed))
 }
 
+// TestClusterBalanceSparesHotShard gathers every shard's leadership on n0
+// while a sale runs. n0's reconciler then hands leaderships away to balance
+// the cluster, one per balance interval, and moves idle shards first: the
+// sale's shard keeps its leader, and its shoppers never wait for an
+// election.
+func TestClusterBalanceSparesHotShard(t *testing.T) {
+	tc := newTestCluster(t, 3, nil)
+	n0 := tc.nodes[0]
+	// An item on shard 0: in shard order, the first a balancer would pick.
+	item := "hotb"
+	for i := 0; n0.Store().ShardFor(item) != 0; i++ {
+		item = fmt.Sprint("hotb-", i)
+	}
+	tc.mustDo(0, "POST", "/v1/items", "admin", map[string]any{"id": item, "stock": 1_000_000}, 201)
+	s := newSale()
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := tc.buy(ctx, s, item, 16)
+	defer func() { cancel(); wg.Wait() }()
+	id0, addr0 := tc.cfgs[0].Name, n0.Store().Addr()
+	hot := 0
+	for i := 0; i < n0.Store().Shards(); i++ {
+		waitFor(t, 15*time.Second, fmt.Sprintf("n0 leads shard %d", i), func() bool {
+			if n0.Store().Shard(i).Ready() {
+				return true
+			}
+			for _, nd := range tc.nodes[1:] {
+				if sh := nd.Store().Shard(i); sh.IsLeader() {
+					_ = sh.TransferLeadership(id0, addr0)
+				}
+			}
+			return false
+		})
+	}
+	// n0 leads 4 of 4 shards, twice its share: two moves, 5 s apart.
+	deadline := time.Now().Add(12 * time.Second)
+	for time.Now().Before(deadline) {
+		if !n0.Store().Shard(hot).IsLeader() {
+			t.Fatalf("the hot shard %d was moved off n0 to balance leaders", hot)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	led := 0
+	for i := 0; i < n0.Store().Shards(); i++ {
+		if n0.Store().Shard(i).IsLeader() {
+			led++
+		}
+	}
+	if led > 3 {
+		t.Fatalf("n0 still leads %d shards: the balancer moved nothing", led)
+	}
+	cancel()
+	wg.Wait()
+	tc.checkSale(s, item, 1_000_000)
+}
+
 func TestClusterLeaderKillMidSale(t *testing.T) {
 	dsns := mysqlDSNs(t)
 	if dsns != nil {
