@@ -195,6 +195,15 @@ PY
 		pids+=("$p"); cp+=("$p")
 	done
 	for i in 1 2 3; do wait_ready "http://127.0.0.1:$((18080 + i))/readyz"; done
+	# Measure the steady state: the reconcilers spread the shard leaders
+	# (one move per node every 5 s), and a move is an election's pause.
+	for _ in $(seq 1 120); do
+		curl -fsS http://127.0.0.1:18081/v1/cluster/status -H "Authorization: Bearer bench-admin-token-0123456789" 2>/dev/null |
+			python3 -c 'import sys, json, collections
+c = collections.Counter(s["leader"] for s in json.load(sys.stdin)["shards"])
+sys.exit(0 if len(c) == 3 and max(c.values()) <= 3 else 1)' && break
+		sleep 0.5
+	done
 	create_item 18081 1 100000000
 	create_item 18081 gone 0
 	sleep 1
