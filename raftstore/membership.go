@@ -121,16 +121,19 @@ const replicaContactMax = 3 * time.Second
 // it leads it, or it follows a leader it heard from recently. Reads that
 // may lag by a replication round (sold out, remembered request IDs, item
 // pages) are served from a current replica without asking the leader.
-// WaitApplied waits until this replica has applied the log up to index,
-// provided the entry is already in its log (a follower learns that an entry
-// is committed with the next AppendEntries, up to CommitTimeout later). It
-// reports whether the index is applied; it never waits past timeout.
+// WaitApplied waits until this replica has applied the log up to index. A
+// follower learns that an entry is committed with the next AppendEntries (up
+// to CommitTimeout later), and the follower that was not needed for the
+// quorum may not have the entry yet at all. An index further than
+// applyLagMax past this replica's log is no entry it is about to get (a
+// made-up order ID): no wait. It reports whether the index is applied; it
+// never waits past timeout.
 func (sh *Shard) WaitApplied(index uint64, timeout time.Duration) bool {
 	if sh.fsm.AppliedIndex() >= index {
 		return true
 	}
-	if sh.raft.LastIndex() < index {
-		return false // not in this log: not committed through it yet, or never
+	if index > sh.raft.LastIndex()+applyLagMax {
+		return false
 	}
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -141,6 +144,10 @@ func (sh *Shard) WaitApplied(index uint64, timeout time.Duration) bool {
 	}
 	return false
 }
+
+// applyLagMax is how many entries past its log a replica may be asked to
+// wait for: seconds of a busy shard's rounds.
+const applyLagMax = 4096
 
 func (sh *Shard) Replica() bool {
 	if sh.IsLeader() {

@@ -304,10 +304,16 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 		return nil, fmt.Errorf("open snapshots: %w", err)
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:          s.mux.Layer(id),
-		MaxPool:         3,
-		Timeout:         5 * time.Second,
-		MaxRPCsInFlight: 2,
+		Stream:  s.mux.Layer(id),
+		MaxPool: 3,
+		Timeout: 5 * time.Second,
+		// 1 turns pipelining off. hashicorp/raft v1.8.0's pipeline can
+		// deadlock: after a follower answers Success=false the decoder quits,
+		// one more send parks on a channel nobody reads, and replication to
+		// that follower stops for good while heartbeats go on (seen here as
+		// a Raft.Shutdown that never returned; grafana/pyroscope#5518). The
+		// research measured no throughput difference between 1 and 2.
+		MaxRPCsInFlight: 1,
 		Logger:          hlog,
 	})
 	rc := raft.DefaultConfig()
@@ -620,7 +626,21 @@ func (sh *Shard) close() error {
 		return nil
 	}
 	close(sh.stop)
-	err := sh.raft.Shutdown().Error()
+	// Raft's shutdown joins all its goroutines; one stuck in the library
+	// (see "No pipelined replication" in DESIGN.md) would hold the node's
+	// exit forever. Past shutdownMax the shard is abandoned as it is: its
+	// log is on disk, and the process is about to exit.
+	done := make(chan error, 1)
+	go func() { done <- sh.raft.Shutdown().Error() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(shutdownMax):
+		return fmt.Errorf("raftstore: shard %d: raft did not shut down within %s", sh.id, shutdownMax)
+	}
 	sh.wg.Wait()
 	return errors.Join(err, sh.trans.Close(), sh.wal.Close())
 }
+
+// shutdownMax bounds how long closing a shard waits for Raft to stop.
+const shutdownMax = 10 * time.Second
