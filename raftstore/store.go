@@ -467,10 +467,21 @@ func (sh *Shard) Apply(cmd []byte) (any, error) {
 		return nil, ErrNotLeader
 	}
 	f := sh.raft.Apply(cmd, sh.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
-		return nil, mapRaftError(err)
+	// hashicorp/raft may never answer a future whose entry was committed
+	// but not yet applied when it shuts down (hashicorp/raft#498). A closing
+	// shard therefore answers for it: the outcome is unknown. The goroutine
+	// ends when Raft answers, or with the process.
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return nil, mapRaftError(err)
+		}
+		return f.Response(), nil
+	case <-sh.stop:
+		return nil, ErrUnknownOutcome
 	}
-	return f.Response(), nil
 }
 
 func mapRaftError(err error) error {
