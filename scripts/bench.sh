@@ -316,8 +316,12 @@ if any(n in rows for n in extra):
 m = {n: med(n, "rps") for n in rows if "rps" in rows[n][0]}
 print()
 def ratio(a, b, what):
+    # The ratio of the medians, and each round's own ratio: the runs of a
+    # round are seconds apart, so the per-round ratios see the same machine.
     if a in m and b in m:
-        print(f"- {what}: **{m[a]/m[b]:.2f}x**")
+        per = [x["rps"] / y["rps"] for x, y in zip(rows[a], rows[b]) if y["rps"] > 0]
+        print(f"- {what}: **{m[a]/m[b]:.2f}x** (each round: {', '.join(f'{p:.2f}' for p in per)}; "
+              f"median {statistics.median(per):.2f}x)")
 ratio("flashstock", "redis", "Flashstock purchase / redis baseline")
 ratio("flashstock", "mysql", "Flashstock purchase / mysql baseline")
 ratio("flashstock_soldout", "hello", "Flashstock sold-out / hello ceiling")
