@@ -628,21 +628,11 @@ func (e *Engine) await(ctx context.Context, id string, pid *actor.PID, msg any, 
 		res, err := fut.Result()
 		done <- result{res, err}
 	}()
-	t := time.NewTicker(ownerPollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case r := <-done:
-			return r.res, r.err
-		case <-ctx.Done():
-			return nil, actor.ErrTimeout
-		case <-t.C:
-			addr, local, ok := e.place.Owner(id)
-			if ok && (local || addr != pid.Address) {
-				return nil, errOwnerMoved
-			}
-		}
+	r, err := waitAnswer(ctx, e, done, id, pid, timeout)
+	if err != nil {
+		return nil, err
 	}
+	return r.res, r.err
 }
 
 // pid returns the item's actor, from the cluster's cache when it still

@@ -131,23 +131,7 @@ func (e *Engine) callRemote(ctx context.Context, itemID string, pid *actor.PID, 
 	id, ch := e.router.register()
 	defer e.router.forget(id)
 	e.sys.Root.RequestWithCustomSender(pid, encode(&purchaseCall{id: id, req: req}), e.router.pid)
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		select {
-		case m := <-ch:
-			return m, nil
-		case <-ctx.Done():
-			return nil, actor.ErrTimeout
-		case <-timer.C:
-			return nil, actor.ErrTimeout
-		case <-e.pulse.C():
-			addr, local, ok := e.place.Owner(itemID)
-			if ok && (local || addr != pid.Address) {
-				return nil, errOwnerMoved
-			}
-		}
-	}
+	return waitAnswer(ctx, e, ch, itemID, pid, timeout)
 }
 
 // localPurchase is a purchase from this node to an item actor on this
@@ -172,21 +156,44 @@ func (lp *localPurchase) answer(m message) {
 func (e *Engine) callLocal(ctx context.Context, itemID string, pid *actor.PID, req Request, timeout time.Duration) (message, error) {
 	lp := &localPurchase{req: req, reply: make(chan message, 1)}
 	e.sys.Root.Send(pid, lp)
+	return waitAnswer(ctx, e, lp.reply, itemID, pid, timeout)
+}
+
+// waitAnswer waits for the answer on ch, for at most timeout. It gives up
+// early when ctx ends, and when the placement names another owner than the
+// node pid lives on (errOwnerMoved): that node may be dead or its actor
+// stopped, and the answer would never come.
+func waitAnswer[T any](ctx context.Context, e *Engine, ch <-chan T, itemID string, pid *actor.PID, timeout time.Duration) (T, error) {
+	var zero T
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
 		select {
-		case m := <-lp.reply:
+		case m := <-ch:
 			return m, nil
 		case <-ctx.Done():
-			return nil, actor.ErrTimeout
+			return zero, actor.ErrTimeout
 		case <-timer.C:
-			return nil, actor.ErrTimeout
+			return zero, actor.ErrTimeout
 		case <-e.pulse.C():
-			if _, local, ok := e.place.Owner(itemID); ok && !local {
-				return nil, errOwnerMoved
+			if e.ownerMoved(itemID, pid) {
+				return zero, errOwnerMoved
 			}
 		}
+	}
+}
+
+// ownerMoved reports whether the placement names an owner of itemID other
+// than the node pid lives on.
+func (e *Engine) ownerMoved(itemID string, pid *actor.PID) bool {
+	addr, local, ok := e.place.Owner(itemID)
+	switch {
+	case !ok:
+		return false // no owner yet: keep waiting for the one we asked
+	case pid.Address == e.sys.Address():
+		return !local
+	default:
+		return local || addr != pid.Address
 	}
 }
 

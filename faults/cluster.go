@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flashstock/flashstock/internal/clock"
 	"github.com/flashstock/flashstock/raftstore"
 )
 
@@ -187,7 +188,7 @@ func (c *Cluster) waitReady(ctx context.Context, i int, timeout time.Duration) e
 		if time.Now().After(deadline) {
 			return fmt.Errorf("faults: n%d not ready within %v (last: %d %v)", i, timeout, r.status, r.err)
 		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+		if err := clock.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -274,7 +275,7 @@ func (c *Cluster) waitLeader(ctx context.Context, item string, timeout time.Dura
 		if time.Now().After(deadline) {
 			return -1, err
 		}
-		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+		if err := clock.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return -1, err
 		}
 	}
@@ -295,7 +296,7 @@ func (c *Cluster) createItem(ctx context.Context, it ItemSpec) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("faults: create item %s: %d %v %v", it.ID, r.status, r.body, r.err)
 		}
-		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+		if err := clock.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -333,16 +334,4 @@ func (c *Cluster) Close() error {
 	}
 	c.api.close()
 	return errors.Join(errs...)
-}
-
-// sleepCtx sleeps for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/flashstock/flashstock/internal/clock"
 )
 
 // Fault timing.
@@ -78,7 +80,7 @@ var faultList = []faultSpec{
 			}
 			s.h.Nemesis("inject", fmt.Sprintf("SIGSTOP n%d (leader)", l), t)
 			s.note("paused n%d (leader) for %v", l, hold)
-			_ = sleepCtx(ctx, hold)
+			_ = clock.Sleep(ctx, hold)
 			t = time.Now()
 			err = s.c.signal(l, syscall.SIGCONT)
 			s.h.Nemesis("heal", fmt.Sprintf("SIGCONT n%d", l), t)
@@ -120,7 +122,7 @@ var faultList = []faultSpec{
 				return err
 			}
 			s.h.Nemesis("inject", fmt.Sprintf("delay %v±%v loss %d%% on every node (%s)", delayMean, delayJitter, delayLossPercent, s.e.delay), t)
-			_ = sleepCtx(ctx, hold)
+			_ = clock.Sleep(ctx, hold)
 			t = time.Now()
 			hctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -150,7 +152,7 @@ var faultList = []faultSpec{
 			var backlog int64
 			for until := time.Now().Add(hold); time.Now().Before(until) && ctx.Err() == nil; {
 				backlog = max(backlog, s.c.unflushed(ctx))
-				_ = sleepCtx(ctx, min(time.Second, time.Until(until)))
+				_ = clock.Sleep(ctx, min(time.Second, time.Until(until)))
 			}
 			t = time.Now()
 			hctx, cancel := context.WithTimeout(context.Background(), mariadbTimeout)
@@ -218,7 +220,7 @@ func (s *scenario) killRestart(ctx context.Context, i int, role string, hold tim
 		return err
 	}
 	s.h.Nemesis("inject", fmt.Sprintf("SIGKILL n%d (%s)", i, role), t)
-	_ = sleepCtx(ctx, hold)
+	_ = clock.Sleep(ctx, hold)
 	t = time.Now()
 	if err := s.c.launch(i); err != nil {
 		return err
@@ -245,7 +247,7 @@ func (s *scenario) isolate(ctx context.Context, i int, role string, hold time.Du
 		return err
 	}
 	s.h.Nemesis("inject", fmt.Sprintf("isolate n%d (%s) from %v", i, role, peers), t)
-	_ = sleepCtx(ctx, hold)
+	_ = clock.Sleep(ctx, hold)
 	t = time.Now()
 	hctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -333,7 +335,7 @@ func (e *Env) RunScenario(ctx context.Context, name, outDir string) (res Result)
 		name, d, e.cfg.Rate, e.cfg.Shoppers, w.lim.Stock, warmup, hold)
 	w.start()
 	stalls := watchStalls(h)
-	_ = sleepCtx(ctx, warmup)
+	_ = clock.Sleep(ctx, warmup)
 	var cycles int
 	var cycleErr error
 	for ctx.Err() == nil {
@@ -346,13 +348,13 @@ func (e *Env) RunScenario(ctx context.Context, name, outDir string) (res Result)
 		if time.Now().Add(hold + took + tail).After(runStart.Add(d)) {
 			break
 		}
-		_ = sleepCtx(ctx, hold) // calm between cycles
+		_ = clock.Sleep(ctx, hold) // calm between cycles
 	}
 	end := runStart.Add(d)
 	if t := time.Now().Add(tail); t.After(end) {
 		end = t
 	}
-	_ = sleepCtx(ctx, time.Until(end))
+	_ = clock.Sleep(ctx, time.Until(end))
 	w.end()
 	runEnd := time.Now()
 	for _, st := range stalls() {

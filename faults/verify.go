@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flashstock/flashstock/internal/clock"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/orders/mysql"
 )
@@ -29,14 +30,7 @@ const (
 // settle retries every purchase whose outcome is unknown, with its request
 // ID, until each has a definite answer or the time runs out.
 func (w *workload) settle(ctx context.Context, events []Event) {
-	ops := Summarize(events)
-	var todo []*Op
-	for _, op := range ops {
-		if op.Outcome == OutcomeInfo {
-			todo = append(todo, op)
-		}
-	}
-	sort.Slice(todo, func(i, j int) bool { return todo[i].RequestID < todo[j].RequestID })
+	todo := opsWith(events, OutcomeInfo)
 	items := map[string]ItemSpec{w.hot.ID: w.hot, w.lim.ID: w.lim}
 	deadline := make(chan struct{})
 	timer := time.AfterFunc(settleTimeout, func() { close(deadline) })
@@ -87,21 +81,14 @@ func (w *workload) views(ctx context.Context, items []ItemSpec, units map[string
 		if agree || time.Now().After(deadline) || ctx.Err() != nil {
 			return out
 		}
-		_ = sleepCtx(ctx, 250*time.Millisecond)
+		_ = clock.Sleep(ctx, 250*time.Millisecond)
 	}
 }
 
 // lookups asks every node for every confirmed purchase again, with its
 // request ID: each must answer 200 with the same order.
 func (w *workload) lookups(ctx context.Context, events []Event) {
-	ops := Summarize(events)
-	var todo []*Op
-	for _, op := range ops {
-		if op.Outcome == OutcomeOK {
-			todo = append(todo, op)
-		}
-	}
-	sort.Slice(todo, func(i, j int) bool { return todo[i].RequestID < todo[j].RequestID })
+	todo := opsWith(events, OutcomeOK)
 	items := map[string]ItemSpec{w.hot.ID: w.hot, w.lim.ID: w.lim}
 	deadline := time.Now().Add(lookupTimeout)
 	// A node that leaves lookupUnansweredMax lookups without a definite
@@ -137,7 +124,7 @@ func (w *workload) lookups(ctx context.Context, events []Event) {
 				answered = true
 				return
 			}
-			_ = sleepCtx(ctx, time.Duration(100*a)*time.Millisecond)
+			_ = clock.Sleep(ctx, time.Duration(100*a)*time.Millisecond)
 		}
 	})
 }
@@ -169,7 +156,7 @@ func mysqlState(ctx context.Context, dsns []string, sold map[string]int64, event
 		if match || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
-		_ = sleepCtx(ctx, 500*time.Millisecond)
+		_ = clock.Sleep(ctx, 500*time.Millisecond)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("sold by item: %w", err)
@@ -221,4 +208,16 @@ func parallel(ctx context.Context, n, workers int, fn func(k int)) {
 	}
 	close(next)
 	wg.Wait()
+}
+
+// opsWith returns the purchases of events whose outcome is o, by request ID.
+func opsWith(events []Event, o string) []*Op {
+	var out []*Op
+	for _, op := range Summarize(events) {
+		if op.Outcome == o {
+			out = append(out, op)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].RequestID < out[j].RequestID })
+	return out
 }

@@ -26,7 +26,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	gomysql "github.com/go-sql-driver/mysql"
 
@@ -394,18 +393,6 @@ func (e *flatError) Error() string {
 }
 
 func (e *flatError) Unwrap() error { return e.err }
-
-// backoff waits d or until ctx is done, whichever is first.
-func backoff(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
 
 // copiesChunk bounds the IN list of one Copies query.
 const copiesChunk = 1000

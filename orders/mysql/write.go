@@ -14,6 +14,7 @@ import (
 
 	gomysql "github.com/go-sql-driver/mysql"
 
+	"github.com/flashstock/flashstock/internal/clock"
 	"github.com/flashstock/flashstock/orders"
 )
 
@@ -198,7 +199,7 @@ func (s *Sink) writeDB(ctx context.Context, d *database, tables []tableRows) err
 			}
 			return err
 		}
-		if berr := backoff(ctx, wait); berr != nil {
+		if berr := clock.Sleep(ctx, wait); berr != nil {
 			return fmt.Errorf("attempt %d: %w (then %w)", attempt, err, berr)
 		}
 		wait *= 2
