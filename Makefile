@@ -42,9 +42,12 @@ test: check
 unit:
 	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
 
-# e2e: in-process clusters and tests that run the real node binary.
+# e2e: in-process clusters and tests that run the real node binary. One
+# package at a time (-p 1): each test runs a three-node cluster that keeps
+# both cores of a small CI machine busy, and two of them side by side turn
+# election and failover waits into CPU-starvation tests.
 e2e:
-	$(GO) test -count=1 -timeout 15m $(CLUSTER_PKGS) ./cmd/node/...
+	$(GO) test -p 1 -count=1 -timeout 15m $(CLUSTER_PKGS) ./cmd/node/...
 
 # faults: the fault-injection suite (docs/reliability.md): three nodes in
 # network namespaces, MariaDB, real kills, pauses, partitions, delay and

@@ -237,6 +237,9 @@ func (s *Store) WaitReady(ctx context.Context) error {
 // memory for replication (~1 KiB each with batched purchases).
 const logCacheEntries = 512
 
+// barrierRetry is the pause between post-election barrier attempts.
+const barrierRetry = 100 * time.Millisecond
+
 // Ready reports whether every shard has a known leader and every shard this
 // node leads has passed its post-election barrier.
 func (s *Store) Ready() bool {
@@ -417,9 +420,8 @@ func (sh *Shard) watchLeadership() {
 				}
 				continue
 			}
-			if err := sh.raft.Barrier(sh.cfg.ApplyTimeout).Error(); err != nil {
-				sh.log.Warn("post-election barrier", "err", err)
-				continue // a new LeaderCh signal follows the lost leadership
+			if !sh.barrier() {
+				continue // leadership lost: a new LeaderCh signal follows
 			}
 			if sh.raft.State() == raft.Leader {
 				sh.ready.Store(true)
@@ -427,6 +429,29 @@ func (sh *Shard) watchLeadership() {
 					sh.cfg.OnLeadership(sh.id, true)
 				}
 			}
+		}
+	}
+}
+
+// barrier commits a barrier in this node's term and reports whether it did.
+// A barrier that fails while this node still leads (an enqueue timeout
+// under load) is retried: Raft sends no new LeaderCh signal for a leader it
+// keeps, so giving up would leave a leader that never serves. It gives up
+// when leadership is lost or the shard stops.
+func (sh *Shard) barrier() bool {
+	for {
+		err := sh.raft.Barrier(sh.cfg.ApplyTimeout).Error()
+		if err == nil {
+			return true
+		}
+		sh.log.Warn("post-election barrier", "err", err)
+		if sh.raft.State() != raft.Leader {
+			return false
+		}
+		select {
+		case <-sh.stop:
+			return false
+		case <-time.After(barrierRetry):
 		}
 	}
 }

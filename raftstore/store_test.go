@@ -250,6 +250,22 @@ func TestStoreStatus(t *testing.T) {
 	}
 }
 
+// TestShardReadyAfterFailedBarrier: a leader whose post-election barrier
+// fails (here an enqueue timeout of 1ns, which loses the race against
+// Raft's apply channel about half the time) keeps leading, and Raft sends
+// no second LeaderCh signal for it. The shard must retry the barrier and
+// become ready rather than lead without serving.
+func TestShardReadyAfterFailedBarrier(t *testing.T) {
+	cfg := testutil.StoreConfig(t.TempDir(), 8)
+	cfg.ApplyTimeout = time.Nanosecond
+	s := testutil.OpenStore(t, cfg)
+	for i := 0; i < s.Shards(); i++ {
+		if !s.Shard(i).Ready() {
+			t.Errorf("Shard(%d).Ready() = false after WaitReady", i)
+		}
+	}
+}
+
 func TestShardApplyErrors(t *testing.T) {
 	cmd := (&raftstore.CreateItem{ID: "a", Stock: 1, PerUserLimit: 1}).Encode(nil)
 

@@ -189,13 +189,39 @@ func (tc *testCluster) leaderOf(item string) int {
 
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !eventually(timeout, cond) {
+		t.Fatalf("%s: not within %v", what, timeout)
+	}
+}
+
+// eventually polls cond every 20 ms and reports whether it held within
+// timeout.
+func eventually(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
+			return false
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return true
+}
+
+// describeShard renders every running node's view of one shard, for the
+// message of a test that waited for a leader in vain.
+func (tc *testCluster) describeShard(shard int) string {
+	var b strings.Builder
+	for i, nd := range tc.nodes {
+		if nd == nil {
+			fmt.Fprintf(&b, "n%d: stopped\n", i)
+			continue
+		}
+		sh := nd.Store().Shard(shard)
+		st := sh.Status()
+		fmt.Fprintf(&b, "n%d: state=%s ready=%v term=%d leader=%q commit=%d applied=%d last_contact=%s voters=%v\n",
+			i, st.State, sh.Ready(), st.Term, st.Leader, st.CommitIndex, st.AppliedIndex, st.LastContact, st.Voters)
+	}
+	return b.String()
 }
 
 var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
@@ -621,10 +647,12 @@ func TestClusterMinorityCannotCommit(t *testing.T) {
 		t.Fatalf("minority leader committed a purchase: %v", res)
 	}
 	// The majority elects a leader and goes on selling.
-	waitFor(t, 10*time.Second, "new leader in the majority", func() bool {
+	if !eventually(20*time.Second, func() bool {
 		l := tc.leaderOf("part")
 		return l >= 0 && l != old
-	})
+	}) {
+		t.Fatalf("new leader in the majority: not within 20s\n%s", tc.describeShard(shard))
+	}
 	s.mu.Lock()
 	before := len(s.confirmed)
 	s.mu.Unlock()
