@@ -279,21 +279,28 @@ func (tc *testCluster) mustDo(i int, method, path, user string, body any, want i
 }
 
 // checkReplicas checks that every live replica of the item's shard agrees
-// on the remaining stock once replication settles, and returns it.
+// on the remaining stock once replication settles, and returns it. The
+// agreeing replicas must include the shard's ready leader: followers learn
+// of the last commits up to CommitTimeout late, and while a leadership
+// moves (the balancer after a partition heals) the leader may drop out of
+// live() for a moment, leaving two followers that agree on a stale figure.
 func (tc *testCluster) checkReplicas(item string) int64 {
 	tc.t.Helper()
 	var rem int64
 	waitFor(tc.t, 10*time.Second, "replicas agree on "+item, func() bool {
 		seen := map[int64]bool{}
+		leader := false
 		for _, i := range tc.live() {
-			r, ok := tc.nodes[i].Store().Shard(tc.nodes[i].Store().ShardFor(item)).FSM().Remaining(item)
+			sh := tc.nodes[i].Store().Shard(tc.nodes[i].Store().ShardFor(item))
+			r, ok := sh.FSM().Remaining(item)
 			if !ok {
 				return false
 			}
 			seen[r] = true
 			rem = r
+			leader = leader || sh.Ready()
 		}
-		return len(seen) == 1
+		return leader && len(seen) == 1
 	})
 	return rem
 }
