@@ -249,7 +249,8 @@ func countNonvoters(servers []raftstore.Server) int {
 }
 
 // balance hands one leadership from this node to the least-loaded live
-// voter when this node leads more than ceil(shards/alive). It moves the
+// voter that its Raft reaches, when this node leads more than
+// ceil(shards/alive). It moves the
 // shard that applied the fewest entries since the last balance: a move
 // stalls a shard's writes for about an election, and a flash sale's hot
 // shard should be the last to pay that, not the first.
@@ -292,7 +293,9 @@ func (r *Reconciler) balance(alive map[string]Member) {
 		}
 		var cands []raftstore.Server
 		for _, s := range servers {
-			if _, ok := alive[s.ID]; ok && s.Voter && s.ID != self && load[s.ID] < share {
+			// A voter that gossip sees but this leader's Raft cannot reach
+			// would only fail the transfer, after stalling writes.
+			if _, ok := alive[s.ID]; ok && s.Voter && s.ID != self && load[s.ID] < share && !sh.Unreachable(s.ID) {
 				cands = append(cands, s)
 			}
 		}

@@ -277,6 +277,10 @@ type Shard struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed atomic.Bool
+
+	obs     *raft.Observer
+	peersMu sync.Mutex
+	failing map[string]time.Time // followers whose heartbeats fail -> last failure (while leading)
 }
 
 func (s *Store) openShard(id int, dir string) (*Shard, error) {
@@ -370,8 +374,19 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 		return nil, err
 	}
 	sh.raft = r
-	sh.wg.Add(1)
+	obsCh := make(chan raft.Observation, 256)
+	sh.failing = make(map[string]time.Time)
+	sh.obs = raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation:
+			return true
+		}
+		return false
+	})
+	r.RegisterObserver(sh.obs)
+	sh.wg.Add(2)
 	go sh.watchLeadership()
+	go sh.watchPeers(obsCh)
 	if cfg.PayWindow > 0 {
 		sh.wg.Add(1)
 		go sh.expireLoop()
@@ -431,6 +446,49 @@ func (sh *Shard) watchLeadership() {
 			}
 		}
 	}
+}
+
+// watchPeers tracks, while this node leads, the followers its heartbeats
+// fail to reach, for Unreachable.
+func (sh *Shard) watchPeers(ch <-chan raft.Observation) {
+	defer sh.wg.Done()
+	for {
+		select {
+		case <-sh.stop:
+			return
+		case o := <-ch:
+			sh.peersMu.Lock()
+			switch d := o.Data.(type) {
+			case raft.FailedHeartbeatObservation:
+				sh.failing[string(d.PeerID)] = time.Now()
+			case raft.ResumedHeartbeatObservation:
+				delete(sh.failing, string(d.PeerID))
+			case raft.LeaderObservation: // a new term: replication to every peer starts afresh
+				clear(sh.failing)
+			}
+			sh.peersMu.Unlock()
+		}
+	}
+}
+
+// peerFailWindow is how long a failed heartbeat marks a follower
+// unreachable without a newer failure. A follower that stays unreachable
+// fails again at least every transport timeout plus half a heartbeat
+// timeout (hashicorp/raft's capped backoff); the window only matters if
+// the observation that it recovered was dropped (observers never block
+// Raft, so a full channel drops).
+const peerFailWindow = 30 * time.Second
+
+// Unreachable reports whether this node, leading the shard, currently
+// fails to heartbeat the follower id: Raft cannot reach it even though
+// gossip may (an asymmetric partition, a blocked Raft port). Handing it
+// the leadership would stall the shard's writes for an election timeout
+// and fail.
+func (sh *Shard) Unreachable(id string) bool {
+	sh.peersMu.Lock()
+	defer sh.peersMu.Unlock()
+	t, ok := sh.failing[id]
+	return ok && time.Since(t) < peerFailWindow
 }
 
 // barrier commits a barrier in this node's term and reports whether it did.
@@ -662,6 +720,7 @@ func (sh *Shard) close() error {
 		return nil
 	}
 	close(sh.stop)
+	sh.raft.DeregisterObserver(sh.obs)
 	// Raft's shutdown joins all its goroutines; one stuck in the library
 	// (see "No pipelined replication" in DESIGN.md) would hold the node's
 	// exit forever. Past shutdownMax the shard is abandoned as it is: its

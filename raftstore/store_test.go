@@ -529,3 +529,46 @@ func lastSeq(f *raftstore.FSM) uint64 {
 	}
 	return u[len(u)-1].Seq
 }
+
+// TestShardUnreachable: a leader whose heartbeats to a follower fail
+// reports the follower unreachable (the leader balancer then never hands
+// it the leadership), and reachable again once heartbeats resume.
+func TestShardUnreachable(t *testing.T) {
+	leader := testutil.OpenStore(t, testutil.StoreConfig(t.TempDir(), 1))
+	var followers []*raftstore.Store
+	for _, id := range []string{"node-2", "node-3"} {
+		cfg := testutil.StoreConfig(t.TempDir(), 1)
+		cfg.NodeID, cfg.Bootstrap = id, false
+		s, err := raftstore.Open(cfg)
+		if err != nil {
+			t.Fatalf("Open(%s): %v", id, err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		if err := leader.Shard(0).Promote(id, s.Addr()); err != nil {
+			t.Fatalf("Promote(%s): %v", id, err)
+		}
+		followers = append(followers, s)
+	}
+	sh := leader.Shard(0)
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 10s", what)
+			}
+		}
+	}
+	if sh.Unreachable("node-2") || sh.Unreachable("node-3") {
+		t.Fatalf("a follower is unreachable before any fault")
+	}
+	leader.Block([]string{followers[0].Addr()})
+	eventually("node-2 unreachable", func() bool { return sh.Unreachable("node-2") })
+	if sh.Unreachable("node-3") {
+		t.Errorf("node-3 unreachable; only node-2 is blocked")
+	}
+	if _, err := sh.CreateItem(raftstore.CreateItem{ID: "x", Stock: 1}); err != nil {
+		t.Errorf("CreateItem with one of two followers cut off = %v; want nil (quorum holds)", err)
+	}
+	leader.Block(nil)
+	eventually("node-2 reachable again", func() bool { return !sh.Unreachable("node-2") })
+}
