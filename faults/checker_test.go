@@ -265,7 +265,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestFaultsListed(t *testing.T) {
-	want := []string{"kill-leader", "kill-follower", "pause-leader", "partition-leader", "split-1-2", "delay-loss", "mariadb-restart"}
+	want := []string{"kill-leader", "kill-follower", "pause-leader", "partition-leader", "raft-cut-leader", "split-1-2", "delay-loss", "mariadb-restart"}
 	if got := Faults(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("Faults() = %v; want %v", got, want)
 	}

@@ -12,8 +12,10 @@ import (
 // namespace is the node's own, so rules never touch the host's firewall.
 type firewall interface {
 	name() string
-	// isolate drops every packet between the namespace and peers.
-	isolate(ctx context.Context, e *Env, node int, peers []string) error
+	// isolate drops every packet between the namespace and peers, or
+	// with tcpPort > 0 only TCP to or from that port (one protocol cut,
+	// the others still flowing).
+	isolate(ctx context.Context, e *Env, node int, peers []string, tcpPort int) error
 	// queue hands every packet the namespace sends on eth0 to NFQUEUE q
 	// (with bypass: packets pass if nobody listens).
 	queue(ctx context.Context, e *Env, node int, q int) error
@@ -48,16 +50,25 @@ func (f iptablesFirewall) ipt(ctx context.Context, e *Env, node int, args ...str
 	return err
 }
 
-func (f iptablesFirewall) isolate(ctx context.Context, e *Env, node int, peers []string) error {
+func (f iptablesFirewall) isolate(ctx context.Context, e *Env, node int, peers []string, tcpPort int) error {
 	if err := f.ipt(ctx, e, node, "-N", iptFaultChain); err != nil {
 		return err
 	}
+	var matches [][]string // what to drop, besides the peer's address
+	if tcpPort > 0 {
+		port := strconv.Itoa(tcpPort)
+		matches = [][]string{{"-p", "tcp", "--dport", port}, {"-p", "tcp", "--sport", port}}
+	} else {
+		matches = [][]string{nil}
+	}
 	for _, p := range peers {
-		if err := f.ipt(ctx, e, node, "-A", iptFaultChain, "-s", p, "-j", "DROP"); err != nil {
-			return err
-		}
-		if err := f.ipt(ctx, e, node, "-A", iptFaultChain, "-d", p, "-j", "DROP"); err != nil {
-			return err
+		for _, dir := range []string{"-s", "-d"} {
+			for _, m := range matches {
+				args := append([]string{"-A", iptFaultChain, dir, p}, m...)
+				if err := f.ipt(ctx, e, node, append(args, "-j", "DROP")...); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	// The jumps last: the cut starts in both directions at once.
@@ -105,13 +116,19 @@ type nftFirewall struct{}
 
 func (nftFirewall) name() string { return "nft" }
 
-func (nftFirewall) isolate(ctx context.Context, e *Env, node int, peers []string) error {
+func (nftFirewall) isolate(ctx context.Context, e *Env, node int, peers []string, tcpPort int) error {
 	set := strings.Join(peers, ", ")
+	rule := func(dir string) string {
+		if tcpPort > 0 {
+			return fmt.Sprintf("ip %s { %s } tcp dport %d drop; ip %s { %s } tcp sport %d drop;", dir, set, tcpPort, dir, set, tcpPort)
+		}
+		return fmt.Sprintf("ip %s { %s } drop;", dir, set)
+	}
 	script := fmt.Sprintf(`table inet flashstock_fault {
-  chain input { type filter hook input priority -10; policy accept; ip saddr { %s } drop; }
-  chain output { type filter hook output priority -10; policy accept; ip daddr { %s } drop; }
+  chain input { type filter hook input priority -10; policy accept; %s }
+  chain output { type filter hook output priority -10; policy accept; %s }
 }
-`, set, set)
+`, rule("saddr"), rule("daddr"))
 	_, err := e.inNSStdin(ctx, node, script, "nft", "-f", "-")
 	return err
 }

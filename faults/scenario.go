@@ -96,7 +96,19 @@ var faultList = []faultSpec{
 			if err != nil {
 				return err
 			}
-			return s.isolate(ctx, l, "leader", hold)
+			return s.isolate(ctx, l, "leader", 0, hold)
+		},
+	},
+	{
+		name:  "raft-cut-leader",
+		about: "drop only Raft traffic (TCP port 7000) between the hot shard's leader and the other nodes: gossip and actor messages still flow, so the cut node looks alive; heal",
+		hold:  holdQuarter,
+		cycle: func(ctx context.Context, s *scenario, hold time.Duration) error {
+			l, err := s.c.waitLeader(ctx, s.w.hot.ID, leaderWait)
+			if err != nil {
+				return err
+			}
+			return s.isolate(ctx, l, "leader", raftPort, hold)
 		},
 	},
 	{
@@ -108,7 +120,7 @@ var faultList = []faultSpec{
 			if err != nil {
 				return err
 			}
-			return s.isolate(ctx, s.follower(l), "follower", hold)
+			return s.isolate(ctx, s.follower(l), "follower", 0, hold)
 		},
 	},
 	{
@@ -235,7 +247,9 @@ func (s *scenario) killRestart(ctx context.Context, i int, role string, hold tim
 	return nil
 }
 
-func (s *scenario) isolate(ctx context.Context, i int, role string, hold time.Duration) error {
+// isolate cuts node i off from the others for hold: all traffic, or with
+// tcpPort > 0 only TCP to and from that port.
+func (s *scenario) isolate(ctx context.Context, i int, role string, tcpPort int, hold time.Duration) error {
 	var peers []string
 	for j := 0; j < nodes; j++ {
 		if j != i {
@@ -243,10 +257,14 @@ func (s *scenario) isolate(ctx context.Context, i int, role string, hold time.Du
 		}
 	}
 	t := time.Now()
-	if err := s.e.fw.isolate(ctx, s.e, i, peers); err != nil {
+	if err := s.e.fw.isolate(ctx, s.e, i, peers, tcpPort); err != nil {
 		return err
 	}
-	s.h.Nemesis("inject", fmt.Sprintf("isolate n%d (%s) from %v", i, role, peers), t)
+	what := "isolate"
+	if tcpPort > 0 {
+		what = fmt.Sprintf("cut TCP port %d of", tcpPort)
+	}
+	s.h.Nemesis("inject", fmt.Sprintf("%s n%d (%s) from %v", what, i, role, peers), t)
 	_ = clock.Sleep(ctx, hold)
 	t = time.Now()
 	hctx, cancel := context.WithTimeout(context.Background(), time.Minute)
