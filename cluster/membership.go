@@ -52,11 +52,23 @@ type Meta struct {
 	// Leads is the set of shards this node leads, a hex bit set, so that
 	// nodes outside a shard's group can still route to its leader.
 	Leads string `json:"leads,omitempty"`
+	// Follows is the set of shards this node follows with a leader it
+	// hears from, in the same form, but never empty once published ("00"
+	// for none): a leader hands a shard only to a node that hears it, and
+	// an empty Follows is a node of an earlier version, which never says.
+	Follows string `json:"follows,omitempty"`
 }
 
 // LeadsShard reports whether the meta says its node leads shard.
-func (m *Meta) LeadsShard(shard int) bool {
-	b, err := hex.DecodeString(m.Leads)
+func (m *Meta) LeadsShard(shard int) bool { return hasShard(m.Leads, shard) }
+
+// HearsLeader reports whether the node hears shard's leader: it says it
+// follows the shard with a known leader, or it says nothing (an earlier
+// version).
+func (m *Meta) HearsLeader(shard int) bool { return m.Follows == "" || hasShard(m.Follows, shard) }
+
+func hasShard(set string, shard int) bool {
+	b, err := hex.DecodeString(set)
 	if err != nil || shard/8 >= len(b) {
 		return false
 	}

@@ -148,14 +148,20 @@ func (r *Reconciler) rejoin(alive map[string]Member, now time.Time) {
 // publishLeads gossips which shards this node leads, for routing by nodes
 // outside those groups.
 func (r *Reconciler) publishLeads() {
-	var led []int
+	var led, follows []int
 	for i := 0; i < r.store.Shards(); i++ {
-		if r.store.Shard(i).IsLeader() {
+		switch sh := r.store.Shard(i); {
+		case sh.IsLeader():
 			led = append(led, i)
+		case sh.HasLeader(): // Raft forgets the leader after a heartbeat timeout without it
+			follows = append(follows, i)
 		}
 	}
-	leads := EncodeLeads(led)
-	if err := r.m.UpdateMeta(func(m *Meta) { m.Leads = leads }, time.Second); err != nil {
+	leads, fol := EncodeLeads(led), EncodeLeads(follows)
+	if fol == "" {
+		fol = "00"
+	}
+	if err := r.m.UpdateMeta(func(m *Meta) { m.Leads, m.Follows = leads, fol }, time.Second); err != nil {
 		r.log.Debug("publish leads", "err", err)
 	}
 }
@@ -293,9 +299,14 @@ func (r *Reconciler) balance(alive map[string]Member) {
 		}
 		var cands []raftstore.Server
 		for _, s := range servers {
-			// A voter that gossip sees but this leader's Raft cannot reach
-			// would only fail the transfer, after stalling writes.
-			if _, ok := alive[s.ID]; ok && s.Voter && s.ID != self && load[s.ID] < share && !sh.Unreachable(s.ID) {
+			// A voter that gossip sees but Raft does not connect to this
+			// leader would only fail the transfer, after stalling writes.
+			// Two signs, the faster first: the voter says it hears no
+			// leader for the shard (within a heartbeat timeout and a
+			// reconcile round), or this leader's heartbeats to it fail
+			// (within the transport timeout).
+			if mb, ok := alive[s.ID]; ok && s.Voter && s.ID != self && load[s.ID] < share &&
+				mb.HearsLeader(shard) && !sh.Unreachable(s.ID) {
 				cands = append(cands, s)
 			}
 		}
