@@ -271,7 +271,11 @@ func (s *scenario) isolate(ctx context.Context, i int, role string, tcpPort int,
 	defer cancel()
 	err := s.e.fw.heal(hctx, s.e, i)
 	s.h.Nemesis("heal", fmt.Sprintf("n%d rejoined", i), t)
-	s.note("isolated n%d (%s) for %v", i, role, hold)
+	if tcpPort > 0 {
+		s.note("cut TCP port %d of n%d (%s) for %v", tcpPort, i, role, hold)
+	} else {
+		s.note("isolated n%d (%s) for %v", i, role, hold)
+	}
 	return err
 }
 
