@@ -67,6 +67,21 @@ func (m *Meta) LeadsShard(shard int) bool { return hasShard(m.Leads, shard) }
 // version).
 func (m *Meta) HearsLeader(shard int) bool { return m.Follows == "" || hasShard(m.Follows, shard) }
 
+// ShardSet returns the shards in a Leads or Follows set, in order.
+func ShardSet(set string) []int {
+	b, err := hex.DecodeString(set)
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for i := range len(b) * 8 {
+		if b[i/8]&(1<<(i%8)) != 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 func hasShard(set string, shard int) bool {
 	b, err := hex.DecodeString(set)
 	if err != nil || shard/8 >= len(b) {

@@ -9,11 +9,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/flashstock/flashstock/actors"
+	"github.com/flashstock/flashstock/cluster"
 	"github.com/flashstock/flashstock/config"
 	"github.com/flashstock/flashstock/internal/node"
 )
@@ -62,9 +65,18 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	fmt.Fprintf(stdout, "node %s (%s) ready=%v leads %d shards, %d item actors, at %s\n\n", s.Node.Name, s.Node.Version, s.Node.Ready, s.Node.ShardsLed, s.Node.Actors, s.Node.Time)
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "MEMBER\tSTATE\tREGION\tHTTP\tRAFT\tGOSSIP")
+	// LEADS and HEARS are what each member last gossiped: the shards it
+	// leads, and those with a leader it hears (itself included). A live
+	// member that hears no leader is cut off from Raft while gossip still
+	// reaches it.
+	fmt.Fprintln(w, "MEMBER\tSTATE\tREGION\tHTTP\tRAFT\tGOSSIP\tLEADS\tHEARS")
 	for _, m := range s.Members {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, m.Region, m.HTTPAddr, m.RaftAddr, m.GossipAddr)
+		hears := shardList(m.Leads, m.Follows)
+		if m.Follows == "" {
+			hears = "?" // a node of an earlier version
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, m.Region, m.HTTPAddr, m.RaftAddr, m.GossipAddr,
+			shardList(m.Leads), hears)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "SHARD\tSTATE\tLEADER\tVOTERS\tNON-VOTERS\tTERM\tCOMMIT\tAPPLIED\tITEMS\tUNFLUSHED")
@@ -76,6 +88,24 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintf(w, "\ncircuit to %s: %s", addr, st)
 	}
 	return w.Flush()
+}
+
+// shardList renders the union of gossiped shard sets as "0,3", or "-"
+// when empty.
+func shardList(sets ...string) string {
+	var shards []int
+	for _, set := range sets {
+		shards = append(shards, cluster.ShardSet(set)...)
+	}
+	if len(shards) == 0 {
+		return "-"
+	}
+	slices.Sort(shards)
+	parts := make([]string, len(shards))
+	for i, sh := range shards {
+		parts[i] = strconv.Itoa(sh)
+	}
+	return strings.Join(parts, ",")
 }
 
 // runReconcile prints the reconciliation report and fails when it finds a
