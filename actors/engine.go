@@ -666,15 +666,14 @@ func (e *Engine) Order(ctx context.Context, id uint64) (orders.Order, bool, erro
 		return orders.Order{}, false, ErrOrderNotFound
 	}
 	sh := e.store.Shard(shard)
-	fsm := sh.FSM()
-	lagging := fsm.AppliedIndex() < orders.IndexOfID(id)
-	if o, stored, ok := fsm.LookupOrder(id); ok {
+	if o, stored, ok := sh.FSM().LookupOrder(id); ok {
 		return o, stored, nil
 	}
 	// Confirmed on the leader a moment ago, but not yet applied here: read
-	// your own writes, whichever node you ask.
-	if lagging && sh.WaitApplied(orders.IndexOfID(id), orderCatchUpMax) {
-		if o, stored, ok := fsm.LookupOrder(id); ok {
+	// your own writes, whichever node you ask. (WaitApplied returns at once
+	// when the entry is applied: an older order is in the store.)
+	if sh.WaitApplied(orders.IndexOfID(id), orderCatchUpMax) {
+		if o, stored, ok := sh.FSM().LookupOrder(id); ok {
 			return o, stored, nil
 		}
 	}

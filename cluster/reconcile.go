@@ -153,7 +153,9 @@ func (r *Reconciler) publishLeads() {
 		switch sh := r.store.Shard(i); {
 		case sh.IsLeader():
 			led = append(led, i)
-		case sh.HasLeader(): // Raft forgets the leader after a heartbeat timeout without it
+		case sh.HasLeader():
+			// Not Replica(): Raft forgets a leader it has not heard from
+			// for a heartbeat timeout, well before Replica's contact bound.
 			follows = append(follows, i)
 		}
 	}
@@ -256,10 +258,10 @@ func countNonvoters(servers []raftstore.Server) int {
 
 // balance hands one leadership from this node to the least-loaded live
 // voter that its Raft reaches, when this node leads more than
-// ceil(shards/alive). It moves the
-// shard that applied the fewest entries since the last balance: a move
-// stalls a shard's writes for about an election, and a flash sale's hot
-// shard should be the last to pay that, not the first.
+// ceil(shards/alive). It moves the shard that applied the fewest entries
+// since the last balance: a move stalls a shard's writes for about an
+// election, and a flash sale's hot shard should be the last to pay that,
+// not the first.
 func (r *Reconciler) balance(alive map[string]Member) {
 	busy := make(map[int]uint64, r.store.Shards())
 	for i := 0; i < r.store.Shards(); i++ {

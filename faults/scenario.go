@@ -37,6 +37,18 @@ type faultSpec struct {
 	cycle func(ctx context.Context, s *scenario, hold time.Duration) error
 }
 
+// onLeader makes a cycle that waits for the leader of the hot item's shard
+// and runs f with it.
+func onLeader(f func(ctx context.Context, s *scenario, leader int, hold time.Duration) error) func(context.Context, *scenario, time.Duration) error {
+	return func(ctx context.Context, s *scenario, hold time.Duration) error {
+		l, err := s.c.waitLeader(ctx, s.w.hot.ID, leaderWait)
+		if err != nil {
+			return err
+		}
+		return f(ctx, s, l, hold)
+	}
+}
+
 func holdQuarter(d time.Duration) time.Duration { return min(max(d/4, holdMin), holdMax) }
 func holdHalf(d time.Duration) time.Duration    { return min(max(d/2, holdMin), 2*holdMax) }
 
@@ -45,35 +57,23 @@ var faultList = []faultSpec{
 		name:  "kill-leader",
 		about: "SIGKILL the leader of the hot item's shard; restart it on its data dir after the hold",
 		hold:  holdQuarter,
-		cycle: func(ctx context.Context, s *scenario, hold time.Duration) error {
-			l, err := s.c.waitLeader(ctx, s.w.hot.ID, leaderWait)
-			if err != nil {
-				return err
-			}
+		cycle: onLeader(func(ctx context.Context, s *scenario, l int, hold time.Duration) error {
 			return s.killRestart(ctx, l, "leader", hold)
-		},
+		}),
 	},
 	{
 		name:  "kill-follower",
 		about: "SIGKILL a follower of the hot item's shard; restart it after the hold",
 		hold:  holdQuarter,
-		cycle: func(ctx context.Context, s *scenario, hold time.Duration) error {
-			l, err := s.c.waitLeader(ctx, s.w.hot.ID, leaderWait)
-			if err != nil {
-				return err
-			}
+		cycle: onLeader(func(ctx context.Context, s *scenario, l int, hold time.Duration) error {
 			return s.killRestart(ctx, s.follower(l), "follower", hold)
-		},
+		}),
 	},
 	{
 		name:  "pause-leader",
 		about: "SIGSTOP the leader of the hot item's shard for 5 s, then SIGCONT",
 		hold:  func(time.Duration) time.Duration { return pauseFor },
-		cycle: func(ctx context.Context, s *scenario, hold time.Duration) error {
-			l, err := s.c.waitLeader(ctx, s.w.hot.ID, leaderWait)
-			if err != nil {
-				return err
-			}
+		cycle: onLeader(func(ctx context.Context, s *scenario, l int, hold time.Duration) error {
 			t := time.Now()
 			if err := s.c.signal(l, syscall.SIGSTOP); err != nil {
 				return err
@@ -82,46 +82,34 @@ var faultList = []faultSpec{
 			s.note("paused n%d (leader) for %v", l, hold)
 			_ = clock.Sleep(ctx, hold)
 			t = time.Now()
-			err = s.c.signal(l, syscall.SIGCONT)
+			err := s.c.signal(l, syscall.SIGCONT)
 			s.h.Nemesis("heal", fmt.Sprintf("SIGCONT n%d", l), t)
 			return err
-		},
+		}),
 	},
 	{
 		name:  "partition-leader",
 		about: "drop all traffic between the hot shard's leader and the other nodes (shoppers and MariaDB still reach it); heal",
 		hold:  holdQuarter,
-		cycle: func(ctx context.Context, s *scenario, hold time.Duration) error {
-			l, err := s.c.waitLeader(ctx, s.w.hot.ID, leaderWait)
-			if err != nil {
-				return err
-			}
+		cycle: onLeader(func(ctx context.Context, s *scenario, l int, hold time.Duration) error {
 			return s.isolate(ctx, l, "leader", 0, hold)
-		},
+		}),
 	},
 	{
 		name:  "raft-cut-leader",
 		about: "drop only Raft traffic (TCP port 7000) between the hot shard's leader and the other nodes: gossip and actor messages still flow, so the cut node looks alive; heal",
 		hold:  holdQuarter,
-		cycle: func(ctx context.Context, s *scenario, hold time.Duration) error {
-			l, err := s.c.waitLeader(ctx, s.w.hot.ID, leaderWait)
-			if err != nil {
-				return err
-			}
+		cycle: onLeader(func(ctx context.Context, s *scenario, l int, hold time.Duration) error {
 			return s.isolate(ctx, l, "leader", raftPort, hold)
-		},
+		}),
 	},
 	{
 		name:  "split-1-2",
 		about: "split the nodes 1 | 2 with a follower alone (the leader keeps its majority); heal",
 		hold:  holdQuarter,
-		cycle: func(ctx context.Context, s *scenario, hold time.Duration) error {
-			l, err := s.c.waitLeader(ctx, s.w.hot.ID, leaderWait)
-			if err != nil {
-				return err
-			}
+		cycle: onLeader(func(ctx context.Context, s *scenario, l int, hold time.Duration) error {
 			return s.isolate(ctx, s.follower(l), "follower", 0, hold)
-		},
+		}),
 	},
 	{
 		name:  "delay-loss",

@@ -121,6 +121,13 @@ const replicaContactMax = 3 * time.Second
 // it leads it, or it follows a leader it heard from recently. Reads that
 // may lag by a replication round (sold out, remembered request IDs, item
 // pages) are served from a current replica without asking the leader.
+func (sh *Shard) Replica() bool {
+	if sh.IsLeader() {
+		return true
+	}
+	return sh.fsm.AppliedIndex() > 0 && time.Since(sh.raft.LastContact()) < replicaContactMax
+}
+
 // WaitApplied waits until this replica has applied the log up to index. A
 // follower learns that an entry is committed with the next AppendEntries (up
 // to CommitTimeout later), and the follower that was not needed for the
@@ -148,10 +155,3 @@ func (sh *Shard) WaitApplied(index uint64, timeout time.Duration) bool {
 // applyLagMax is how many entries past its log a replica may be asked to
 // wait for: seconds of a busy shard's rounds.
 const applyLagMax = 4096
-
-func (sh *Shard) Replica() bool {
-	if sh.IsLeader() {
-		return true
-	}
-	return sh.fsm.AppliedIndex() > 0 && time.Since(sh.raft.LastContact()) < replicaContactMax
-}

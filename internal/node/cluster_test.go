@@ -320,6 +320,19 @@ func newSale() *sale {
 	return &sale{confirmed: map[string]string{}, byOrder: map[string]string{}, unknown: map[string]bool{}, last: time.Now()}
 }
 
+// count returns how many purchases were confirmed so far.
+func (s *sale) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.confirmed)
+}
+
+// waitSales waits until more than n purchases are confirmed.
+func (s *sale) waitSales(t *testing.T, what string, n int) {
+	t.Helper()
+	waitFor(t, 20*time.Second, what, func() bool { return s.count() > n })
+}
+
 func (s *sale) record(key string, r response, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -596,7 +609,7 @@ func TestClusterLeaderKillMidSale(t *testing.T) {
 	s := newSale()
 	ctx, cancel := context.WithCancel(context.Background())
 	wg := tc.buy(ctx, s, "hot", 32)
-	waitFor(t, 20*time.Second, "sales", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.confirmed) > 1000 })
+	s.waitSales(t, "sales", 1000)
 
 	victim := tc.leaderOf("hot")
 	if victim < 0 {
@@ -609,7 +622,7 @@ func TestClusterLeaderKillMidSale(t *testing.T) {
 	s.mu.Unlock()
 	t.Logf("killing n%d, leader of hot's shard, after %d confirmed", victim, before)
 	tc.nodes[victim].Kill()
-	waitFor(t, 20*time.Second, "sales resume", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.confirmed) > before+2000 })
+	s.waitSales(t, "sales resume", before+2000)
 	cancel()
 	wg.Wait()
 	s.mu.Lock()
@@ -632,7 +645,7 @@ func TestClusterMinorityCannotCommit(t *testing.T) {
 	s := newSale()
 	ctx, cancel := context.WithCancel(context.Background())
 	wg := tc.buy(ctx, s, "part", 16)
-	waitFor(t, 20*time.Second, "sales", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.confirmed) > 500 })
+	s.waitSales(t, "sales", 500)
 
 	old := tc.leaderOf("part")
 	shard := tc.nodes[old].Store().ShardFor("part")
@@ -660,10 +673,8 @@ func TestClusterMinorityCannotCommit(t *testing.T) {
 	}) {
 		t.Fatalf("new leader in the majority: not within 20s\n%s", tc.describeShard(shard))
 	}
-	s.mu.Lock()
-	before := len(s.confirmed)
-	s.mu.Unlock()
-	waitFor(t, 20*time.Second, "majority sells", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.confirmed) > before+500 })
+	before := s.count()
+	s.waitSales(t, "majority sells", before+500)
 
 	for _, nd := range tc.nodes {
 		nd.Store().Block(nil)
@@ -792,17 +803,11 @@ func TestMySQLOutageMidSale(t *testing.T) {
 	s := newSale()
 	ctx, cancel := context.WithCancel(context.Background())
 	wg := tc.buy(ctx, s, "db", 16)
-	waitFor(t, 20*time.Second, "sales", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.confirmed) > 500 })
-	s.mu.Lock()
-	before := len(s.confirmed)
-	s.mu.Unlock()
+	s.waitSales(t, "sales", 500)
+	before := s.count()
 	stopDB()
 	t.Log("MariaDB stopped")
-	waitFor(t, 20*time.Second, "sales go on without MySQL", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return len(s.confirmed) > before+1000
-	})
+	s.waitSales(t, "sales go on without MySQL", before+1000)
 	// The backlog reaches the bound: honest 503s, nothing lost.
 	waitFor(t, 30*time.Second, "503 at --max-unflushed", func() bool {
 		r, err := tc.do(0, "POST", "/v1/items/db/purchase", fmt.Sprintf("probe-%d", time.Now().UnixNano()), nil)
