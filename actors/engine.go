@@ -28,28 +28,10 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/flashstock/flashstock/cluster"
 	"github.com/flashstock/flashstock/internal/breaker"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/raftstore"
-)
-
-// Admission failures. They are answered at once, before Raft.
-var (
-	// ErrOverloaded: the item's queue is full. Retry after a short delay.
-	ErrOverloaded = errors.New("actors: overloaded")
-	// ErrBacklogFull: too many confirmed orders wait for the order store.
-	ErrBacklogFull = errors.New("actors: order store backlog full")
-	// ErrTimeout: no answer in time; the purchase may still commit. Retry
-	// with the same request ID to learn the outcome.
-	ErrTimeout = errors.New("actors: timed out waiting for the item")
-	// ErrClosed: the engine is shutting down.
-	ErrClosed = errors.New("actors: engine closed")
-	// ErrOrderNotFound: no such order.
-	ErrOrderNotFound = errors.New("actors: order not found")
-	// ErrPaymentNotRequired: no payment window is configured; orders are
-	// final when confirmed.
-	ErrPaymentNotRequired = errors.New("actors: payment not required")
+	"github.com/flashstock/flashstock/sale"
 )
 
 // KindItem is the protoactor kind of item actors.
@@ -81,8 +63,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.QueueMax < 1:
 		return errors.New("actors: queue max must be positive")
-	case c.BatchMax < 1 || c.BatchMax >= orders.PositionsMax:
-		return fmt.Errorf("actors: batch max must be 1..%d", orders.PositionsMax-1)
+	case c.BatchMax < 1 || c.BatchMax > sale.PurchasesPerEntryMax:
+		return fmt.Errorf("actors: batch max must be 1..%d", sale.PurchasesPerEntryMax)
 	case c.InflightMax < 1 || c.InflightMax > 64:
 		return errors.New("actors: inflight max must be 1..64")
 	case c.RequestTimeout <= 0:
@@ -102,14 +84,6 @@ type Observer interface {
 	BatchApplied(shard, size int, elapsed time.Duration, err error)
 }
 
-// Request is a shopper's purchase.
-type Request struct {
-	ItemID    string
-	UserID    string
-	RequestID string // optional idempotency key
-	Quantity  int32
-}
-
 // Deps are the engine's collaborators.
 type Deps struct {
 	Store    *raftstore.Store
@@ -124,7 +98,7 @@ type Deps struct {
 	// Provider and Placement join the engine to a cluster; nil for both
 	// runs this node alone (it owns what it leads).
 	Provider  pcluster.ClusterProvider
-	Placement cluster.Placement
+	Placement Placement
 	// ActorAddr is the host:port of actor remoting; empty means
 	// 127.0.0.1 with a port chosen by the OS. ActorAdvertise, if set, is
 	// the host:port other nodes reach it at.
@@ -150,8 +124,8 @@ type Engine struct {
 	now      func() time.Time
 	sys      *actor.ActorSystem
 	cluster  *pcluster.Cluster
-	lookup   *cluster.LeaderLookup
-	place    cluster.Placement
+	lookup   *LeaderLookup
+	place    Placement
 	provider pcluster.ClusterProvider
 
 	closed   atomic.Bool
@@ -170,7 +144,7 @@ type Engine struct {
 
 // cachedItem is an item as its owner last reported it.
 type cachedItem struct {
-	item raftstore.Item
+	item sale.Item
 	at   time.Time
 }
 
@@ -202,10 +176,10 @@ func NewEngine(cfg Config, deps Deps) (e *Engine, err error) {
 		deps.System = NewActorSystem(deps.Logger)
 	}
 	if deps.Placement == nil {
-		deps.Placement = cluster.NewLocalPlacement(deps.Store)
+		deps.Placement = NewLocalPlacement(deps.Store)
 	}
 	if deps.Provider == nil {
-		deps.Provider = cluster.StaticProvider{}
+		deps.Provider = StaticProvider{}
 	}
 	if deps.ActorAddr == "" {
 		deps.ActorAddr = "127.0.0.1:0"
@@ -224,7 +198,7 @@ func NewEngine(cfg Config, deps Deps) (e *Engine, err error) {
 	}
 	// A remote activation takes milliseconds; a dead owner never answers, and
 	// the caller retries once placement has moved on.
-	e.lookup = cluster.NewLeaderLookup(deps.Placement, 500*time.Millisecond, deps.Logger)
+	e.lookup = NewLeaderLookup(deps.Placement, 500*time.Millisecond, deps.Logger)
 	kind := pcluster.NewKind(KindItem, actor.PropsFromProducer(func() actor.Actor { return &itemActor{e: e} }))
 	var ropts []remote.ConfigOption
 	if deps.ActorAdvertise != "" {
@@ -277,7 +251,9 @@ func (e *Engine) OnLeadership(shard int, leader bool) {
 func (e *Engine) Activations() int { return e.lookup.Activations() }
 
 // CreateItem creates an item on its shard's leader.
-func (e *Engine) CreateItem(ctx context.Context, c raftstore.CreateItem) (raftstore.Item, error) {
+func (e *Engine) CreateItem(ctx context.Context, it sale.Item) (sale.Item, error) {
+	c := raftstore.CreateItem{ID: it.ID, Name: it.Name, Stock: it.Stock, PerUserLimit: it.PerUserLimit,
+		StartsAt: it.StartsAt, EndsAt: it.EndsAt}
 	return e.callItem(ctx, c.ID, &createItem{cmd: c})
 }
 
@@ -288,14 +264,14 @@ func (e *Engine) CreateItem(ctx context.Context, c raftstore.CreateItem) (raftst
 // ItemCacheTTL (the multi-level cache of a classic flash-sale design: the
 // owner's FSM, then this cache); when the owner cannot be reached, a cached
 // copy up to staleItemMax old is served rather than an error.
-func (e *Engine) Item(ctx context.Context, id string) (raftstore.Item, error) {
+func (e *Engine) Item(ctx context.Context, id string) (sale.Item, error) {
 	sh := e.store.Shard(e.store.ShardFor(id))
 	if sh.Replica() {
 		if it, ok := sh.FSM().Item(id); ok {
 			return it, nil
 		}
 		if sh.Ready() {
-			return raftstore.Item{}, raftstore.ErrItemNotFound
+			return sale.Item{}, sale.ErrItemNotFound
 		}
 	}
 	c, cached := e.cachedItem(id)
@@ -307,10 +283,10 @@ func (e *Engine) Item(ctx context.Context, id string) (raftstore.Item, error) {
 		e.items.Store(id, cachedItem{item: it, at: e.now()})
 		return it, nil
 	}
-	if cached && e.now().Sub(c.at) <= staleItemMax && errors.Is(err, raftstore.ErrUnavailable) {
+	if cached && e.now().Sub(c.at) <= staleItemMax && errors.Is(err, sale.ErrUnavailable) {
 		return c.item, nil // degraded: the owner is unreachable
 	}
-	return raftstore.Item{}, err
+	return sale.Item{}, err
 }
 
 func (e *Engine) cachedItem(id string) (cachedItem, bool) {
@@ -331,27 +307,27 @@ func (e *Engine) noteSoldOut(id string) {
 }
 
 // Restock adds delta units to an item.
-func (e *Engine) Restock(ctx context.Context, id string, delta int64) (raftstore.Item, error) {
+func (e *Engine) Restock(ctx context.Context, id string, delta int64) (sale.Item, error) {
 	return e.callItem(ctx, id, &restock{delta: delta})
 }
 
 // SetPaused pauses or resumes an item.
-func (e *Engine) SetPaused(ctx context.Context, id string, paused bool) (raftstore.Item, error) {
+func (e *Engine) SetPaused(ctx context.Context, id string, paused bool) (sale.Item, error) {
 	return e.callItem(ctx, id, &setPaused{paused: paused})
 }
 
-func (e *Engine) callItem(ctx context.Context, id string, m message) (raftstore.Item, error) {
+func (e *Engine) callItem(ctx context.Context, id string, m message) (sale.Item, error) {
 	reply, err := e.call(ctx, id, m, true)
 	if err != nil {
-		return raftstore.Item{}, err
+		return sale.Item{}, err
 	}
 	switch r := reply.(type) {
 	case *itemReply:
 		return r.item, nil
 	case *Rejected:
-		return raftstore.Item{}, r.Err
+		return sale.Item{}, r.Err
 	}
-	return raftstore.Item{}, fmt.Errorf("actors: unexpected reply %T", reply)
+	return sale.Item{}, fmt.Errorf("actors: unexpected reply %T", reply)
 }
 
 // Purchase buys an item. It returns the order and whether it is the
@@ -364,13 +340,13 @@ func (e *Engine) callItem(ctx context.Context, id string, m message) (raftstore.
 // restock, a new window), so a lagging "sold out" is as honest as a
 // shopper who arrived a millisecond earlier. Everything else goes to the
 // item actor on the shard's leader.
-func (e *Engine) Purchase(ctx context.Context, r Request) (orders.Order, bool, error) {
+func (e *Engine) Purchase(ctx context.Context, r sale.Request) (orders.Order, bool, error) {
 	if e.closed.Load() {
-		return orders.Order{}, false, ErrClosed
+		return orders.Order{}, false, sale.ErrClosed
 	}
 	if n := e.inflight.Add(1); n > int64(e.cfg.AdmissionMax) {
 		e.inflight.Add(-1)
-		return orders.Order{}, false, ErrOverloaded
+		return orders.Order{}, false, sale.ErrOverloaded
 	}
 	defer e.inflight.Add(-1)
 	sh := e.store.Shard(e.store.ShardFor(r.ItemID))
@@ -379,7 +355,7 @@ func (e *Engine) Purchase(ctx context.Context, r Request) (orders.Order, bool, e
 			return o, dup, err
 		}
 	} else if c, ok := e.cachedItem(r.ItemID); ok && e.now().Sub(c.at) <= e.cfg.ItemCacheTTL {
-		if err := admit(&c.item, r, e.now().UnixNano()); err != nil {
+		if err := sale.Admit(&c.item, r.Quantity, 0, e.now().UnixNano()); err != nil {
 			return orders.Order{}, false, err
 		}
 	}
@@ -391,7 +367,7 @@ func (e *Engine) Purchase(ctx context.Context, r Request) (orders.Order, bool, e
 	case *Purchased:
 		return m.Order, m.Duplicate, nil
 	case *Rejected:
-		if errors.Is(m.Err, raftstore.ErrSoldOut) && !sh.Replica() {
+		if errors.Is(m.Err, sale.ErrSoldOut) && !sh.Replica() {
 			e.noteSoldOut(r.ItemID)
 		}
 		return orders.Order{}, false, m.Err
@@ -401,42 +377,23 @@ func (e *Engine) Purchase(ctx context.Context, r Request) (orders.Order, bool, e
 
 // answerFromReplica answers a purchase from this node's replica when the
 // outcome is already known there; done is false when the owner must decide.
-func (e *Engine) answerFromReplica(sh *raftstore.Shard, r Request) (o orders.Order, dup, done bool, err error) {
+func (e *Engine) answerFromReplica(sh *raftstore.Shard, r sale.Request) (o orders.Order, dup, done bool, err error) {
 	a := sh.FSM().Admission(r.ItemID, r.UserID, r.RequestID)
 	switch {
 	case a.Duplicate:
 		return a.Original, true, true, nil
 	case !a.Found && sh.Ready():
-		return orders.Order{}, false, true, raftstore.ErrItemNotFound
+		return orders.Order{}, false, true, sale.ErrItemNotFound
 	case !a.Found:
 		return orders.Order{}, false, false, nil // maybe created a moment ago
 	}
-	if err := admit(&a.Item, r, e.now().UnixNano()); err != nil {
+	if err := sale.Admit(&a.Item, r.Quantity, 0, e.now().UnixNano()); err != nil {
 		return orders.Order{}, false, true, err
 	}
 	if a.Pending >= e.cfg.MaxUnflushed {
-		return orders.Order{}, false, true, ErrBacklogFull
+		return orders.Order{}, false, true, sale.ErrBacklogFull
 	}
 	return orders.Order{}, false, false, nil
-}
-
-// admit applies the checks whose answer an item's state already gives.
-func admit(it *raftstore.Item, r Request, now int64) error {
-	switch {
-	case r.Quantity < 1 || r.Quantity > it.PerUserLimit:
-		return raftstore.ErrInvalidQuantity
-	case !saleOpen(it, now):
-		return raftstore.ErrNotOnSale
-	case it.Remaining < int64(r.Quantity):
-		return raftstore.ErrSoldOut
-	}
-	return nil
-}
-
-// saleOpen is the admission-time check of the sale window, on this node's
-// clock; the FSM decides again with the leader's stamp.
-func saleOpen(it *raftstore.Item, now int64) bool {
-	return !it.Paused && now >= it.StartsAt && (it.EndsAt == 0 || now < it.EndsAt)
 }
 
 // call sends m to the item's actor, wherever it lives, and returns the
@@ -452,11 +409,11 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 		deadline = d
 	}
 	backoff := 5 * time.Millisecond
-	var last error = raftstore.ErrNotLeader
+	var last error = sale.ErrNotLeader
 	var ownerless time.Time // since when no node has owned the item
 	for {
 		if e.closed.Load() {
-			return nil, ErrClosed
+			return nil, sale.ErrClosed
 		}
 		pid := e.pid(id)
 		if pid == nil {
@@ -466,7 +423,7 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 			if ownerless.IsZero() {
 				ownerless = time.Now()
 			} else if time.Since(ownerless) > ownerlessMax {
-				return nil, fmt.Errorf("%w: no leader for item %s", raftstore.ErrUnavailable, id)
+				return nil, fmt.Errorf("%w: no leader for item %s", sale.ErrUnavailable, id)
 			}
 		} else {
 			ownerless = time.Time{}
@@ -475,13 +432,13 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 		if pid != nil && pid.Address != e.sys.Address() {
 			brk = e.breaker(pid.Address)
 			if !brk.Allow() {
-				return nil, fmt.Errorf("%w: node %s is failing (circuit open)", raftstore.ErrUnavailable, pid.Address)
+				return nil, fmt.Errorf("%w: node %s is failing (circuit open)", sale.ErrUnavailable, pid.Address)
 			}
 		}
 		if pid != nil {
 			left := time.Until(deadline)
 			if left <= 0 {
-				return nil, ErrTimeout
+				return nil, sale.ErrTimeout
 			}
 			var res any
 			var err error
@@ -511,14 +468,14 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 				// not have committed. Idempotent requests ask the new one.
 				e.cluster.PidCache.RemoveByValue(id, KindItem, pid)
 				if !idempotent {
-					return nil, raftstore.ErrUnknownOutcome
+					return nil, sale.ErrUnknownOutcome
 				}
-				last = raftstore.ErrUnknownOutcome
+				last = sale.ErrUnknownOutcome
 			case errors.Is(err, actor.ErrTimeout):
-				return nil, ErrTimeout
+				return nil, sale.ErrTimeout
 			case err != nil: // dead letter: the activation is gone
 				e.cluster.PidCache.RemoveByValue(id, KindItem, pid)
-				last = raftstore.ErrNotLeader
+				last = sale.ErrNotLeader
 			default:
 				reply, err := asMessage(res)
 				if err != nil {
@@ -528,8 +485,8 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 				if !ok {
 					return reply, nil
 				}
-				retry := errors.Is(rej.Err, raftstore.ErrNotLeader) ||
-					(idempotent && errors.Is(rej.Err, raftstore.ErrUnknownOutcome))
+				retry := errors.Is(rej.Err, sale.ErrNotLeader) ||
+					(idempotent && errors.Is(rej.Err, sale.ErrUnknownOutcome))
 				if !retry {
 					return reply, nil
 				}
@@ -538,14 +495,14 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 			}
 		}
 		if time.Until(deadline) < backoff {
-			if errors.Is(last, raftstore.ErrUnknownOutcome) {
+			if errors.Is(last, sale.ErrUnknownOutcome) {
 				return nil, last
 			}
-			return nil, fmt.Errorf("%w: no leader for item %s", raftstore.ErrUnavailable, id)
+			return nil, fmt.Errorf("%w: no leader for item %s", sale.ErrUnavailable, id)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ErrTimeout
+			return nil, sale.ErrTimeout
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 200*time.Millisecond)
@@ -663,7 +620,7 @@ func (e *Engine) pid(id string) *actor.PID {
 func (e *Engine) Order(ctx context.Context, id uint64) (orders.Order, bool, error) {
 	shard := orders.ShardOfID(id)
 	if shard >= e.store.Shards() {
-		return orders.Order{}, false, ErrOrderNotFound
+		return orders.Order{}, false, sale.ErrOrderNotFound
 	}
 	sh := e.store.Shard(shard)
 	if o, stored, ok := sh.FSM().LookupOrder(id); ok {
@@ -679,7 +636,7 @@ func (e *Engine) Order(ctx context.Context, id uint64) (orders.Order, bool, erro
 	}
 	o, err := e.sink.Get(ctx, id)
 	if errors.Is(err, orders.ErrNotFound) {
-		return orders.Order{}, false, ErrOrderNotFound
+		return orders.Order{}, false, sale.ErrOrderNotFound
 	}
 	if err != nil {
 		return orders.Order{}, false, err
@@ -693,17 +650,17 @@ const orderCatchUpMax = time.Second
 
 // Pay pays a user's order within its payment window, on the leader of the
 // order's shard. Paying twice is a no-op; paying an expired order is
-// raftstore.ErrOrderExpired.
+// sale.ErrOrderExpired.
 func (e *Engine) Pay(ctx context.Context, id uint64, user string) (orders.Order, error) {
 	o, _, err := e.Order(ctx, id)
 	if err != nil {
 		return orders.Order{}, err
 	}
 	if o.UserID != user {
-		return orders.Order{}, ErrOrderNotFound
+		return orders.Order{}, sale.ErrOrderNotFound
 	}
 	if e.store.Shard(orders.ShardOfID(id)).PayWindow() == 0 {
-		return orders.Order{}, ErrPaymentNotRequired
+		return orders.Order{}, sale.ErrPaymentNotRequired
 	}
 	reply, err := e.call(ctx, o.ItemID, &pay{orderID: id, userID: user}, true)
 	if err != nil {
@@ -713,8 +670,8 @@ func (e *Engine) Pay(ctx context.Context, id uint64, user string) (orders.Order,
 	case *Purchased:
 		return r.Order, nil
 	case *Rejected:
-		if errors.Is(r.Err, raftstore.ErrOrderNotFound) {
-			return orders.Order{}, ErrOrderNotFound
+		if errors.Is(r.Err, sale.ErrOrderNotFound) {
+			return orders.Order{}, sale.ErrOrderNotFound
 		}
 		return orders.Order{}, r.Err
 	}

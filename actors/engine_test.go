@@ -15,7 +15,7 @@ import (
 	"github.com/flashstock/flashstock/actors"
 	"github.com/flashstock/flashstock/internal/testutil"
 	"github.com/flashstock/flashstock/orders"
-	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/sale"
 )
 
 // engineConfig is actors.DefaultConfig with a request timeout no healthy
@@ -27,7 +27,7 @@ func engineConfig() *actors.Config {
 }
 
 type result struct {
-	req   actors.Request
+	req   sale.Request
 	order orders.Order
 	dup   bool
 	err   error
@@ -35,7 +35,7 @@ type result struct {
 
 // buyAll sends every request at once, each from its own goroutine, and
 // returns the answers in request order.
-func buyAll(e *actors.Engine, reqs []actors.Request) []result {
+func buyAll(e *actors.Engine, reqs []sale.Request) []result {
 	out := make([]result, len(reqs))
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -56,13 +56,13 @@ func buyAll(e *actors.Engine, reqs []actors.Request) []result {
 func TestEngineNeverOversells(t *testing.T) {
 	n := testutil.NewNode(t, testutil.NodeOptions{Engine: engineConfig()})
 	const stock, buyers, twice = 500, 1500, 500
-	n.CreateItem(t, raftstore.CreateItem{ID: "hot", Name: "Hot", Stock: stock, PerUserLimit: 1})
+	n.CreateItem(t, sale.Item{ID: "hot", Name: "Hot", Stock: stock, PerUserLimit: 1})
 
-	var reqs []actors.Request
+	var reqs []sale.Request
 	for u := 0; u < buyers; u++ {
-		reqs = append(reqs, actors.Request{ItemID: "hot", UserID: fmt.Sprint("user-", u), RequestID: rand.Text(), Quantity: 1})
+		reqs = append(reqs, sale.Request{ItemID: "hot", UserID: fmt.Sprint("user-", u), RequestID: rand.Text(), Quantity: 1})
 		if u < twice { // these users try a second time, with a new request ID
-			reqs = append(reqs, actors.Request{ItemID: "hot", UserID: fmt.Sprint("user-", u), RequestID: rand.Text(), Quantity: 1})
+			reqs = append(reqs, sale.Request{ItemID: "hot", UserID: fmt.Sprint("user-", u), RequestID: rand.Text(), Quantity: 1})
 		}
 	}
 	res := buyAll(n.Engine, reqs)
@@ -86,7 +86,7 @@ func TestEngineNeverOversells(t *testing.T) {
 			confirmedOrders = append(confirmedOrders, r.order)
 		case r.err == nil:
 			t.Errorf("Purchase(%+v) = duplicate; want a new order or a rejection (request IDs are unique)", r.req)
-		case !errors.Is(r.err, raftstore.ErrSoldOut) && !errors.Is(r.err, raftstore.ErrLimitExceeded):
+		case !errors.Is(r.err, sale.ErrSoldOut) && !errors.Is(r.err, sale.ErrLimitExceeded):
 			t.Errorf("Purchase(%+v) = %v; want nil, ErrSoldOut or ErrLimitExceeded", r.req, r.err)
 		}
 	}
@@ -126,36 +126,36 @@ func TestEngineNeverOversells(t *testing.T) {
 func TestEngineSoldOutFastPath(t *testing.T) {
 	n := testutil.NewNode(t, testutil.NodeOptions{Engine: engineConfig()})
 	ctx := context.Background()
-	n.CreateItem(t, raftstore.CreateItem{ID: "few", Stock: 3, PerUserLimit: 3})
-	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "few", UserID: "u1", Quantity: 2}); err != nil {
+	n.CreateItem(t, sale.Item{ID: "few", Stock: 3, PerUserLimit: 3})
+	if _, _, err := n.Engine.Purchase(ctx, sale.Request{ItemID: "few", UserID: "u1", Quantity: 2}); err != nil {
 		t.Fatalf("Purchase(2 of 3) = %v; want nil", err)
 	}
 	fsm := n.ShardOf("few").FSM()
 	applied := fsm.AppliedIndex()
 	tests := []struct {
 		name string
-		req  actors.Request
+		req  sale.Request
 	}{
-		{"more than remains", actors.Request{ItemID: "few", UserID: "u2", Quantity: 2}},
-		{"more than remains, with request id", actors.Request{ItemID: "few", UserID: "u2", RequestID: "r1", Quantity: 3}},
+		{"more than remains", sale.Request{ItemID: "few", UserID: "u2", Quantity: 2}},
+		{"more than remains, with request id", sale.Request{ItemID: "few", UserID: "u2", RequestID: "r1", Quantity: 3}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, _, err := n.Engine.Purchase(ctx, tc.req); !errors.Is(err, raftstore.ErrSoldOut) {
-				t.Errorf("Purchase(%+v) = %v; want %v", tc.req, err, raftstore.ErrSoldOut)
+			if _, _, err := n.Engine.Purchase(ctx, tc.req); !errors.Is(err, sale.ErrSoldOut) {
+				t.Errorf("Purchase(%+v) = %v; want %v", tc.req, err, sale.ErrSoldOut)
 			}
 		})
 	}
 	if got := fsm.AppliedIndex(); got != applied {
 		t.Errorf("AppliedIndex() = %d after answers larger than the stock; want %d (answered without Raft)", got, applied)
 	}
-	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "few", UserID: "u3", Quantity: 1}); err != nil {
+	if _, _, err := n.Engine.Purchase(ctx, sale.Request{ItemID: "few", UserID: "u3", Quantity: 1}); err != nil {
 		t.Fatalf("Purchase(last unit) = %v; want nil", err)
 	}
 	applied = fsm.AppliedIndex()
 	for i := 0; i < 100; i++ {
-		if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "few", UserID: fmt.Sprint("late-", i), Quantity: 1}); !errors.Is(err, raftstore.ErrSoldOut) {
-			t.Fatalf("Purchase(sold out) = %v; want %v", err, raftstore.ErrSoldOut)
+		if _, _, err := n.Engine.Purchase(ctx, sale.Request{ItemID: "few", UserID: fmt.Sprint("late-", i), Quantity: 1}); !errors.Is(err, sale.ErrSoldOut) {
+			t.Fatalf("Purchase(sold out) = %v; want %v", err, sale.ErrSoldOut)
 		}
 	}
 	if got := fsm.AppliedIndex(); got != applied {
@@ -175,33 +175,33 @@ func TestEngineRejections(t *testing.T) {
 	n := testutil.NewNode(t, testutil.NodeOptions{Engine: engineConfig(), Now: clk.Now})
 	ctx := context.Background()
 	now := clk.Now().UnixNano()
-	n.CreateItem(t, raftstore.CreateItem{ID: "open", Stock: 5, PerUserLimit: 2})
-	n.CreateItem(t, raftstore.CreateItem{ID: "other", Stock: 5, PerUserLimit: 2})
-	n.CreateItem(t, raftstore.CreateItem{ID: "upcoming", Stock: 5, PerUserLimit: 2, StartsAt: now + int64(time.Hour)})
-	n.CreateItem(t, raftstore.CreateItem{ID: "ended", Stock: 5, PerUserLimit: 2, StartsAt: now - int64(2*time.Hour), EndsAt: now - int64(time.Hour)})
-	n.CreateItem(t, raftstore.CreateItem{ID: "paused", Stock: 5, PerUserLimit: 2})
+	n.CreateItem(t, sale.Item{ID: "open", Stock: 5, PerUserLimit: 2})
+	n.CreateItem(t, sale.Item{ID: "other", Stock: 5, PerUserLimit: 2})
+	n.CreateItem(t, sale.Item{ID: "upcoming", Stock: 5, PerUserLimit: 2, StartsAt: now + int64(time.Hour)})
+	n.CreateItem(t, sale.Item{ID: "ended", Stock: 5, PerUserLimit: 2, StartsAt: now - int64(2*time.Hour), EndsAt: now - int64(time.Hour)})
+	n.CreateItem(t, sale.Item{ID: "paused", Stock: 5, PerUserLimit: 2})
 	if _, err := n.Engine.SetPaused(ctx, "paused", true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Engine.CreateItem(ctx, raftstore.CreateItem{ID: "open", Stock: 1, PerUserLimit: 1}); !errors.Is(err, raftstore.ErrItemExists) {
-		t.Errorf("CreateItem(%q) again = %v; want %v", "open", err, raftstore.ErrItemExists)
+	if _, err := n.Engine.CreateItem(ctx, sale.Item{ID: "open", Stock: 1, PerUserLimit: 1}); !errors.Is(err, sale.ErrItemExists) {
+		t.Errorf("CreateItem(%q) again = %v; want %v", "open", err, sale.ErrItemExists)
 	}
-	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "open", UserID: "u1", RequestID: "r1", Quantity: 1}); err != nil {
+	if _, _, err := n.Engine.Purchase(ctx, sale.Request{ItemID: "open", UserID: "u1", RequestID: "r1", Quantity: 1}); err != nil {
 		t.Fatalf("Purchase(open) = %v; want nil", err)
 	}
 	tests := []struct {
 		name string
-		req  actors.Request
+		req  sale.Request
 		want error
 	}{
-		{"unknown item", actors.Request{ItemID: "nope", UserID: "u1", Quantity: 1}, raftstore.ErrItemNotFound},
-		{"zero quantity", actors.Request{ItemID: "open", UserID: "u2", Quantity: 0}, raftstore.ErrInvalidQuantity},
-		{"negative quantity", actors.Request{ItemID: "open", UserID: "u2", Quantity: -1}, raftstore.ErrInvalidQuantity},
-		{"quantity over limit", actors.Request{ItemID: "open", UserID: "u2", Quantity: 3}, raftstore.ErrInvalidQuantity},
-		{"limit across purchases", actors.Request{ItemID: "open", UserID: "u1", Quantity: 2}, raftstore.ErrLimitExceeded},
-		{"before the start", actors.Request{ItemID: "upcoming", UserID: "u1", Quantity: 1}, raftstore.ErrNotOnSale},
-		{"after the end", actors.Request{ItemID: "ended", UserID: "u1", Quantity: 1}, raftstore.ErrNotOnSale},
-		{"paused", actors.Request{ItemID: "paused", UserID: "u1", Quantity: 1}, raftstore.ErrNotOnSale},
+		{"unknown item", sale.Request{ItemID: "nope", UserID: "u1", Quantity: 1}, sale.ErrItemNotFound},
+		{"zero quantity", sale.Request{ItemID: "open", UserID: "u2", Quantity: 0}, sale.ErrInvalidQuantity},
+		{"negative quantity", sale.Request{ItemID: "open", UserID: "u2", Quantity: -1}, sale.ErrInvalidQuantity},
+		{"quantity over limit", sale.Request{ItemID: "open", UserID: "u2", Quantity: 3}, sale.ErrInvalidQuantity},
+		{"limit across purchases", sale.Request{ItemID: "open", UserID: "u1", Quantity: 2}, sale.ErrLimitExceeded},
+		{"before the start", sale.Request{ItemID: "upcoming", UserID: "u1", Quantity: 1}, sale.ErrNotOnSale},
+		{"after the end", sale.Request{ItemID: "ended", UserID: "u1", Quantity: 1}, sale.ErrNotOnSale},
+		{"paused", sale.Request{ItemID: "paused", UserID: "u1", Quantity: 1}, sale.ErrNotOnSale},
 	}
 	before := map[string]int64{}
 	for _, id := range []string{"open", "other", "upcoming", "ended", "paused"} {
@@ -222,23 +222,23 @@ func TestEngineRejections(t *testing.T) {
 	}
 	// The sale window follows the injected clock, on both the engine and the leader.
 	clk.Advance(time.Hour)
-	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "upcoming", UserID: "u1", Quantity: 1}); err != nil {
+	if _, _, err := n.Engine.Purchase(ctx, sale.Request{ItemID: "upcoming", UserID: "u1", Quantity: 1}); err != nil {
 		t.Errorf("Purchase(upcoming) at its start = %v; want nil", err)
 	}
 	if _, err := n.Engine.SetPaused(ctx, "paused", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "paused", UserID: "u1", Quantity: 1}); err != nil {
+	if _, _, err := n.Engine.Purchase(ctx, sale.Request{ItemID: "paused", UserID: "u1", Quantity: 1}); err != nil {
 		t.Errorf("Purchase(resumed) = %v; want nil", err)
 	}
-	if it, err := n.Engine.Restock(ctx, "open", -100); !errors.Is(err, raftstore.ErrInvalidStock) {
-		t.Errorf("Restock(%q, -100) = %+v, %v; want %v", "open", it, err, raftstore.ErrInvalidStock)
+	if it, err := n.Engine.Restock(ctx, "open", -100); !errors.Is(err, sale.ErrInvalidStock) {
+		t.Errorf("Restock(%q, -100) = %+v, %v; want %v", "open", it, err, sale.ErrInvalidStock)
 	}
 	if it, err := n.Engine.Restock(ctx, "open", 10); err != nil || it.Remaining != 14 {
 		t.Errorf("Restock(%q, 10) = %+v, %v; want remaining 14", "open", it, err)
 	}
-	if _, err := n.Engine.Item(ctx, "nope"); !errors.Is(err, raftstore.ErrItemNotFound) {
-		t.Errorf("Item(%q) = %v; want %v", "nope", err, raftstore.ErrItemNotFound)
+	if _, err := n.Engine.Item(ctx, "nope"); !errors.Is(err, sale.ErrItemNotFound) {
+		t.Errorf("Item(%q) = %v; want %v", "nope", err, sale.ErrItemNotFound)
 	}
 }
 
@@ -251,10 +251,10 @@ func TestEngineClockInThePast(t *testing.T) {
 	ec := engineConfig()
 	n := testutil.NewNode(t, testutil.NodeOptions{Engine: ec, Now: clk.Now})
 	ctx := context.Background()
-	if _, err := n.Engine.CreateItem(ctx, raftstore.CreateItem{ID: "a", Stock: 5, PerUserLimit: 1}); err != nil {
+	if _, err := n.Engine.CreateItem(ctx, sale.Item{ID: "a", Stock: 5, PerUserLimit: 1}); err != nil {
 		t.Fatalf("CreateItem with a clock at 2026-01-01 = %v; want nil", err)
 	}
-	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "a", UserID: "u1", Quantity: 1}); err != nil {
+	if _, _, err := n.Engine.Purchase(ctx, sale.Request{ItemID: "a", UserID: "u1", Quantity: 1}); err != nil {
 		t.Errorf("Purchase with a clock at 2026-01-01 = %v; want nil", err)
 	}
 }
@@ -264,14 +264,14 @@ func TestEngineBacklogFull(t *testing.T) {
 	ec.MaxUnflushed = 2
 	n := testutil.NewNode(t, testutil.NodeOptions{Engine: ec, NoFlusher: true, Shards: 1})
 	ctx := context.Background()
-	n.CreateItem(t, raftstore.CreateItem{ID: "a", Stock: 10, PerUserLimit: 1})
+	n.CreateItem(t, sale.Item{ID: "a", Stock: 10, PerUserLimit: 1})
 	for i := 0; i < 2; i++ {
-		if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "a", UserID: fmt.Sprint("u", i), Quantity: 1}); err != nil {
+		if _, _, err := n.Engine.Purchase(ctx, sale.Request{ItemID: "a", UserID: fmt.Sprint("u", i), Quantity: 1}); err != nil {
 			t.Fatalf("Purchase #%d = %v; want nil", i, err)
 		}
 	}
-	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "a", UserID: "u9", Quantity: 1}); !errors.Is(err, actors.ErrBacklogFull) {
-		t.Errorf("Purchase with 2 unflushed orders and MaxUnflushed 2 = %v; want %v", err, actors.ErrBacklogFull)
+	if _, _, err := n.Engine.Purchase(ctx, sale.Request{ItemID: "a", UserID: "u9", Quantity: 1}); !errors.Is(err, sale.ErrBacklogFull) {
+		t.Errorf("Purchase with 2 unflushed orders and MaxUnflushed 2 = %v; want %v", err, sale.ErrBacklogFull)
 	}
 	if got, _ := n.ShardOf("a").FSM().Remaining("a"); got != 8 {
 		t.Errorf("Remaining(%q) = %d; want 8", "a", got)
@@ -296,7 +296,7 @@ func TestEngineOverloaded(t *testing.T) {
 	}
 }
 
-// testOverloaded sends bursts until one is answered ErrOverloaded in part
+// testOverloaded sends bursts until one is answered sale.ErrOverloaded in part
 // (overload depends on timing), checking the accounting of every burst:
 // each purchase is confirmed or rejected, an overloaded one is not applied,
 // and the confirmed ones are exactly what the FSM sold.
@@ -304,25 +304,25 @@ func testOverloaded(t *testing.T, n *testutil.Node) {
 	const stock, buyers = 300, 600
 	for attempt := 0; attempt < 10; attempt++ {
 		id := fmt.Sprint("burst-", attempt)
-		n.CreateItem(t, raftstore.CreateItem{ID: id, Stock: stock, PerUserLimit: 1})
-		var reqs []actors.Request
+		n.CreateItem(t, sale.Item{ID: id, Stock: stock, PerUserLimit: 1})
+		var reqs []sale.Request
 		for u := 0; u < buyers; u++ {
-			reqs = append(reqs, actors.Request{ItemID: id, UserID: fmt.Sprint("u", u), RequestID: fmt.Sprint("r", u), Quantity: 1})
+			reqs = append(reqs, sale.Request{ItemID: id, UserID: fmt.Sprint("u", u), RequestID: fmt.Sprint("r", u), Quantity: 1})
 		}
 		var confirmed, overloaded, soldOut int
 		for _, r := range buyAll(n.Engine, reqs) {
 			switch {
 			case r.err == nil && !r.dup:
 				confirmed++
-			case errors.Is(r.err, actors.ErrOverloaded):
+			case errors.Is(r.err, sale.ErrOverloaded):
 				overloaded++
 				if _, ok := n.ShardOf(id).FSM().LookupRequest(id, r.req.UserID, r.req.RequestID); ok {
-					t.Errorf("Purchase(%+v) = ErrOverloaded, but the FSM holds its order; want not applied", r.req)
+					t.Errorf("Purchase(%+v) = sale.ErrOverloaded, but the FSM holds its order; want not applied", r.req)
 				}
-			case errors.Is(r.err, raftstore.ErrSoldOut):
+			case errors.Is(r.err, sale.ErrSoldOut):
 				soldOut++
 			default:
-				t.Errorf("Purchase(%+v) = dup %v, %v; want confirmed, ErrOverloaded or ErrSoldOut", r.req, r.dup, r.err)
+				t.Errorf("Purchase(%+v) = dup %v, %v; want confirmed, sale.ErrOverloaded or ErrSoldOut", r.req, r.dup, r.err)
 			}
 		}
 		if got := confirmed + overloaded + soldOut; got != buyers {
@@ -337,14 +337,14 @@ func testOverloaded(t *testing.T, n *testutil.Node) {
 			return
 		}
 	}
-	t.Errorf("%d concurrent buyers were never answered ErrOverloaded in 10 bursts", buyers)
+	t.Errorf("%d concurrent buyers were never answered sale.ErrOverloaded in 10 bursts", buyers)
 }
 
 func TestEngineIdempotentRetry(t *testing.T) {
 	n := testutil.NewNode(t, testutil.NodeOptions{Engine: engineConfig()})
 	ctx := context.Background()
-	n.CreateItem(t, raftstore.CreateItem{ID: "one", Stock: 1, PerUserLimit: 1})
-	req := actors.Request{ItemID: "one", UserID: "u1", RequestID: "r1", Quantity: 1}
+	n.CreateItem(t, sale.Item{ID: "one", Stock: 1, PerUserLimit: 1})
+	req := sale.Request{ItemID: "one", UserID: "u1", RequestID: "r1", Quantity: 1}
 	first, dup, err := n.Engine.Purchase(ctx, req)
 	if err != nil || dup {
 		t.Fatalf("Purchase(%+v) = %v, %v; want a new order", req, dup, err)
@@ -356,15 +356,15 @@ func TestEngineIdempotentRetry(t *testing.T) {
 			t.Errorf("retry %d: Purchase(%+v) = %+v, %v, %v; want %+v, true, nil", i, req, got, dup, err, first)
 		}
 	}
-	if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "one", UserID: "u2", RequestID: "r1", Quantity: 1}); !errors.Is(err, raftstore.ErrSoldOut) {
-		t.Errorf("Purchase by another user = %v; want %v", err, raftstore.ErrSoldOut)
+	if _, _, err := n.Engine.Purchase(ctx, sale.Request{ItemID: "one", UserID: "u2", RequestID: "r1", Quantity: 1}); !errors.Is(err, sale.ErrSoldOut) {
+		t.Errorf("Purchase by another user = %v; want %v", err, sale.ErrSoldOut)
 	}
 
 	// Concurrent retries of one request: one order, the rest duplicates.
-	n.CreateItem(t, raftstore.CreateItem{ID: "ten", Stock: 10, PerUserLimit: 1})
-	same := make([]actors.Request, 50)
+	n.CreateItem(t, sale.Item{ID: "ten", Stock: 10, PerUserLimit: 1})
+	same := make([]sale.Request, 50)
 	for i := range same {
-		same[i] = actors.Request{ItemID: "ten", UserID: "u2", RequestID: "r2", Quantity: 1}
+		same[i] = sale.Request{ItemID: "ten", UserID: "u2", RequestID: "r2", Quantity: 1}
 	}
 	var orig uint64
 	news := 0
@@ -405,8 +405,8 @@ func TestEngineIdempotentRetry(t *testing.T) {
 		t.Errorf("retry after flush: Purchase = %+v, %v, %v; want order %d, duplicate", got, dup, err, first.ID)
 	}
 	for _, id := range []uint64{first.ID + 1, orders.MakeID(200, 1, 0)} {
-		if _, _, err := n.Engine.Order(ctx, id); !errors.Is(err, actors.ErrOrderNotFound) {
-			t.Errorf("Order(%d) = %v; want %v", id, err, actors.ErrOrderNotFound)
+		if _, _, err := n.Engine.Order(ctx, id); !errors.Is(err, sale.ErrOrderNotFound) {
+			t.Errorf("Order(%d) = %v; want %v", id, err, sale.ErrOrderNotFound)
 		}
 	}
 }
@@ -419,7 +419,7 @@ func TestEngineCloseAnswersEveryone(t *testing.T) {
 	ec.BatchMax = 16 // many rounds, so that Close lands mid-sale
 	n := testutil.NewNode(t, testutil.NodeOptions{Engine: ec})
 	const buyers = 1000
-	n.CreateItem(t, raftstore.CreateItem{ID: "c", Stock: 1 << 30, PerUserLimit: 1})
+	n.CreateItem(t, sale.Item{ID: "c", Stock: 1 << 30, PerUserLimit: 1})
 	fsm := n.ShardOf("c").FSM()
 
 	results := make(chan result, buyers)
@@ -428,7 +428,7 @@ func TestEngineCloseAnswersEveryone(t *testing.T) {
 	for u := 0; u < buyers; u++ {
 		go func() {
 			<-start
-			r := actors.Request{ItemID: "c", UserID: fmt.Sprint("u", u), Quantity: 1}
+			r := sale.Request{ItemID: "c", UserID: fmt.Sprint("u", u), Quantity: 1}
 			o, dup, err := n.Engine.Purchase(context.Background(), r)
 			results <- result{r, o, dup, err} // buffered: never blocks
 			returned.Add(1)
@@ -456,16 +456,16 @@ func TestEngineCloseAnswersEveryone(t *testing.T) {
 			if bought != 1 {
 				t.Errorf("Purchase(%s) confirmed, but Bought = %d; want 1", r.req.UserID, bought)
 			}
-		case errors.Is(r.err, raftstore.ErrUnknownOutcome):
+		case errors.Is(r.err, sale.ErrUnknownOutcome):
 			kinds["unknown outcome"]++
-		case errors.Is(r.err, actors.ErrClosed), errors.Is(r.err, raftstore.ErrNotLeader), errors.Is(r.err, raftstore.ErrUnavailable):
+		case errors.Is(r.err, sale.ErrClosed), errors.Is(r.err, sale.ErrNotLeader), errors.Is(r.err, sale.ErrUnavailable):
 			kinds[fmt.Sprint(r.err)]++
 			if bought != 0 {
 				t.Errorf("Purchase(%s) = %v (not applied), but Bought = %d; want 0", r.req.UserID, r.err, bought)
 			}
 		default:
 			kinds[fmt.Sprint(r.err)]++
-			t.Errorf("Purchase(%s) during Close = %v; want nil, ErrClosed, ErrNotLeader, ErrUnavailable or ErrUnknownOutcome", r.req.UserID, r.err)
+			t.Errorf("Purchase(%s) during Close = %v; want nil, sale.ErrClosed, ErrNotLeader, ErrUnavailable or ErrUnknownOutcome", r.req.UserID, r.err)
 		}
 	}
 	t.Logf("answers: %v", kinds)
@@ -473,8 +473,8 @@ func TestEngineCloseAnswersEveryone(t *testing.T) {
 	if sold := int64(1<<30) - remaining; int64(confirmed) > sold || kinds["unknown outcome"] == 0 && int64(confirmed) != sold {
 		t.Errorf("%d confirmed answers; FSM sold %d", confirmed, sold)
 	}
-	if _, _, err := n.Engine.Purchase(context.Background(), actors.Request{ItemID: "c", UserID: "late", Quantity: 1}); !errors.Is(err, actors.ErrClosed) {
-		t.Errorf("Purchase after Close = %v; want %v", err, actors.ErrClosed)
+	if _, _, err := n.Engine.Purchase(context.Background(), sale.Request{ItemID: "c", UserID: "late", Quantity: 1}); !errors.Is(err, sale.ErrClosed) {
+		t.Errorf("Purchase after Close = %v; want %v", err, sale.ErrClosed)
 	}
 	if err := n.Engine.Close(ctx); err != nil {
 		t.Errorf("second Close() = %v; want nil", err)
@@ -511,7 +511,7 @@ func TestEngineConfigValidate(t *testing.T) {
 
 func BenchmarkEnginePurchase(b *testing.B) {
 	n := testutil.NewNode(b, testutil.NodeOptions{Shards: 1})
-	n.CreateItem(b, raftstore.CreateItem{ID: "bench", Stock: math.MaxInt64 / 2, PerUserLimit: 1})
+	n.CreateItem(b, sale.Item{ID: "bench", Stock: math.MaxInt64 / 2, PerUserLimit: 1})
 	var user atomic.Int64
 	var failed atomic.Int64
 	b.SetParallelism(64) // shoppers per CPU: enough to fill group-commit batches
@@ -521,7 +521,7 @@ func BenchmarkEnginePurchase(b *testing.B) {
 		ctx := context.Background()
 		for pb.Next() {
 			u := fmt.Sprint("u", user.Add(1))
-			if _, _, err := n.Engine.Purchase(ctx, actors.Request{ItemID: "bench", UserID: u, RequestID: u, Quantity: 1}); err != nil {
+			if _, _, err := n.Engine.Purchase(ctx, sale.Request{ItemID: "bench", UserID: u, RequestID: u, Quantity: 1}); err != nil {
 				failed.Add(1)
 			}
 		}

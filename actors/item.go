@@ -9,10 +9,11 @@ import (
 
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/sale"
 )
 
 // Purchase asks an item actor to buy. The reply is *Purchased or *Rejected.
-type Purchase struct{ Request Request }
+type Purchase struct{ Request sale.Request }
 
 // Purchased is the reply for a committed purchase.
 type Purchased struct {
@@ -21,8 +22,8 @@ type Purchased struct {
 }
 
 // Rejected is the reply for a purchase that did not happen (a business
-// outcome such as raftstore.ErrSoldOut, or an admission error such as
-// ErrOverloaded), or whose outcome is unknown (raftstore.ErrUnknownOutcome).
+// outcome such as sale.ErrSoldOut, or an admission error such as
+// sale.ErrOverloaded), or whose outcome is unknown (sale.ErrUnknownOutcome).
 type Rejected struct{ Err error }
 
 // batchApplied tells the actor one of its in-flight entries is done and
@@ -37,7 +38,7 @@ type waiting struct {
 	sender *actor.PID
 	callID uint64
 	local  *localPurchase
-	req    Request
+	req    sale.Request
 }
 
 // itemActor owns the admission state of one item on the shard leader:
@@ -82,7 +83,7 @@ func (a *itemActor) Receive(ctx actor.Context) {
 		// Not yet sent to Raft: a definite "not applied".
 		ans := answers{e: a.e}
 		for _, w := range a.queue {
-			ans.add(w, &Rejected{Err: raftstore.ErrNotLeader})
+			ans.add(w, &Rejected{Err: sale.ErrNotLeader})
 		}
 		ans.send()
 		a.queue = nil
@@ -94,7 +95,7 @@ func (a *itemActor) Receive(ctx actor.Context) {
 func (a *itemActor) enqueue(ctx actor.Context, w waiting) {
 	if len(a.queue) >= a.e.cfg.QueueMax {
 		ans := answers{e: a.e}
-		ans.add(w, &Rejected{Err: ErrOverloaded})
+		ans.add(w, &Rejected{Err: sale.ErrOverloaded})
 		ans.send()
 		return
 	}
@@ -108,21 +109,21 @@ func (a *itemActor) receive(ctx actor.Context, sender *actor.PID, msg message) {
 		a.enqueue(ctx, waiting{sender: sender, req: m.Request})
 	case *getItem:
 		if !a.shard.Ready() {
-			a.e.reply(sender, &Rejected{Err: raftstore.ErrNotLeader})
+			a.e.reply(sender, &Rejected{Err: sale.ErrNotLeader})
 			return
 		}
 		it, ok := a.shard.FSM().Item(a.id)
 		if !ok {
-			a.e.reply(sender, &Rejected{Err: raftstore.ErrItemNotFound})
+			a.e.reply(sender, &Rejected{Err: sale.ErrItemNotFound})
 			return
 		}
 		a.e.reply(sender, &itemReply{item: it})
 	case *createItem:
-		a.admin(sender, func(sh *raftstore.Shard) (raftstore.Item, error) { return sh.CreateItem(m.cmd) })
+		a.admin(sender, func(sh *raftstore.Shard) (sale.Item, error) { return sh.CreateItem(m.cmd) })
 	case *restock:
-		a.admin(sender, func(sh *raftstore.Shard) (raftstore.Item, error) { return sh.Restock(a.id, m.delta) })
+		a.admin(sender, func(sh *raftstore.Shard) (sale.Item, error) { return sh.Restock(a.id, m.delta) })
 	case *setPaused:
-		a.admin(sender, func(sh *raftstore.Shard) (raftstore.Item, error) { return sh.SetPaused(a.id, m.paused) })
+		a.admin(sender, func(sh *raftstore.Shard) (sale.Item, error) { return sh.SetPaused(a.id, m.paused) })
 	case *pay:
 		e, sh := a.e, a.shard
 		e.applies.Add(1)
@@ -136,13 +137,13 @@ func (a *itemActor) receive(ctx actor.Context, sender *actor.PID, msg message) {
 			e.reply(sender, &Purchased{Order: o})
 		}()
 	default:
-		a.e.reply(sender, &Rejected{Err: raftstore.ErrUnavailable})
+		a.e.reply(sender, &Rejected{Err: sale.ErrUnavailable})
 	}
 }
 
 // admin applies an admin command on its own goroutine, so that the Raft
 // round does not hold up purchases, and answers the caller.
-func (a *itemActor) admin(sender *actor.PID, apply func(*raftstore.Shard) (raftstore.Item, error)) {
+func (a *itemActor) admin(sender *actor.PID, apply func(*raftstore.Shard) (sale.Item, error)) {
 	e, sh := a.e, a.shard
 	e.applies.Add(1)
 	go func() {
@@ -184,7 +185,7 @@ func (a *itemActor) flushOne(ctx actor.Context) bool {
 		q := int64(w.req.Quantity)
 		switch {
 		case !ok:
-			ans.add(w, &Rejected{Err: raftstore.ErrItemNotFound})
+			ans.add(w, &Rejected{Err: sale.ErrItemNotFound})
 		case len(batch) == a.e.cfg.BatchMax:
 			keep = append(keep, w)
 		case q > remaining:
@@ -217,7 +218,7 @@ func (a *itemActor) answerSoldOut(ans *answers, w waiting) {
 			return
 		}
 	}
-	ans.add(w, &Rejected{Err: raftstore.ErrSoldOut})
+	ans.add(w, &Rejected{Err: sale.ErrSoldOut})
 }
 
 // apply replicates a batch on its own goroutine, owned by the engine's
@@ -245,8 +246,8 @@ func (a *itemActor) apply(self *actor.PID, batch []waiting, units int64) {
 			switch {
 			case err != nil:
 				reply = &Rejected{Err: err}
-			case res[i].Outcome == raftstore.OutcomeConfirmed || res[i].Outcome == raftstore.OutcomeDuplicate:
-				reply = &Purchased{Order: res[i].Order, Duplicate: res[i].Outcome == raftstore.OutcomeDuplicate}
+			case res[i].Outcome == sale.OutcomeConfirmed || res[i].Outcome == sale.OutcomeDuplicate:
+				reply = &Purchased{Order: res[i].Order, Duplicate: res[i].Outcome == sale.OutcomeDuplicate}
 			default:
 				reply = &Rejected{Err: res[i].Outcome.Err()}
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"time"
 
 	"github.com/flashstock/flashstock/orders"
 )
@@ -45,24 +44,6 @@ func (e *Engine) UserOrders(ctx context.Context, user string, limit int) ([]orde
 	return out, nil
 }
 
-// ItemReconciliation compares one item's sales in Raft with the order store.
-type ItemReconciliation struct {
-	ItemID    string `json:"item_id"`
-	Shard     int    `json:"shard"`
-	RaftSold  int64  `json:"raft_sold"`  // units sold in the Raft state machine
-	Unflushed int64  `json:"unflushed"`  // of those, not yet in the order store
-	StoreSold int64  `json:"store_sold"` // units in the order store
-	Diff      int64  `json:"diff"`       // raft_sold - unflushed - store_sold; 0 when consistent
-}
-
-// Reconciliation is the report of Reconcile.
-type Reconciliation struct {
-	CheckedAt     time.Time            `json:"checked_at"`
-	Items         []ItemReconciliation `json:"items"`
-	Differences   int                  `json:"differences"`
-	SkippedShards []int                `json:"skipped_shards"` // no current replica on this node
-}
-
 // Reconcile compares, per item, the units sold in Raft with the orders in
 // the order store, and reports every difference. Orders still waiting to
 // be flushed are accounted for; mid-sale, an order confirmed or flushed
@@ -70,8 +51,8 @@ type Reconciliation struct {
 // drains there must be none. A lasting difference means an order is
 // missing from, or extra in, the store. Shards this node holds no current
 // replica of are skipped (ask a node that does).
-func (e *Engine) Reconcile(ctx context.Context) (Reconciliation, error) {
-	rep := Reconciliation{CheckedAt: e.now().UTC(), Items: []ItemReconciliation{}, SkippedShards: []int{}}
+func (e *Engine) Reconcile(ctx context.Context) (orders.Reconciliation, error) {
+	rep := orders.Reconciliation{CheckedAt: e.now().UTC(), Items: []orders.ItemReconciliation{}, SkippedShards: []int{}}
 	type shardView struct {
 		shard   int
 		sold    map[string]int64
@@ -98,7 +79,7 @@ func (e *Engine) Reconcile(ctx context.Context) (Reconciliation, error) {
 	}
 	for _, v := range views {
 		for id, sold := range v.sold {
-			r := ItemReconciliation{ItemID: id, Shard: v.shard, RaftSold: sold, Unflushed: v.pending[id], StoreSold: stored[id]}
+			r := orders.ItemReconciliation{ItemID: id, Shard: v.shard, RaftSold: sold, Unflushed: v.pending[id], StoreSold: stored[id]}
 			r.Diff = r.RaftSold - r.Unflushed - r.StoreSold
 			if r.Diff != 0 {
 				rep.Differences++
@@ -119,7 +100,7 @@ func (e *Engine) Reconcile(ctx context.Context) (Reconciliation, error) {
 	}
 	for id, units := range stored {
 		if shard := e.store.ShardFor(id); !known[id] && !skipped[shard] && units != 0 {
-			rep.Items = append(rep.Items, ItemReconciliation{ItemID: id, Shard: shard, StoreSold: units, Diff: -units})
+			rep.Items = append(rep.Items, orders.ItemReconciliation{ItemID: id, Shard: shard, StoreSold: units, Diff: -units})
 			rep.Differences++
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/sale"
 )
 
 // Purchases to an item owned by another node do not wait on protoactor
@@ -127,7 +127,7 @@ func (r *router) Stop(*actor.PID) {}
 // the answer, for at most timeout. It gives up early when ctx ends or when
 // the placement says another node owns the item now (errOwnerMoved): the
 // old owner may be dead, and its answer would never come.
-func (e *Engine) callRemote(ctx context.Context, itemID string, pid *actor.PID, req Request, timeout time.Duration) (message, error) {
+func (e *Engine) callRemote(ctx context.Context, itemID string, pid *actor.PID, req sale.Request, timeout time.Duration) (message, error) {
 	id, ch := e.router.register()
 	defer e.router.forget(id)
 	e.sys.Root.RequestWithCustomSender(pid, encode(&purchaseCall{id: id, req: req}), e.router.pid)
@@ -137,7 +137,7 @@ func (e *Engine) callRemote(ctx context.Context, itemID string, pid *actor.PID, 
 // localPurchase is a purchase from this node to an item actor on this
 // node. Its answer goes straight to the caller's channel: no future either.
 type localPurchase struct {
-	req   Request
+	req   sale.Request
 	reply chan message // buffered for one
 }
 
@@ -153,7 +153,7 @@ func (lp *localPurchase) answer(m message) {
 // the answer, for at most timeout, or until this node no longer owns the
 // item (errOwnerMoved: the actor was stopped, and whatever its mailbox held
 // is dropped).
-func (e *Engine) callLocal(ctx context.Context, itemID string, pid *actor.PID, req Request, timeout time.Duration) (message, error) {
+func (e *Engine) callLocal(ctx context.Context, itemID string, pid *actor.PID, req sale.Request, timeout time.Duration) (message, error) {
 	lp := &localPurchase{req: req, reply: make(chan message, 1)}
 	e.sys.Root.Send(pid, lp)
 	return waitAnswer(ctx, e, lp.reply, itemID, pid, timeout)
@@ -206,7 +206,7 @@ func (e *Engine) onDeadLetter(ev any) {
 		return
 	}
 	if lp, ok := dl.Message.(*localPurchase); ok {
-		lp.answer(&Rejected{Err: raftstore.ErrNotLeader})
+		lp.answer(&Rejected{Err: sale.ErrNotLeader})
 		return
 	}
 	if dl.Sender == nil {
@@ -218,7 +218,7 @@ func (e *Engine) onDeadLetter(ev any) {
 	}
 	if m, err := decode(bv); err == nil {
 		pc := m.(*purchaseCall)
-		e.sys.Root.Send(dl.Sender, encode(replies{{id: pc.id, msg: &Rejected{Err: raftstore.ErrNotLeader}}}))
+		e.sys.Root.Send(dl.Sender, encode(replies{{id: pc.id, msg: &Rejected{Err: sale.ErrNotLeader}}}))
 	}
 }
 

@@ -7,7 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/sale"
 )
 
 // TestRouterDeliversOnceAndDropsLateAnswers: an answer reaches its call
@@ -22,16 +22,16 @@ func TestRouterDeliversOnceAndDropsLateAnswers(t *testing.T) {
 	}
 	r.forget(b) // the caller of b gave up
 	msg := encode(replies{
-		{id: a, msg: &Rejected{Err: raftstore.ErrSoldOut}},
-		{id: b, msg: &Rejected{Err: raftstore.ErrSoldOut}},
-		{id: a, msg: &Rejected{Err: ErrOverloaded}}, // a duplicate: dropped
+		{id: a, msg: &Rejected{Err: sale.ErrSoldOut}},
+		{id: b, msg: &Rejected{Err: sale.ErrSoldOut}},
+		{id: a, msg: &Rejected{Err: sale.ErrOverloaded}}, // a duplicate: dropped
 	})
 	r.SendUserMessage(r.pid, &actor.MessageEnvelope{Message: msg})
 	r.SendUserMessage(r.pid, &actor.DeadLetterResponse{})                    // uncorrelated: ignored
 	r.SendUserMessage(r.pid, &wrapperspb.BytesValue{Value: []byte{0xff, 1}}) // malformed: ignored
 	select {
 	case m := <-cha:
-		if rej, ok := m.(*Rejected); !ok || rej.Err != raftstore.ErrSoldOut {
+		if rej, ok := m.(*Rejected); !ok || rej.Err != sale.ErrSoldOut {
 			t.Fatalf("call a got %#v; want the first answer, sold out", m)
 		}
 	default:

@@ -11,6 +11,7 @@ import (
 	"github.com/flashstock/flashstock/internal/wire"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/sale"
 )
 
 // Messages between nodes travel as a protobuf BytesValue holding our own
@@ -41,34 +42,8 @@ const (
 	msgReplies      msgKind = 11
 )
 
-// errCodes maps the errors that cross the wire to stable numbers.
-var errCodes = []error{
-	1: raftstore.ErrSoldOut,
-	2: raftstore.ErrLimitExceeded,
-	3: raftstore.ErrNotOnSale,
-	4: raftstore.ErrItemNotFound,
-	5: raftstore.ErrInvalidQuantity,
-	// 6 is retired (request ID conflict); numbers are never reused.
-	7:  ErrOverloaded,
-	8:  ErrBacklogFull,
-	9:  raftstore.ErrNotLeader,
-	10: raftstore.ErrUnavailable,
-	11: raftstore.ErrUnknownOutcome,
-	12: ErrClosed,
-	13: raftstore.ErrItemExists,
-	14: raftstore.ErrInvalidStock,
-	15: raftstore.ErrOrderNotFound,
-	16: raftstore.ErrOrderExpired,
-}
-
-func errCode(err error) uint64 {
-	for i, e := range errCodes {
-		if e != nil && errors.Is(err, e) {
-			return uint64(i)
-		}
-	}
-	return 10 // unavailable: an error we cannot name is a failure to serve
-}
+// Errors cross the wire as their number in sale's error table
+// (sale.WireOf, sale.FromWire).
 
 var errBadMessage = errors.New("actors: malformed message")
 
@@ -79,7 +54,7 @@ type message interface{}
 type getItem struct{}
 
 // itemReply carries an item.
-type itemReply struct{ item raftstore.Item }
+type itemReply struct{ item sale.Item }
 
 // createItem, restock and setPaused are admin commands applied by the
 // item's owner.
@@ -97,7 +72,7 @@ type pay struct {
 // message to the sender's router under the call's id.
 type purchaseCall struct {
 	id  uint64
-	req Request
+	req sale.Request
 }
 
 // replies carries answers to purchase calls, for one router.
@@ -219,7 +194,7 @@ func decode(v *wrapperspb.BytesValue) (message, error) {
 	return m, nil
 }
 
-func appendRequest(b []byte, q *Request) []byte {
+func appendRequest(b []byte, q *sale.Request) []byte {
 	b = wire.AppendString(b, q.ItemID)
 	b = wire.AppendString(b, q.UserID)
 	b = wire.AppendString(b, q.RequestID)
@@ -235,7 +210,7 @@ func appendReply(b []byte, m message) []byte {
 		return appendOrder(b, &m.Order)
 	case *Rejected:
 		b = append(b, byte(msgRejected))
-		return binary.AppendUvarint(b, errCode(m.Err))
+		return binary.AppendUvarint(b, uint64(sale.WireOf(m.Err)))
 	}
 	panic(fmt.Sprintf("actors: reply %T", m))
 }
@@ -257,7 +232,7 @@ func appendOrder(b []byte, o *orders.Order) []byte {
 	return binary.AppendVarint(b, payBy)
 }
 
-func appendItem(b []byte, it *raftstore.Item) []byte {
+func appendItem(b []byte, it *sale.Item) []byte {
 	b = wire.AppendString(b, it.ID)
 	b = wire.AppendString(b, it.Name)
 	b = binary.AppendVarint(b, it.Stock)
@@ -275,8 +250,8 @@ type reader struct{ wire.Reader }
 // strMax bounds strings in messages.
 const strMax = 1024
 
-func (r *reader) request() Request {
-	var q Request
+func (r *reader) request() sale.Request {
+	var q sale.Request
 	q.ItemID = r.String(strMax)
 	q.UserID = r.String(strMax)
 	q.RequestID = r.String(strMax)
@@ -298,10 +273,13 @@ func (r *reader) reply() message {
 		return p
 	case msgRejected:
 		c := r.Uvarint()
-		if c >= uint64(len(errCodes)) || errCodes[c] == nil {
-			return nil
+		err, ok := sale.FromWire(uint8(c))
+		if c > 255 || !ok {
+			// A number from a newer version: the caller cannot tell what
+			// happened, so it must not report a definite answer.
+			err = sale.ErrUnknownOutcome
 		}
-		return &Rejected{Err: errCodes[c]}
+		return &Rejected{Err: err}
 	}
 	return nil
 }
@@ -323,8 +301,8 @@ func (r *reader) order() orders.Order {
 	return o
 }
 
-func (r *reader) item() raftstore.Item {
-	var it raftstore.Item
+func (r *reader) item() sale.Item {
+	var it sale.Item
 	it.ID = r.String(strMax)
 	it.Name = r.String(strMax)
 	it.Stock = r.Varint()

@@ -9,23 +9,24 @@ import (
 
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/sale"
 )
 
 func wireSamples() []message {
 	o := orders.Order{ID: 42, ItemID: "i", UserID: "u", RequestID: "r", Quantity: 2, Status: orders.StatusConfirmed,
 		CreatedAt: time.Unix(0, 1700000000123456789).UTC(), Shard: 3, LogIndex: 9, PayBy: time.Unix(0, 1700000900000000000).UTC()}
 	return []message{
-		&Purchase{Request: Request{ItemID: "i", UserID: "u", RequestID: "r", Quantity: 2}},
+		&Purchase{Request: sale.Request{ItemID: "i", UserID: "u", RequestID: "r", Quantity: 2}},
 		&Purchased{Order: o, Duplicate: true},
-		&Rejected{Err: raftstore.ErrSoldOut},
+		&Rejected{Err: sale.ErrSoldOut},
 		&getItem{},
-		&itemReply{item: raftstore.Item{ID: "i", Name: "n", Stock: 10, Remaining: 3, PerUserLimit: 2, StartsAt: 5, EndsAt: 9, Paused: true, CreatedAt: 1}},
+		&itemReply{item: sale.Item{ID: "i", Name: "n", Stock: 10, Remaining: 3, PerUserLimit: 2, StartsAt: 5, EndsAt: 9, Paused: true, CreatedAt: 1}},
 		&createItem{cmd: raftstore.CreateItem{Stamp: 1, ID: "i", Name: "n", Stock: 5, PerUserLimit: 1}},
 		&restock{delta: -3},
 		&setPaused{paused: true},
 		&pay{orderID: 42, userID: "u"},
-		&purchaseCall{id: 7, req: Request{ItemID: "i", UserID: "u", Quantity: 1}},
-		replies{{id: 7, msg: &Purchased{Order: o}}, {id: 1 << 40, msg: &Rejected{Err: ErrOverloaded}}},
+		&purchaseCall{id: 7, req: sale.Request{ItemID: "i", UserID: "u", Quantity: 1}},
+		replies{{id: 7, msg: &Purchased{Order: o}}, {id: 1 << 40, msg: &Rejected{Err: sale.ErrOverloaded}}},
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/flashstock/flashstock/sale"
 )
 
 // Config is everything a node is told at start.
@@ -154,8 +156,8 @@ func (c *Config) Validate() error {
 		return errors.New("--queue-max, --batch-max, --max-unflushed, --dedup-max, --flush-batch and --admission-max must be positive")
 	case c.InflightMax < 1 || c.InflightMax > 64:
 		return fmt.Errorf("--inflight-max %d: want 1..64", c.InflightMax)
-	case c.BatchMax > 4096:
-		return fmt.Errorf("--batch-max %d: want at most 4096", c.BatchMax)
+	case c.BatchMax > sale.PurchasesPerEntryMax:
+		return fmt.Errorf("--batch-max %d: want at most %d", c.BatchMax, sale.PurchasesPerEntryMax)
 	case c.RateNode < 0, c.RateUser < 0, c.RateIP < 0:
 		return errors.New("--rate-node, --rate-user and --rate-ip must not be negative (0 turns one off)")
 	case c.OrderRetention < 0:

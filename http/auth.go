@@ -6,6 +6,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/labstack/echo/v4"
+
+	"github.com/flashstock/flashstock/sale"
 )
 
 // Context keys set by the identity middleware.
@@ -38,15 +40,15 @@ func (s *Server) shopper(c echo.Context) (string, error) {
 		if err != nil {
 			return "", &apiError{status: errUnauthorized.status, code: errUnauthorized.code, message: "invalid token: " + err.Error()}
 		}
-		if !validID(claims.Subject) {
+		if !sale.ValidID(claims.Subject) {
 			return "", &apiError{status: errUnauthorized.status, code: errUnauthorized.code, message: "token subject is not a valid user id"}
 		}
 		return claims.Subject, nil
 	}
 	if s.cfg.TrustUserHeader {
 		if u := c.Request().Header.Get("X-User-ID"); u != "" {
-			if !validID(u) {
-				return "", invalid("X-User-ID must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+			if !sale.ValidID(u) {
+				return "", invalid("X-User-ID must be " + sale.IDRule)
 			}
 			return u, nil
 		}
@@ -83,19 +85,4 @@ func (s *Server) requireShopperOrAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return s.requireShopper(next)(c)
 	}
-}
-
-// validID accepts 1..64 characters from [A-Za-z0-9_.:-]: item, user and
-// request IDs all follow it.
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '_' || b == '.' || b == ':' || b == '-') {
-			return false
-		}
-	}
-	return true
 }

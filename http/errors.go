@@ -9,8 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/flashstock/flashstock/actors"
-	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/sale"
 )
 
 // apiError is an error with its HTTP status and machine-readable code.
@@ -46,22 +45,8 @@ var (
 	errContentType  = static(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 	errUnauthorized = static(http.StatusUnauthorized, "unauthenticated", "missing or invalid credentials")
 
-	errNoRoute          = static(http.StatusNotFound, "not_found", "no such route")
-	errMethod           = static(http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
-	errSoldOut          = static(http.StatusConflict, "sold_out", "the item is sold out")
-	errLimitExceeded    = static(http.StatusConflict, "limit_exceeded", "the per-user limit for this item is reached")
-	errNotOnSale        = static(http.StatusForbidden, "not_on_sale", "the item is not on sale now")
-	errItemNotFound     = static(http.StatusNotFound, "item_not_found", "no such item")
-	errItemExists       = static(http.StatusConflict, "item_exists", "an item with this id exists")
-	errQuantity         = static(http.StatusBadRequest, "invalid_argument", "quantity must be between 1 and the item's per-user limit")
-	errStock            = static(http.StatusBadRequest, "invalid_argument", "the stock change would make remaining stock negative")
-	errOrderExpired     = static(http.StatusConflict, "order_expired", "the payment window closed; the order expired and its stock returned to the sale")
-	errPaymentNotNeeded = static(http.StatusConflict, "payment_not_required", "orders are final when confirmed; no payment window is configured")
-	errOrderNotFound    = static(http.StatusNotFound, "order_not_found", "no such order")
-	errOverloaded       = static(http.StatusServiceUnavailable, "overloaded", "too many purchases are waiting; retry shortly")
-	errBacklog          = static(http.StatusServiceUnavailable, "unavailable", "the order store is behind; retry later")
-	errUnknownOutcome   = static(http.StatusServiceUnavailable, "unavailable", "outcome unknown; retry with the same request_id to learn it")
-	errShardUnavailable = static(http.StatusServiceUnavailable, "unavailable", "the item's shard is not available on this node; retry shortly")
+	errNoRoute = static(http.StatusNotFound, "not_found", "no such route")
+	errMethod  = static(http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
 )
 
 // errorBody is the JSON shape of every error.
@@ -101,38 +86,22 @@ func classify(err error) (ae *apiError, retry int) {
 		}
 		return errInternal, 0
 	}
-	switch {
-	case errors.Is(err, raftstore.ErrSoldOut):
-		return errSoldOut, 0
-	case errors.Is(err, raftstore.ErrLimitExceeded):
-		return errLimitExceeded, 0
-	case errors.Is(err, raftstore.ErrNotOnSale):
-		return errNotOnSale, 0
-	case errors.Is(err, raftstore.ErrItemNotFound):
-		return errItemNotFound, 0
-	case errors.Is(err, raftstore.ErrItemExists):
-		return errItemExists, 0
-	case errors.Is(err, raftstore.ErrInvalidQuantity):
-		return errQuantity, 0
-	case errors.Is(err, raftstore.ErrInvalidStock):
-		return errStock, 0
-	case errors.Is(err, raftstore.ErrOrderExpired):
-		return errOrderExpired, 0
-	case errors.Is(err, actors.ErrPaymentNotRequired):
-		return errPaymentNotNeeded, 0
-	case errors.Is(err, actors.ErrOrderNotFound), errors.Is(err, raftstore.ErrOrderNotFound):
-		return errOrderNotFound, 0
-	case errors.Is(err, actors.ErrOverloaded):
-		return errOverloaded, 1
-	case errors.Is(err, actors.ErrBacklogFull):
-		return errBacklog, 5
-	case errors.Is(err, actors.ErrTimeout), errors.Is(err, raftstore.ErrUnknownOutcome):
-		return errUnknownOutcome, 1
-	case errors.Is(err, raftstore.ErrNotLeader), errors.Is(err, raftstore.ErrUnavailable), errors.Is(err, actors.ErrClosed):
-		return errShardUnavailable, 1
+	if c, ok := sale.CodeOf(err); ok {
+		return saleErrors[c.Wire], c.RetryAfter
 	}
 	return errInternal, 0
 }
+
+// saleErrors holds the API form of every row of sale's error table, with
+// its body encoded once: the answers a flash sale gives thousands of times
+// a second (sold out, overloaded) cost no JSON encoding.
+var saleErrors = func() [256]*apiError {
+	var t [256]*apiError
+	for _, c := range sale.Codes() {
+		t[c.Wire] = static(c.Status, c.API, c.Message)
+	}
+	return t
+}()
 
 // handleError is Echo's HTTPErrorHandler: the one place errors become
 // responses. 5xx other than deliberate 503s are logged.

@@ -13,16 +13,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/flashstock/flashstock/actors"
 	"github.com/flashstock/flashstock/orders"
-	"github.com/flashstock/flashstock/raftstore"
-)
-
-// Bounds on admin input.
-const (
-	stockMax        = 1_000_000_000
-	perUserLimitMax = 1000
-	nameLenMax      = 256
+	"github.com/flashstock/flashstock/sale"
 )
 
 // itemJSON is the API form of an item.
@@ -46,11 +38,11 @@ func nanosToTime(n int64) *time.Time {
 	return &t
 }
 
-func (s *Server) itemJSON(it raftstore.Item) itemJSON {
+func (s *Server) itemJSON(it sale.Item) itemJSON {
 	return itemJSON{
 		ID: it.ID, Name: it.Name, Stock: it.Stock, Remaining: it.Remaining, Sold: it.Sold(),
 		PerUserLimit: it.PerUserLimit, StartsAt: nanosToTime(it.StartsAt), EndsAt: nanosToTime(it.EndsAt),
-		Status: it.Status(s.now().UnixNano()),
+		Status: string(it.Status(s.now().UnixNano())),
 	}
 }
 
@@ -136,8 +128,8 @@ func decodeStrict(r io.Reader, v any) error {
 
 func itemParam(c echo.Context) (string, error) {
 	id := c.Param("id")
-	if !validID(id) {
-		return "", invalid("item id must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+	if !sale.ValidID(id) {
+		return "", invalid("item id must be " + sale.IDRule)
 	}
 	return id, nil
 }
@@ -163,19 +155,19 @@ type createItemBody struct {
 	EndsAt       *time.Time `json:"ends_at"`
 }
 
-func (b *createItemBody) validate() (raftstore.CreateItem, error) {
-	c := raftstore.CreateItem{ID: b.ID, Name: b.Name, PerUserLimit: 1}
+func (b *createItemBody) validate() (sale.Item, error) {
+	c := sale.Item{ID: b.ID, Name: b.Name, PerUserLimit: 1}
 	switch {
-	case !validID(b.ID):
-		return c, invalid("id must be 1-64 characters of A-Z a-z 0-9 _ . : -")
-	case len(b.Name) > nameLenMax:
-		return c, invalid("name must be at most %d bytes", nameLenMax)
+	case !sale.ValidID(b.ID):
+		return c, invalid("id must be " + sale.IDRule)
+	case len(b.Name) > sale.NameLenMax:
+		return c, invalid("name must be at most %d bytes", sale.NameLenMax)
 	case b.Stock == nil:
 		return c, invalid("stock is required")
-	case *b.Stock < 0 || *b.Stock > stockMax:
-		return c, invalid("stock must be 0..%d", stockMax)
-	case b.PerUserLimit != nil && (*b.PerUserLimit < 1 || *b.PerUserLimit > perUserLimitMax):
-		return c, invalid("per_user_limit must be 1..%d", perUserLimitMax)
+	case *b.Stock < 0 || *b.Stock > sale.StockMax:
+		return c, invalid("stock must be 0..%d", sale.StockMax)
+	case b.PerUserLimit != nil && (*b.PerUserLimit < 1 || *b.PerUserLimit > sale.PerUserLimitMax):
+		return c, invalid("per_user_limit must be 1..%d", sale.PerUserLimitMax)
 	case b.StartsAt != nil && b.EndsAt != nil && !b.EndsAt.After(*b.StartsAt):
 		return c, invalid("ends_at must be after starts_at")
 	}
@@ -221,8 +213,8 @@ func (s *Server) restock(c echo.Context) error {
 	if err := decode(c, &b, false); err != nil {
 		return err
 	}
-	if b.Delta == nil || *b.Delta == 0 || *b.Delta > stockMax || *b.Delta < -stockMax {
-		return invalid("delta must be a non-zero integer within ±%d", stockMax)
+	if b.Delta == nil || *b.Delta == 0 || *b.Delta > sale.StockMax || *b.Delta < -sale.StockMax {
+		return invalid("delta must be a non-zero integer within ±%d", sale.StockMax)
 	}
 	it, err := s.engine.Restock(c.Request().Context(), id, *b.Delta)
 	if err != nil {
@@ -259,10 +251,10 @@ func parsePurchase(b *purchaseBody) (qty int32, err error) {
 		qty = *b.Quantity
 	}
 	switch {
-	case qty < 1 || qty > perUserLimitMax:
-		return 0, invalid("quantity must be 1..%d", perUserLimitMax)
-	case b.RequestID != "" && !validID(b.RequestID):
-		return 0, invalid("request_id must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+	case qty < 1 || qty > sale.PerUserLimitMax:
+		return 0, invalid("quantity must be 1..%d", sale.PerUserLimitMax)
+	case b.RequestID != "" && !sale.ValidID(b.RequestID):
+		return 0, invalid("request_id must be " + sale.IDRule)
 	}
 	return qty, nil
 }
@@ -281,7 +273,7 @@ func (s *Server) purchase(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	o, dup, err := s.engine.Purchase(ctx, actors.Request{
+	o, dup, err := s.engine.Purchase(ctx, sale.Request{
 		ItemID: id, UserID: c.Get(ctxUser).(string), RequestID: b.RequestID, Quantity: qty,
 	})
 	if err != nil {
@@ -395,7 +387,7 @@ func (s *Server) getOrder(c echo.Context) error {
 	}
 	if admin, _ := c.Get(ctxAdmin).(bool); !admin && c.Get(ctxUser) != o.UserID {
 		// Not the buyer: answer as if it did not exist.
-		return actors.ErrOrderNotFound
+		return sale.ErrOrderNotFound
 	}
 	j := toOrderJSON(o)
 	j.Persisted = &persisted

@@ -22,25 +22,41 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/flashstock/flashstock/actors"
 	"github.com/flashstock/flashstock/internal/metrics"
 	"github.com/flashstock/flashstock/orders"
-	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/sale"
 )
 
-// Engine is what the API needs from the stock engine. actors.Engine
-// implements it. Every method honours ctx and returns a package sentinel
-// error (raftstore, actors) that the error handler maps to a status.
+// Engine is what the API needs from the stock engine; actors.Engine
+// implements it. Every method is safe for concurrent use, returns when ctx
+// ends at the latest, and fails with one of sale's errors (matched with
+// errors.Is, answered through sale's error table) or with an error the API
+// answers 500.
 type Engine interface {
-	CreateItem(ctx context.Context, c raftstore.CreateItem) (raftstore.Item, error)
-	Item(ctx context.Context, id string) (raftstore.Item, error)
-	Restock(ctx context.Context, id string, delta int64) (raftstore.Item, error)
-	SetPaused(ctx context.Context, id string, paused bool) (raftstore.Item, error)
-	Purchase(ctx context.Context, r actors.Request) (orders.Order, bool, error)
-	Order(ctx context.Context, id uint64) (orders.Order, bool, error)
+	// CreateItem creates an item from it's ID, name, stock, per-user limit
+	// and sale window, and returns it as committed.
+	CreateItem(ctx context.Context, it sale.Item) (sale.Item, error)
+	// Item returns an item; it may lag the committed state by the bound
+	// the engine documents (a replica's replication delay or its cache).
+	Item(ctx context.Context, id string) (sale.Item, error)
+	// Restock adds delta units (negative: removes unsold ones) and returns
+	// the item as committed.
+	Restock(ctx context.Context, id string, delta int64) (sale.Item, error)
+	// SetPaused pauses or resumes an item's sale.
+	SetPaused(ctx context.Context, id string, paused bool) (sale.Item, error)
+	// Purchase buys; it returns the order and whether it is the original
+	// order of an earlier purchase with the same request ID. An error is
+	// definite or leaves the outcome unknown, as sale.Definite tells.
+	Purchase(ctx context.Context, r sale.Request) (o orders.Order, duplicate bool, err error)
+	// Order returns an order in its latest state and whether that state is
+	// in the order store.
+	Order(ctx context.Context, id uint64) (o orders.Order, persisted bool, err error)
+	// Pay pays a user's order within its payment window.
 	Pay(ctx context.Context, id uint64, user string) (orders.Order, error)
+	// UserOrders returns up to limit of a user's orders, newest first.
 	UserOrders(ctx context.Context, user string, limit int) ([]orders.Order, error)
-	Reconcile(ctx context.Context) (actors.Reconciliation, error)
+	// Reconcile compares the units sold in Raft with the order store.
+	Reconcile(ctx context.Context) (orders.Reconciliation, error)
 }
 
 // Node is what the API needs to report on this node.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/flashstock/flashstock/internal/wire"
+	"github.com/flashstock/flashstock/sale"
 )
 
 // CommandType identifies a Raft log command. The numbers are part of the
@@ -23,13 +24,9 @@ const (
 	CmdExpire      CommandType = 7
 )
 
-// Limits enforced by the decoder, so that a corrupt or hostile entry cannot
-// make a replica allocate without bound.
-const (
-	idLenMax          = 64
-	nameLenMax        = 256
-	purchasesPerEntry = 4096
-)
+// The decoder enforces sale's bounds on IDs, names and purchases per entry,
+// so that a corrupt or hostile entry cannot make a replica allocate
+// without bound.
 
 var errMalformed = errors.New("raftstore: malformed command")
 
@@ -173,8 +170,8 @@ func Decode(data []byte) (any, error) {
 	case CmdCreateItem:
 		c := &CreateItem{}
 		c.Stamp = d.Varint()
-		c.ID = d.String(idLenMax)
-		c.Name = d.String(nameLenMax)
+		c.ID = d.String(sale.IDLenMax)
+		c.Name = d.String(sale.NameLenMax)
 		c.Stock = d.Varint()
 		c.PerUserLimit = d.Int32()
 		c.StartsAt = d.Varint()
@@ -183,16 +180,16 @@ func Decode(data []byte) (any, error) {
 	case CmdPurchase:
 		b := &PurchaseBatch{}
 		b.Stamp = d.Varint()
-		b.ItemID = d.String(idLenMax)
+		b.ItemID = d.String(sale.IDLenMax)
 		n := d.Uvarint()
-		if n > purchasesPerEntry || n > uint64(len(d.B)) {
+		if n > sale.PurchasesPerEntryMax || n > uint64(len(d.B)) {
 			return nil, fmt.Errorf("%w: %d purchases", errMalformed, n)
 		}
 		b.Purchases = make([]Purchase, n)
 		for i := range b.Purchases {
 			p := &b.Purchases[i]
-			p.UserID = d.String(idLenMax)
-			p.RequestID = d.String(idLenMax)
+			p.UserID = d.String(sale.IDLenMax)
+			p.RequestID = d.String(sale.IDLenMax)
 			p.Quantity = d.Int32()
 		}
 		b.PayWindow = d.Varint()
@@ -205,20 +202,20 @@ func Decode(data []byte) (any, error) {
 	case CmdRestock:
 		r := &Restock{}
 		r.Stamp = d.Varint()
-		r.ItemID = d.String(idLenMax)
+		r.ItemID = d.String(sale.IDLenMax)
 		r.Delta = d.Varint()
 		cmd = r
 	case CmdSetPaused:
 		s := &SetPaused{}
 		s.Stamp = d.Varint()
-		s.ItemID = d.String(idLenMax)
+		s.ItemID = d.String(sale.IDLenMax)
 		s.Paused = d.Bool()
 		cmd = s
 	case CmdPay:
 		p := &Pay{}
 		p.Stamp = d.Varint()
 		p.OrderID = d.Uvarint()
-		p.UserID = d.String(idLenMax)
+		p.UserID = d.String(sale.IDLenMax)
 		cmd = p
 	case CmdExpire:
 		e := &Expire{}

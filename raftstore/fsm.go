@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"container/heap"
 	"encoding/gob"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -15,105 +14,12 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/flashstock/flashstock/orders"
+	"github.com/flashstock/flashstock/sale"
 )
-
-// Business outcomes of commands. They are Apply responses, not Raft
-// failures: the entry was committed and every replica reached the same
-// answer.
-var (
-	ErrItemExists      = errors.New("raftstore: item exists")
-	ErrItemNotFound    = errors.New("raftstore: item not found")
-	ErrSoldOut         = errors.New("raftstore: sold out")
-	ErrLimitExceeded   = errors.New("raftstore: per-user limit exceeded")
-	ErrNotOnSale       = errors.New("raftstore: item not on sale")
-	ErrInvalidQuantity = errors.New("raftstore: invalid quantity")
-	ErrInvalidStock    = errors.New("raftstore: stock would become negative")
-	ErrOrderNotFound   = errors.New("raftstore: order not found or not awaiting payment")
-	ErrOrderExpired    = errors.New("raftstore: order expired before payment")
-)
-
-// Item is a sale item as the state machine holds it.
-type Item struct {
-	ID           string
-	Name         string
-	Stock        int64 // total units ever offered (initial stock plus restocks)
-	Remaining    int64
-	PerUserLimit int32
-	StartsAt     int64 // unix nanoseconds; 0 = none
-	EndsAt       int64 // unix nanoseconds; 0 = none
-	Paused       bool
-	CreatedAt    int64
-}
-
-// Sold returns the number of units sold and not returned.
-func (it *Item) Sold() int64 { return it.Stock - it.Remaining }
-
-// Item statuses as the API reports them.
-const (
-	StatusUpcoming = "upcoming"
-	StatusOnSale   = "on_sale"
-	StatusSoldOut  = "sold_out"
-	StatusEnded    = "ended"
-	StatusPaused   = "paused"
-)
-
-// Status returns the item's sale status at time now (unix nanoseconds).
-func (it *Item) Status(now int64) string {
-	switch {
-	case it.EndsAt != 0 && now >= it.EndsAt:
-		return StatusEnded
-	case it.Paused:
-		return StatusPaused
-	case it.Remaining <= 0:
-		return StatusSoldOut
-	case now < it.StartsAt:
-		return StatusUpcoming
-	}
-	return StatusOnSale
-}
-
-// onSaleAt reports whether purchases are accepted at time now.
-func (it *Item) onSaleAt(now int64) bool {
-	return !it.Paused && now >= it.StartsAt && (it.EndsAt == 0 || now < it.EndsAt)
-}
-
-// Outcome is the result of one purchase inside a batch.
-type Outcome uint8
-
-// Purchase outcomes.
-const (
-	OutcomeConfirmed Outcome = iota + 1
-	OutcomeDuplicate         // the request ID was seen: Order is the original
-	OutcomeSoldOut
-	OutcomeLimitExceeded
-	OutcomeNotOnSale
-	OutcomeItemNotFound
-	OutcomeInvalidQuantity
-)
-
-// Err returns the sentinel error for a rejected outcome, nil for a
-// confirmed or duplicate one.
-func (o Outcome) Err() error {
-	switch o {
-	case OutcomeConfirmed, OutcomeDuplicate:
-		return nil
-	case OutcomeSoldOut:
-		return ErrSoldOut
-	case OutcomeLimitExceeded:
-		return ErrLimitExceeded
-	case OutcomeNotOnSale:
-		return ErrNotOnSale
-	case OutcomeItemNotFound:
-		return ErrItemNotFound
-	case OutcomeInvalidQuantity:
-		return ErrInvalidQuantity
-	}
-	return fmt.Errorf("raftstore: unknown outcome %d", o)
-}
 
 // PurchaseResult is the Apply response for one purchase of a batch.
 type PurchaseResult struct {
-	Outcome Outcome
+	Outcome sale.Outcome
 	Order   orders.Order // set when Outcome is Confirmed or Duplicate
 }
 
@@ -156,7 +62,7 @@ type FSM struct {
 
 	mu struct {
 		sync.RWMutex
-		items      map[string]*Item
+		items      map[string]*sale.Item
 		bought     map[userItem]int32
 		dedup      map[userRequest]dedupEntry
 		dedupQueue expiry[userRequest]
@@ -222,7 +128,7 @@ func NewFSM(shard int, cfg FSMConfig) *FSM {
 }
 
 func (f *FSM) resetLocked() {
-	f.mu.items = make(map[string]*Item)
+	f.mu.items = make(map[string]*sale.Item)
 	f.mu.bought = make(map[userItem]int32)
 	f.mu.dedup = make(map[userRequest]dedupEntry)
 	f.mu.dedupQueue.reset()
@@ -277,7 +183,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 		f.advanceLocked(c.Stamp)
 		it, ok := f.mu.items[c.ItemID]
 		if !ok {
-			return ErrItemNotFound
+			return sale.ErrItemNotFound
 		}
 		it.Paused = c.Paused
 		return *it
@@ -311,9 +217,9 @@ func (f *FSM) advanceLocked(stamp int64) int64 {
 
 func (f *FSM) createItemLocked(c *CreateItem) any {
 	if _, ok := f.mu.items[c.ID]; ok {
-		return ErrItemExists
+		return sale.ErrItemExists
 	}
-	it := &Item{
+	it := &sale.Item{
 		ID:           c.ID,
 		Name:         c.Name,
 		Stock:        c.Stock,
@@ -330,10 +236,10 @@ func (f *FSM) createItemLocked(c *CreateItem) any {
 func (f *FSM) restockLocked(c *Restock) any {
 	it, ok := f.mu.items[c.ItemID]
 	if !ok {
-		return ErrItemNotFound
+		return sale.ErrItemNotFound
 	}
 	if it.Remaining+c.Delta < 0 {
-		return ErrInvalidStock
+		return sale.ErrInvalidStock
 	}
 	it.Stock += c.Delta
 	it.Remaining += c.Delta
@@ -349,29 +255,18 @@ func (f *FSM) purchaseLocked(index uint64, now int64, b *PurchaseBatch) []Purcha
 		if p.RequestID != "" {
 			key = userRequest{p.UserID, b.ItemID, p.RequestID}
 			if e, ok := f.mu.dedup[key]; ok {
-				res[i] = PurchaseResult{Outcome: OutcomeDuplicate, Order: e.order}
+				res[i] = PurchaseResult{Outcome: sale.OutcomeDuplicate, Order: e.order}
 				continue
 			}
 		}
-		switch {
-		case it == nil:
-			res[i].Outcome = OutcomeItemNotFound
-			continue
-		case p.Quantity < 1 || p.Quantity > it.PerUserLimit:
-			res[i].Outcome = OutcomeInvalidQuantity
-			continue
-		case !it.onSaleAt(now):
-			res[i].Outcome = OutcomeNotOnSale
+		if it == nil {
+			res[i].Outcome = sale.OutcomeItemNotFound
 			continue
 		}
 		ui := userItem{b.ItemID, p.UserID}
 		had := f.mu.bought[ui]
-		if had+p.Quantity > it.PerUserLimit {
-			res[i].Outcome = OutcomeLimitExceeded
-			continue
-		}
-		if int64(p.Quantity) > it.Remaining {
-			res[i].Outcome = OutcomeSoldOut
+		if err := sale.Admit(it, p.Quantity, had, now); err != nil {
+			res[i].Outcome = sale.OutcomeOf(err)
 			continue
 		}
 		it.Remaining -= int64(p.Quantity)
@@ -398,7 +293,7 @@ func (f *FSM) purchaseLocked(index uint64, now int64, b *PurchaseBatch) []Purcha
 			f.mu.dedup[key] = dedupEntry{order: o, expires: exp}
 			f.mu.dedupQueue.push(key, exp)
 		}
-		res[i] = PurchaseResult{Outcome: OutcomeConfirmed, Order: o}
+		res[i] = PurchaseResult{Outcome: sale.OutcomeConfirmed, Order: o}
 	}
 	return res
 }
@@ -455,11 +350,11 @@ func (f *FSM) settleLocked(o orders.Order, now int64) {
 func (f *FSM) payLocked(c *Pay, now int64) any {
 	if o, ok := f.mu.awaiting[c.OrderID]; ok {
 		if o.UserID != c.UserID {
-			return ErrOrderNotFound
+			return sale.ErrOrderNotFound
 		}
 		if now >= o.PayBy.UnixNano() {
 			f.expireOneLocked(o, now)
-			return ErrOrderExpired
+			return sale.ErrOrderExpired
 		}
 		o.Status = orders.StatusPaid
 		f.settleLocked(o, now)
@@ -467,11 +362,11 @@ func (f *FSM) payLocked(c *Pay, now int64) any {
 	}
 	if o, ok := f.mu.settled[c.OrderID]; ok && o.UserID == c.UserID {
 		if o.Status == orders.StatusExpired {
-			return ErrOrderExpired
+			return sale.ErrOrderExpired
 		}
 		return o // paid already: paying again is a no-op
 	}
-	return ErrOrderNotFound
+	return sale.ErrOrderNotFound
 }
 
 // expireLocked expires every unpaid order whose deadline is at or before
@@ -566,20 +461,20 @@ func (f *FSM) OrderState(id uint64) (orders.Order, bool) {
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
 // Item returns a copy of the item.
-func (f *FSM) Item(id string) (Item, bool) {
+func (f *FSM) Item(id string) (sale.Item, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	it, ok := f.mu.items[id]
 	if !ok {
-		return Item{}, false
+		return sale.Item{}, false
 	}
 	return *it, true
 }
 
 // Items returns copies of all items, sorted by ID.
-func (f *FSM) Items() []Item {
+func (f *FSM) Items() []sale.Item {
 	f.mu.RLock()
-	out := make([]Item, 0, len(f.mu.items))
+	out := make([]sale.Item, 0, len(f.mu.items))
 	for _, it := range f.mu.items {
 		out = append(out, *it)
 	}
@@ -594,7 +489,7 @@ func (f *FSM) Items() []Item {
 type Admission struct {
 	Original  orders.Order
 	Duplicate bool // the request ID is remembered; Original is its order
-	Item      Item
+	Item      sale.Item
 	Found     bool // the item exists
 	Pending   int
 }
@@ -762,7 +657,7 @@ func (f *FSM) Stats() Stats {
 // snapshotState is the serialized form of the FSM. Slices, not maps, so
 // the dedup expiry order survives a restore.
 type snapshotState struct {
-	Items       []Item
+	Items       []sale.Item
 	Bought      []boughtRecord
 	Dedup       []dedupRecord
 	Pending     []orders.Order
@@ -798,7 +693,7 @@ type dedupRecord struct {
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	s := snapshotState{
-		Items:       make([]Item, 0, len(f.mu.items)),
+		Items:       make([]sale.Item, 0, len(f.mu.items)),
 		Bought:      make([]boughtRecord, 0, len(f.mu.bought)),
 		Pending:     f.mu.pending,
 		FlushedUpTo: f.mu.flushedUpTo,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/sale"
 )
 
 var testFSMConfig = raftstore.FSMConfig{DedupRetention: time.Hour, DedupMax: 1000}
@@ -65,10 +66,10 @@ func (r *fsmRig) apply(cmd encoder) any {
 	return r.f.Apply(logEntry(r.index, cmd.Encode(nil)))
 }
 
-func (r *fsmRig) create(c raftstore.CreateItem) raftstore.Item {
+func (r *fsmRig) create(c raftstore.CreateItem) sale.Item {
 	r.t.Helper()
 	resp := r.apply(&c)
-	it, ok := resp.(raftstore.Item)
+	it, ok := resp.(sale.Item)
 	if !ok {
 		r.t.Fatalf("CreateItem(%q) = %v; want an Item", c.ID, resp)
 	}
@@ -98,25 +99,25 @@ func item(id string, stock int64, limit int32) *raftstore.CreateItem {
 }
 
 const (
-	C   = raftstore.OutcomeConfirmed
-	D   = raftstore.OutcomeDuplicate
-	S   = raftstore.OutcomeSoldOut
-	L   = raftstore.OutcomeLimitExceeded
-	N   = raftstore.OutcomeNotOnSale
-	NF  = raftstore.OutcomeItemNotFound
-	INV = raftstore.OutcomeInvalidQuantity
+	C   = sale.OutcomeConfirmed
+	D   = sale.OutcomeDuplicate
+	S   = sale.OutcomeSoldOut
+	L   = sale.OutcomeLimitExceeded
+	N   = sale.OutcomeNotOnSale
+	NF  = sale.OutcomeItemNotFound
+	INV = sale.OutcomeInvalidQuantity
 )
 
 func TestFSMCreateItem(t *testing.T) {
 	r := newFSMRig(t, 0, testFSMConfig)
 	c := raftstore.CreateItem{Stamp: 42, ID: "sku-1", Name: "Phone", Stock: 7, PerUserLimit: 2, StartsAt: 10, EndsAt: 50}
-	want := raftstore.Item{ID: "sku-1", Name: "Phone", Stock: 7, Remaining: 7, PerUserLimit: 2, StartsAt: 10, EndsAt: 50, CreatedAt: 42}
+	want := sale.Item{ID: "sku-1", Name: "Phone", Stock: 7, Remaining: 7, PerUserLimit: 2, StartsAt: 10, EndsAt: 50, CreatedAt: 42}
 	if got := r.apply(&c); got != want {
 		t.Errorf("CreateItem(%q) = %+v; want %+v", c.ID, got, want)
 	}
 	dup := raftstore.CreateItem{Stamp: 43, ID: "sku-1", Name: "Other", Stock: 1, PerUserLimit: 1}
-	if got := r.apply(&dup); got != raftstore.ErrItemExists {
-		t.Errorf("CreateItem(%q) again = %v; want %v", dup.ID, got, raftstore.ErrItemExists)
+	if got := r.apply(&dup); got != sale.ErrItemExists {
+		t.Errorf("CreateItem(%q) again = %v; want %v", dup.ID, got, sale.ErrItemExists)
 	}
 	if got, ok := r.f.Item("sku-1"); !ok || got != want {
 		t.Errorf("Item(%q) = %+v, %v; want the first item %+v, true", "sku-1", got, ok, want)
@@ -137,8 +138,8 @@ func TestFSMCreateItem(t *testing.T) {
 
 type step struct {
 	cmd     encoder
-	want    []raftstore.Outcome // for a PurchaseBatch
-	wantErr error               // for the other commands: nil means an Item
+	want    []sale.Outcome // for a PurchaseBatch
+	wantErr error          // for the other commands: nil means an Item
 }
 
 func TestFSMPurchase(t *testing.T) {
@@ -150,7 +151,7 @@ func TestFSMPurchase(t *testing.T) {
 	}{
 		{
 			name:      "confirmed",
-			steps:     []step{{cmd: item("a", 3, 1)}, {cmd: batch(10, "a", p("u1", "", 1)), want: []raftstore.Outcome{C}}},
+			steps:     []step{{cmd: item("a", 3, 1)}, {cmd: batch(10, "a", p("u1", "", 1)), want: []sale.Outcome{C}}},
 			remaining: map[string]int64{"a": 2},
 			bought:    map[string]int32{"a/u1": 1, "a/u2": 0},
 		},
@@ -158,8 +159,8 @@ func TestFSMPurchase(t *testing.T) {
 			name: "sold out at the boundary",
 			steps: []step{{cmd: item("a", 3, 1)}, {
 				cmd:  batch(10, "a", p("u1", "", 1), p("u2", "", 1), p("u3", "", 1), p("u4", "", 1), p("u5", "", 1)),
-				want: []raftstore.Outcome{C, C, C, S, S},
-			}, {cmd: batch(11, "a", p("u6", "", 1)), want: []raftstore.Outcome{S}}},
+				want: []sale.Outcome{C, C, C, S, S},
+			}, {cmd: batch(11, "a", p("u6", "", 1)), want: []sale.Outcome{S}}},
 			remaining: map[string]int64{"a": 0},
 			bought:    map[string]int32{"a/u3": 1, "a/u4": 0, "a/u5": 0, "a/u6": 0},
 		},
@@ -167,7 +168,7 @@ func TestFSMPurchase(t *testing.T) {
 			name: "a smaller purchase fits after a sold-out one",
 			steps: []step{{cmd: item("a", 3, 5)}, {
 				cmd:  batch(10, "a", p("u1", "", 2), p("u2", "", 2), p("u3", "", 1)),
-				want: []raftstore.Outcome{C, S, C},
+				want: []sale.Outcome{C, S, C},
 			}},
 			remaining: map[string]int64{"a": 0},
 			bought:    map[string]int32{"a/u1": 2, "a/u2": 0, "a/u3": 1},
@@ -176,7 +177,7 @@ func TestFSMPurchase(t *testing.T) {
 			name: "per-user limit within a batch",
 			steps: []step{{cmd: item("a", 10, 2)}, {
 				cmd:  batch(10, "a", p("u1", "", 1), p("u1", "", 1), p("u1", "", 1), p("u2", "", 2)),
-				want: []raftstore.Outcome{C, C, L, C},
+				want: []sale.Outcome{C, C, L, C},
 			}},
 			remaining: map[string]int64{"a": 6},
 			bought:    map[string]int32{"a/u1": 2, "a/u2": 2},
@@ -185,9 +186,9 @@ func TestFSMPurchase(t *testing.T) {
 			name: "per-user limit across batches",
 			steps: []step{
 				{cmd: item("a", 10, 3)},
-				{cmd: batch(10, "a", p("u1", "", 2)), want: []raftstore.Outcome{C}},
-				{cmd: batch(11, "a", p("u1", "", 2), p("u1", "", 1)), want: []raftstore.Outcome{L, C}},
-				{cmd: batch(12, "a", p("u1", "", 1), p("u2", "", 3)), want: []raftstore.Outcome{L, C}},
+				{cmd: batch(10, "a", p("u1", "", 2)), want: []sale.Outcome{C}},
+				{cmd: batch(11, "a", p("u1", "", 2), p("u1", "", 1)), want: []sale.Outcome{L, C}},
+				{cmd: batch(12, "a", p("u1", "", 1), p("u2", "", 3)), want: []sale.Outcome{L, C}},
 			},
 			remaining: map[string]int64{"a": 4},
 			bought:    map[string]int32{"a/u1": 3, "a/u2": 3},
@@ -196,8 +197,8 @@ func TestFSMPurchase(t *testing.T) {
 			name: "limits are per item",
 			steps: []step{
 				{cmd: item("a", 10, 1)}, {cmd: item("b", 10, 1)},
-				{cmd: batch(10, "a", p("u1", "", 1)), want: []raftstore.Outcome{C}},
-				{cmd: batch(11, "b", p("u1", "", 1)), want: []raftstore.Outcome{C}},
+				{cmd: batch(10, "a", p("u1", "", 1)), want: []sale.Outcome{C}},
+				{cmd: batch(11, "b", p("u1", "", 1)), want: []sale.Outcome{C}},
 			},
 			remaining: map[string]int64{"a": 9, "b": 9},
 			bought:    map[string]int32{"a/u1": 1, "b/u1": 1},
@@ -206,7 +207,7 @@ func TestFSMPurchase(t *testing.T) {
 			name: "quantity over the limit or below one is invalid",
 			steps: []step{{cmd: item("a", 10, 2)}, {
 				cmd:  batch(10, "a", p("u1", "", 3), p("u1", "", 0), p("u1", "", -1), p("u1", "", math.MaxInt32), p("u1", "", math.MinInt32)),
-				want: []raftstore.Outcome{INV, INV, INV, INV, INV},
+				want: []sale.Outcome{INV, INV, INV, INV, INV},
 			}},
 			remaining: map[string]int64{"a": 10},
 			bought:    map[string]int32{"a/u1": 0},
@@ -215,11 +216,11 @@ func TestFSMPurchase(t *testing.T) {
 			name: "sale window by command stamp",
 			steps: []step{
 				{cmd: &raftstore.CreateItem{Stamp: 1, ID: "a", Stock: 10, PerUserLimit: 10, StartsAt: 100, EndsAt: 200}},
-				{cmd: batch(99, "a", p("u1", "", 1)), want: []raftstore.Outcome{N}},
-				{cmd: batch(100, "a", p("u1", "", 1)), want: []raftstore.Outcome{C}},
-				{cmd: batch(199, "a", p("u1", "", 1)), want: []raftstore.Outcome{C}},
-				{cmd: batch(200, "a", p("u1", "", 1)), want: []raftstore.Outcome{N}},
-				{cmd: batch(150, "a", p("u1", "", 1)), want: []raftstore.Outcome{N}}, // time does not go back
+				{cmd: batch(99, "a", p("u1", "", 1)), want: []sale.Outcome{N}},
+				{cmd: batch(100, "a", p("u1", "", 1)), want: []sale.Outcome{C}},
+				{cmd: batch(199, "a", p("u1", "", 1)), want: []sale.Outcome{C}},
+				{cmd: batch(200, "a", p("u1", "", 1)), want: []sale.Outcome{N}},
+				{cmd: batch(150, "a", p("u1", "", 1)), want: []sale.Outcome{N}}, // time does not go back
 			},
 			remaining: map[string]int64{"a": 8},
 			bought:    map[string]int32{"a/u1": 2},
@@ -229,10 +230,10 @@ func TestFSMPurchase(t *testing.T) {
 			steps: []step{
 				{cmd: item("a", 10, 1)},
 				{cmd: &raftstore.SetPaused{Stamp: 5, ItemID: "a", Paused: true}},
-				{cmd: batch(10, "a", p("u1", "r1", 1)), want: []raftstore.Outcome{N}},
+				{cmd: batch(10, "a", p("u1", "r1", 1)), want: []sale.Outcome{N}},
 				{cmd: &raftstore.SetPaused{Stamp: 11, ItemID: "a", Paused: false}},
-				{cmd: batch(12, "a", p("u1", "r1", 1)), want: []raftstore.Outcome{C}},
-				{cmd: &raftstore.SetPaused{Stamp: 13, ItemID: "nope", Paused: true}, wantErr: raftstore.ErrItemNotFound},
+				{cmd: batch(12, "a", p("u1", "r1", 1)), want: []sale.Outcome{C}},
+				{cmd: &raftstore.SetPaused{Stamp: 13, ItemID: "nope", Paused: true}, wantErr: sale.ErrItemNotFound},
 			},
 			remaining: map[string]int64{"a": 9},
 			bought:    map[string]int32{"a/u1": 1},
@@ -241,8 +242,8 @@ func TestFSMPurchase(t *testing.T) {
 			name: "unknown item",
 			steps: []step{
 				{cmd: item("a", 10, 1)},
-				{cmd: batch(10, "nope", p("u1", "r1", 1), p("u2", "", 1)), want: []raftstore.Outcome{NF, NF}},
-				{cmd: batch(11, "a", p("u1", "r1", 1)), want: []raftstore.Outcome{C}}, // r1 was not remembered
+				{cmd: batch(10, "nope", p("u1", "r1", 1), p("u2", "", 1)), want: []sale.Outcome{NF, NF}},
+				{cmd: batch(11, "a", p("u1", "r1", 1)), want: []sale.Outcome{C}}, // r1 was not remembered
 			},
 			remaining: map[string]int64{"a": 9},
 			bought:    map[string]int32{"nope/u1": 0, "a/u1": 1},
@@ -251,7 +252,7 @@ func TestFSMPurchase(t *testing.T) {
 			name: "request id deduplicated within a batch",
 			steps: []step{{cmd: item("a", 10, 1)}, {
 				cmd:  batch(10, "a", p("u1", "r1", 1), p("u1", "r1", 1), p("u1", "r2", 1)),
-				want: []raftstore.Outcome{C, D, L},
+				want: []sale.Outcome{C, D, L},
 			}},
 			remaining: map[string]int64{"a": 9},
 			bought:    map[string]int32{"a/u1": 1},
@@ -260,9 +261,9 @@ func TestFSMPurchase(t *testing.T) {
 			name: "request id deduplicated across batches, even sold out",
 			steps: []step{
 				{cmd: item("a", 1, 1)},
-				{cmd: batch(10, "a", p("u1", "r1", 1)), want: []raftstore.Outcome{C}},
-				{cmd: batch(11, "a", p("u1", "r1", 1), p("u2", "r1", 1)), want: []raftstore.Outcome{D, S}},
-				{cmd: batch(12, "a", p("u1", "r1", 5)), want: []raftstore.Outcome{D}}, // the original answer, whatever the retry says
+				{cmd: batch(10, "a", p("u1", "r1", 1)), want: []sale.Outcome{C}},
+				{cmd: batch(11, "a", p("u1", "r1", 1), p("u2", "r1", 1)), want: []sale.Outcome{D, S}},
+				{cmd: batch(12, "a", p("u1", "r1", 5)), want: []sale.Outcome{D}}, // the original answer, whatever the retry says
 			},
 			remaining: map[string]int64{"a": 0},
 			bought:    map[string]int32{"a/u1": 1, "a/u2": 0},
@@ -271,7 +272,7 @@ func TestFSMPurchase(t *testing.T) {
 			name: "request id is scoped to the user",
 			steps: []step{{cmd: item("a", 10, 1)}, {
 				cmd:  batch(10, "a", p("u1", "r1", 1), p("u2", "r1", 1)),
-				want: []raftstore.Outcome{C, C},
+				want: []sale.Outcome{C, C},
 			}},
 			remaining: map[string]int64{"a": 8},
 			bought:    map[string]int32{"a/u1": 1, "a/u2": 1},
@@ -280,10 +281,10 @@ func TestFSMPurchase(t *testing.T) {
 			name: "request ids are scoped to the item: reuse for another item is a new purchase",
 			steps: []step{
 				{cmd: item("a", 10, 1)}, {cmd: item("b", 10, 2)},
-				{cmd: batch(10, "a", p("u1", "r1", 1)), want: []raftstore.Outcome{C}},
-				{cmd: batch(11, "b", p("u1", "r1", 1), p("u1", "r2", 1)), want: []raftstore.Outcome{C, C}},
-				{cmd: batch(12, "b", p("u1", "r1", 1)), want: []raftstore.Outcome{D}},
-				{cmd: batch(13, "nope", p("u1", "r1", 1)), want: []raftstore.Outcome{NF}},
+				{cmd: batch(10, "a", p("u1", "r1", 1)), want: []sale.Outcome{C}},
+				{cmd: batch(11, "b", p("u1", "r1", 1), p("u1", "r2", 1)), want: []sale.Outcome{C, C}},
+				{cmd: batch(12, "b", p("u1", "r1", 1)), want: []sale.Outcome{D}},
+				{cmd: batch(13, "nope", p("u1", "r1", 1)), want: []sale.Outcome{NF}},
 			},
 			remaining: map[string]int64{"a": 9, "b": 8},
 			bought:    map[string]int32{"a/u1": 1, "b/u1": 2},
@@ -292,9 +293,9 @@ func TestFSMPurchase(t *testing.T) {
 			name: "a rejected request id is not remembered",
 			steps: []step{
 				{cmd: item("a", 1, 1)},
-				{cmd: batch(10, "a", p("u1", "r1", 1), p("u2", "r1", 1)), want: []raftstore.Outcome{C, S}},
+				{cmd: batch(10, "a", p("u1", "r1", 1), p("u2", "r1", 1)), want: []sale.Outcome{C, S}},
 				{cmd: &raftstore.Restock{Stamp: 11, ItemID: "a", Delta: 1}},
-				{cmd: batch(12, "a", p("u2", "r1", 1)), want: []raftstore.Outcome{C}},
+				{cmd: batch(12, "a", p("u2", "r1", 1)), want: []sale.Outcome{C}},
 			},
 			remaining: map[string]int64{"a": 0},
 			bought:    map[string]int32{"a/u1": 1, "a/u2": 1},
@@ -303,7 +304,7 @@ func TestFSMPurchase(t *testing.T) {
 			name: "an empty batch",
 			steps: []step{
 				{cmd: item("a", 1, 1)},
-				{cmd: batch(10, "a"), want: []raftstore.Outcome{}},
+				{cmd: batch(10, "a"), want: []sale.Outcome{}},
 			},
 			remaining: map[string]int64{"a": 1},
 		},
@@ -323,7 +324,7 @@ func TestFSMPurchase(t *testing.T) {
 					if err, _ := resp.(error); err != st.wantErr {
 						t.Fatalf("step %d: Apply(%T) = %v; want %v", i, st.cmd, resp, st.wantErr)
 					}
-					if it, ok := resp.(raftstore.Item); ok {
+					if it, ok := resp.(sale.Item); ok {
 						stock[it.ID] = it.Stock
 					}
 					continue
@@ -366,7 +367,7 @@ func TestFSMPurchase(t *testing.T) {
 							t.Errorf("step %d: rejected purchase #%d carries order %+v; want none", i, j, pr.Order)
 						}
 						if pr.Outcome.Err() == nil {
-							t.Errorf("Outcome(%d).Err() = nil; want an error", pr.Outcome)
+							t.Errorf("sale.Outcome(%d).Err() = nil; want an error", pr.Outcome)
 						}
 					}
 				}
@@ -394,53 +395,6 @@ func TestFSMPurchase(t *testing.T) {
 				t.Errorf("PendingCount() = %d; want %d confirmed orders", got, len(ids))
 			}
 		})
-	}
-}
-
-func TestOutcomeErr(t *testing.T) {
-	tests := []struct {
-		o    raftstore.Outcome
-		want error
-	}{
-		{C, nil}, {D, nil},
-		{S, raftstore.ErrSoldOut}, {L, raftstore.ErrLimitExceeded}, {N, raftstore.ErrNotOnSale},
-		{NF, raftstore.ErrItemNotFound}, {INV, raftstore.ErrInvalidQuantity},
-	}
-	for _, tc := range tests {
-		if got := tc.o.Err(); got != tc.want {
-			t.Errorf("Outcome(%d).Err() = %v; want %v", tc.o, got, tc.want)
-		}
-	}
-	if got := raftstore.Outcome(0).Err(); got == nil {
-		t.Errorf("Outcome(0).Err() = nil; want an error")
-	}
-}
-
-func TestItemStatus(t *testing.T) {
-	tests := []struct {
-		name string
-		it   raftstore.Item
-		now  int64
-		want string
-	}{
-		{"on sale", raftstore.Item{Remaining: 1}, 10, raftstore.StatusOnSale},
-		{"upcoming", raftstore.Item{Remaining: 1, StartsAt: 20}, 10, raftstore.StatusUpcoming},
-		{"starts now", raftstore.Item{Remaining: 1, StartsAt: 10}, 10, raftstore.StatusOnSale},
-		{"ended", raftstore.Item{Remaining: 1, EndsAt: 10}, 10, raftstore.StatusEnded},
-		{"ended beats paused and sold out", raftstore.Item{Paused: true, EndsAt: 5}, 10, raftstore.StatusEnded},
-		{"paused", raftstore.Item{Remaining: 1, Paused: true}, 10, raftstore.StatusPaused},
-		{"sold out", raftstore.Item{Remaining: 0}, 10, raftstore.StatusSoldOut},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.it.Status(tc.now); got != tc.want {
-				t.Errorf("Status(%d) of %+v = %q; want %q", tc.now, tc.it, got, tc.want)
-			}
-		})
-	}
-	it := raftstore.Item{Stock: 10, Remaining: 3}
-	if got := it.Sold(); got != 7 {
-		t.Errorf("Sold() = %d; want 7", got)
 	}
 }
 
@@ -636,8 +590,8 @@ func TestFSMRestock(t *testing.T) {
 		{"add", "a", 5, nil, 15, 12},
 		{"remove", "a", -2, nil, 8, 5},
 		{"remove all remaining", "a", -7, nil, 3, 0},
-		{"remove beyond remaining", "a", -8, raftstore.ErrInvalidStock, 10, 7},
-		{"unknown item", "nope", 5, raftstore.ErrItemNotFound, 10, 7},
+		{"remove beyond remaining", "a", -8, sale.ErrInvalidStock, 10, 7},
+		{"unknown item", "nope", 5, sale.ErrItemNotFound, 10, 7},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -649,7 +603,7 @@ func TestFSMRestock(t *testing.T) {
 				if resp != tc.want {
 					t.Errorf("Restock(%q, %d) = %v; want %v", tc.id, tc.delta, resp, tc.want)
 				}
-			} else if it, ok := resp.(raftstore.Item); !ok || it.Stock != tc.wantStock || it.Remaining != tc.wantRemaining {
+			} else if it, ok := resp.(sale.Item); !ok || it.Stock != tc.wantStock || it.Remaining != tc.wantRemaining {
 				t.Errorf("Restock(%q, %d) = %+v; want stock %d remaining %d", tc.id, tc.delta, resp, tc.wantStock, tc.wantRemaining)
 			}
 			it, _ := r.f.Item("a")
@@ -742,7 +696,7 @@ func restored(t testing.TB, shard int, cfg raftstore.FSMConfig, data []byte) *ra
 
 // observed is the state of an FSM as its readers see it.
 type observed struct {
-	Items       []raftstore.Item
+	Items       []sale.Item
 	Bought      map[string]int32
 	Requests    map[string]orders.Order
 	Unflushed   []orders.Order
@@ -933,7 +887,7 @@ func TestFSMDeterminism(t *testing.T) {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
 			log, items, users, requests := randomLog(t, seed, 3000, cfg)
 			a, b := raftstore.NewFSM(4, cfg), raftstore.NewFSM(4, cfg)
-			outcomes := map[raftstore.Outcome]int{}
+			outcomes := map[sale.Outcome]int{}
 			for i, data := range log {
 				ra, rb := a.Apply(logEntry(uint64(i+1), data)), b.Apply(logEntry(uint64(i+1), data))
 				if !reflect.DeepEqual(ra, rb) {
@@ -981,7 +935,7 @@ func TestFSMResponsesAreSentinels(t *testing.T) {
 	r := newFSMRig(t, 0, testFSMConfig)
 	r.create(*item("a", 1, 1))
 	resp := r.apply(item("a", 1, 1))
-	if err, ok := resp.(error); !ok || !errors.Is(err, raftstore.ErrItemExists) {
-		t.Errorf("CreateItem twice = %v; want errors.Is ErrItemExists", resp)
+	if err, ok := resp.(error); !ok || !errors.Is(err, sale.ErrItemExists) {
+		t.Errorf("CreateItem twice = %v; want errors.Is sale.ErrItemExists", resp)
 	}
 }

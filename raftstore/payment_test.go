@@ -8,6 +8,7 @@ import (
 
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/sale"
 )
 
 // buyWithWindow confirms one purchase with a payment window.
@@ -42,8 +43,8 @@ func TestFSMPayWithinWindow(t *testing.T) {
 	if res.Outcome != C || res.Order.PayBy.UnixNano() != 70*sec {
 		t.Fatalf("Purchase = %v, PayBy %v; want confirmed with PayBy at 70s", res.Outcome, res.Order.PayBy)
 	}
-	if _, err := r.pay(20*sec, res.Order.ID, "intruder"); !errors.Is(err, raftstore.ErrOrderNotFound) {
-		t.Errorf("Pay by another user = %v; want %v", err, raftstore.ErrOrderNotFound)
+	if _, err := r.pay(20*sec, res.Order.ID, "intruder"); !errors.Is(err, sale.ErrOrderNotFound) {
+		t.Errorf("Pay by another user = %v; want %v", err, sale.ErrOrderNotFound)
 	}
 	paid, err := r.pay(30*sec, res.Order.ID, "u1")
 	if err != nil || paid.Status != orders.StatusPaid {
@@ -93,8 +94,8 @@ func TestFSMExpiryReturnsStock(t *testing.T) {
 	if got := r.f.Bought("a", "u1"); got != 0 {
 		t.Errorf("Bought(u1) after expiry = %d; want 0: the allowance returns too", got)
 	}
-	if _, err := r.pay(41*sec, a.Order.ID, "u1"); !errors.Is(err, raftstore.ErrOrderExpired) {
-		t.Errorf("Pay after expiry = %v; want %v", err, raftstore.ErrOrderExpired)
+	if _, err := r.pay(41*sec, a.Order.ID, "u1"); !errors.Is(err, sale.ErrOrderExpired) {
+		t.Errorf("Pay after expiry = %v; want %v", err, sale.ErrOrderExpired)
 	}
 	// The stock went back on sale: the sold-out shopper gets it.
 	if got := r.buy(42*sec, "a", p("u3", "", 1))[0].Outcome; got != C {
@@ -115,8 +116,8 @@ func TestFSMExpiryReturnsStock(t *testing.T) {
 		t.Errorf("PendingUnits = %d; want 0", got)
 	}
 	// Paying after the deadline but before any Expire command expires.
-	if _, err := r.pay(50*sec, b.Order.ID, "u2"); !errors.Is(err, raftstore.ErrOrderExpired) {
-		t.Errorf("Pay past the deadline = %v; want %v", err, raftstore.ErrOrderExpired)
+	if _, err := r.pay(50*sec, b.Order.ID, "u2"); !errors.Is(err, sale.ErrOrderExpired) {
+		t.Errorf("Pay past the deadline = %v; want %v", err, sale.ErrOrderExpired)
 	}
 	if rem, _ := r.f.Remaining("a"); rem != 1 {
 		t.Errorf("Remaining = %d; want 1", rem)

@@ -21,20 +21,7 @@ import (
 	wal "github.com/hashicorp/raft-wal"
 
 	"github.com/flashstock/flashstock/orders"
-)
-
-// Failures of the replication layer, as opposed to business outcomes.
-var (
-	// ErrNotLeader means this node does not lead the shard: the command was
-	// not applied and may be retried on the leader.
-	ErrNotLeader = errors.New("raftstore: not the shard leader")
-	// ErrUnavailable means the command was not applied (queue full,
-	// shutting down before enqueue) and may be retried.
-	ErrUnavailable = errors.New("raftstore: shard unavailable")
-	// ErrUnknownOutcome means the command may or may not have been
-	// committed (leadership lost after it was sent). Retry with the same
-	// idempotency key to learn the outcome.
-	ErrUnknownOutcome = errors.New("raftstore: outcome unknown")
+	"github.com/flashstock/flashstock/sale"
 )
 
 // Config configures a node's shard groups.
@@ -543,11 +530,11 @@ func (sh *Shard) Leader() (addr, id string) {
 
 // Apply replicates one encoded command and returns the FSM's response.
 // It blocks until the entry is applied on this node, leadership is lost, or
-// the shard shuts down. ErrNotLeader and ErrUnavailable mean the command was
-// not applied; ErrUnknownOutcome means it may have been.
+// the shard shuts down. sale.ErrNotLeader and sale.ErrUnavailable mean the command was
+// not applied; sale.ErrUnknownOutcome means it may have been.
 func (sh *Shard) Apply(cmd []byte) (any, error) {
 	if sh.raft.State() != raft.Leader {
-		return nil, ErrNotLeader
+		return nil, sale.ErrNotLeader
 	}
 	f := sh.raft.Apply(cmd, sh.cfg.ApplyTimeout)
 	// hashicorp/raft may never answer a future whose entry was committed
@@ -563,52 +550,52 @@ func (sh *Shard) Apply(cmd []byte) (any, error) {
 		}
 		return f.Response(), nil
 	case <-sh.stop:
-		return nil, ErrUnknownOutcome
+		return nil, sale.ErrUnknownOutcome
 	}
 }
 
 func mapRaftError(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
-		return ErrNotLeader
+		return sale.ErrNotLeader
 	case errors.Is(err, raft.ErrEnqueueTimeout):
-		return ErrUnavailable
+		return sale.ErrUnavailable
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
-		return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+		return fmt.Errorf("%w: %v", sale.ErrUnknownOutcome, err)
 	}
-	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	return fmt.Errorf("%w: %v", sale.ErrUnavailable, err)
 }
 
 // applyItem applies a command whose response is an Item or an error.
-func (sh *Shard) applyItem(cmd []byte) (Item, error) {
+func (sh *Shard) applyItem(cmd []byte) (sale.Item, error) {
 	resp, err := sh.Apply(cmd)
 	if err != nil {
-		return Item{}, err
+		return sale.Item{}, err
 	}
 	switch r := resp.(type) {
-	case Item:
+	case sale.Item:
 		return r, nil
 	case error:
-		return Item{}, r
+		return sale.Item{}, r
 	}
-	return Item{}, fmt.Errorf("raftstore: unexpected response %T", resp)
+	return sale.Item{}, fmt.Errorf("raftstore: unexpected response %T", resp)
 }
 
 func (sh *Shard) stamp() int64 { return sh.cfg.Now().UnixNano() }
 
-// CreateItem creates an item; ErrItemExists if the ID is taken.
-func (sh *Shard) CreateItem(c CreateItem) (Item, error) {
+// CreateItem creates an item; sale.ErrItemExists if the ID is taken.
+func (sh *Shard) CreateItem(c CreateItem) (sale.Item, error) {
 	c.Stamp = sh.stamp()
 	return sh.applyItem(c.Encode(nil))
 }
 
 // Restock adds delta units to an item's stock.
-func (sh *Shard) Restock(itemID string, delta int64) (Item, error) {
+func (sh *Shard) Restock(itemID string, delta int64) (sale.Item, error) {
 	return sh.applyItem((&Restock{Stamp: sh.stamp(), ItemID: itemID, Delta: delta}).Encode(nil))
 }
 
 // SetPaused pauses or resumes an item's sale.
-func (sh *Shard) SetPaused(itemID string, paused bool) (Item, error) {
+func (sh *Shard) SetPaused(itemID string, paused bool) (sale.Item, error) {
 	return sh.applyItem((&SetPaused{Stamp: sh.stamp(), ItemID: itemID, Paused: paused}).Encode(nil))
 }
 

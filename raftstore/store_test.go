@@ -19,12 +19,13 @@ import (
 	"github.com/flashstock/flashstock/internal/testutil"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/sale"
 )
 
 // replicationErr reports whether err is one of the replication failures a
 // caller must handle (as opposed to a business outcome).
 func replicationErr(err error) bool {
-	return errors.Is(err, raftstore.ErrNotLeader) || errors.Is(err, raftstore.ErrUnavailable) || errors.Is(err, raftstore.ErrUnknownOutcome)
+	return errors.Is(err, sale.ErrNotLeader) || errors.Is(err, sale.ErrUnavailable) || errors.Is(err, sale.ErrUnknownOutcome)
 }
 
 func TestStoreConfigValidate(t *testing.T) {
@@ -121,14 +122,14 @@ func TestStoreReopen(t *testing.T) {
 				if _, err := sh.CreateItem(raftstore.CreateItem{ID: id, Name: "x", Stock: 10, PerUserLimit: 3}); err != nil {
 					t.Fatalf("CreateItem(%q) = %v; want nil", id, err)
 				}
-				if _, err := sh.CreateItem(raftstore.CreateItem{ID: id, Stock: 1, PerUserLimit: 1}); !errors.Is(err, raftstore.ErrItemExists) {
-					t.Fatalf("CreateItem(%q) again = %v; want ErrItemExists", id, err)
+				if _, err := sh.CreateItem(raftstore.CreateItem{ID: id, Stock: 1, PerUserLimit: 1}); !errors.Is(err, sale.ErrItemExists) {
+					t.Fatalf("CreateItem(%q) again = %v; want sale.ErrItemExists", id, err)
 				}
 				res, err := sh.PurchaseBatch(id, []raftstore.Purchase{p("u1", "r1", 2), p("u2", "r2", 1), p("u3", "", 1), p("u1", "r3", 2)})
 				if err != nil {
 					t.Fatalf("PurchaseBatch(%q) = %v; want nil", id, err)
 				}
-				wantOut := []raftstore.Outcome{C, C, C, L}
+				wantOut := []sale.Outcome{C, C, C, L}
 				for i, pr := range res {
 					if pr.Outcome != wantOut[i] {
 						t.Errorf("PurchaseBatch(%q) #%d = %v; want %v", id, i, pr.Outcome, wantOut[i])
@@ -147,8 +148,8 @@ func TestStoreReopen(t *testing.T) {
 				if _, err := sh.Restock(id, 5); err != nil {
 					t.Fatalf("Restock = %v", err)
 				}
-				if _, err := sh.Restock(id, -100); !errors.Is(err, raftstore.ErrInvalidStock) {
-					t.Fatalf("Restock(-100) = %v; want ErrInvalidStock", err)
+				if _, err := sh.Restock(id, -100); !errors.Is(err, sale.ErrInvalidStock) {
+					t.Fatalf("Restock(-100) = %v; want sale.ErrInvalidStock", err)
 				}
 				if snapshot {
 					if err := sh.Raft().Snapshot().Error(); err != nil {
@@ -279,7 +280,7 @@ func TestShardApplyErrors(t *testing.T) {
 			t.Errorf("second Close() = %v; want nil", err)
 		}
 		if _, err := sh.Apply(cmd); !replicationErr(err) {
-			t.Errorf("Apply on a closed shard = %v; want ErrNotLeader, ErrUnavailable or ErrUnknownOutcome", err)
+			t.Errorf("Apply on a closed shard = %v; want sale.ErrNotLeader, sale.ErrUnavailable or sale.ErrUnknownOutcome", err)
 		}
 		if _, err := sh.PurchaseBatch("a", []raftstore.Purchase{p("u", "", 1)}); !replicationErr(err) {
 			t.Errorf("PurchaseBatch on a closed shard = %v; want a replication error", err)
@@ -301,11 +302,11 @@ func TestShardApplyErrors(t *testing.T) {
 			t.Fatalf("Open() = %v", err)
 		}
 		defer s.Close()
-		if _, err := s.Shard(0).Apply(cmd); !errors.Is(err, raftstore.ErrNotLeader) {
-			t.Errorf("Apply on a follower = %v; want ErrNotLeader", err)
+		if _, err := s.Shard(0).Apply(cmd); !errors.Is(err, sale.ErrNotLeader) {
+			t.Errorf("Apply on a follower = %v; want sale.ErrNotLeader", err)
 		}
-		if _, err := s.Shard(0).CreateItem(raftstore.CreateItem{ID: "a"}); !errors.Is(err, raftstore.ErrNotLeader) {
-			t.Errorf("CreateItem on a follower = %v; want ErrNotLeader", err)
+		if _, err := s.Shard(0).CreateItem(raftstore.CreateItem{ID: "a"}); !errors.Is(err, sale.ErrNotLeader) {
+			t.Errorf("CreateItem on a follower = %v; want sale.ErrNotLeader", err)
 		}
 		if s.Ready() {
 			t.Errorf("Ready() = true with no leader; want false")

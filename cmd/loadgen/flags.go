@@ -9,7 +9,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/flashstock/flashstock/internal/loadgen"
+	"github.com/flashstock/flashstock/loadgen"
 )
 
 // usageError is a problem with the flags or environment: exit status 2.

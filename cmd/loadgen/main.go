@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/flashstock/flashstock/internal/loadgen"
+	"github.com/flashstock/flashstock/loadgen"
 )
 
 func main() {

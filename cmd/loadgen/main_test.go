@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flashstock/flashstock/internal/loadgen"
+	"github.com/flashstock/flashstock/loadgen"
 )
 
 // env is a getenv over a map.

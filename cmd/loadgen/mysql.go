@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/flashstock/flashstock/internal/loadgen"
+	"github.com/flashstock/flashstock/loadgen"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/orders/mysql"
 )

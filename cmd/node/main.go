@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/flashstock/flashstock/config"
-	"github.com/flashstock/flashstock/internal/node"
+	"github.com/flashstock/flashstock/node"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

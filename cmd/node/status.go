@@ -15,10 +15,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/flashstock/flashstock/actors"
 	"github.com/flashstock/flashstock/cluster"
 	"github.com/flashstock/flashstock/config"
-	"github.com/flashstock/flashstock/internal/node"
+	"github.com/flashstock/flashstock/node"
+	"github.com/flashstock/flashstock/orders"
 )
 
 // adminGet fetches an admin JSON document from a node.
@@ -111,7 +111,7 @@ func shardList(sets ...string) string {
 // runReconcile prints the reconciliation report and fails when it finds a
 // difference.
 func runReconcile(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var rep actors.Reconciliation
+	var rep orders.Reconciliation
 	if err := adminGet(ctx, args, getenv, "/v1/admin/reconcile", &rep); err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/flashstock/flashstock/cluster"
-	"github.com/flashstock/flashstock/internal/node"
+	"github.com/flashstock/flashstock/node"
 )
 
 // TestStatusTableShowsWhatMembersHear: `node status` lists, per member, the

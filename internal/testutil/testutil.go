@@ -23,6 +23,7 @@ import (
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/orders/sqlite"
 	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/sale"
 )
 
 // WaitFor polls cond until it returns true, and fails the test if it does
@@ -240,7 +241,7 @@ func (n *Node) Pending() int {
 }
 
 // CreateItem creates an item through the engine and fails the test on error.
-func (n *Node) CreateItem(tb testing.TB, c raftstore.CreateItem) raftstore.Item {
+func (n *Node) CreateItem(tb testing.TB, c sale.Item) sale.Item {
 	tb.Helper()
 	it, err := n.Engine.CreateItem(context.Background(), c)
 	if err != nil {

@@ -16,11 +16,12 @@ import (
 
 	"github.com/flashstock/flashstock/internal/clock"
 	"github.com/flashstock/flashstock/orders"
+	"github.com/flashstock/flashstock/sale"
 )
 
 // Column limits of the order tables.
 const (
-	idLenMax     = 64 // item_id, user_id, request_id: VARCHAR(64) characters
+	idLenMax     = sale.IDLenMax // item_id, user_id, request_id: VARCHAR(64) characters
 	statusLenMax = 16
 )
 

@@ -20,8 +20,8 @@ import (
 	_ "github.com/go-sql-driver/mysql"
 
 	"github.com/flashstock/flashstock/config"
-	"github.com/flashstock/flashstock/internal/node"
 	"github.com/flashstock/flashstock/internal/testutil"
+	"github.com/flashstock/flashstock/node"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/orders/mysql"
 	"github.com/flashstock/flashstock/raftstore"

@@ -132,7 +132,7 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 		AdmissionMax: cfg.AdmissionMax, ItemCacheTTL: cfg.ItemCacheTTL,
 	}, actors.Deps{
 		Store: n.store, Sink: n.sink, Observer: n.metrics, Logger: log, System: sys,
-		Provider: cluster.NewProvider(n.members, cfg.DeadNodeGrace), Placement: n.place,
+		Provider: actors.NewProvider(n.members, cfg.DeadNodeGrace), Placement: n.place,
 		ActorAddr: cfg.ActorAddr, ActorAdvertise: cfg.ActorAdvertise,
 	})
 	if err != nil {

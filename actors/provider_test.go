@@ -1,4 +1,4 @@
-package cluster
+package actors
 
 import (
 	"testing"
@@ -7,6 +7,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/remote"
+
+	"github.com/flashstock/flashstock/cluster"
 )
 
 // TestProviderShutdownWhilePublishing stops the provider while its loop is
@@ -14,8 +16,8 @@ import (
 // cleared it waited on a nil channel forever, and a node's SIGTERM drain
 // hung in Engine.Close.
 func TestProviderShutdownWhilePublishing(t *testing.T) {
-	m, err := Start(Config{BindAddr: "127.0.0.1:0", Fast: true,
-		Meta: Meta{ID: "n1", ActorSys: "sys-n1", ActorAddr: "127.0.0.1:1"}})
+	m, err := cluster.Start(cluster.Config{BindAddr: "127.0.0.1:0", Fast: true,
+		Meta: cluster.Meta{ID: "n1", ActorSys: "sys-n1", ActorAddr: "127.0.0.1:1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,26 +37,6 @@ func TestProviderShutdownWhilePublishing(t *testing.T) {
 		case <-done:
 		case <-time.After(5 * time.Second):
 			t.Fatalf("round %d: Shutdown did not return within 5 s", i)
-		}
-	}
-}
-
-// TestMetaHearsLeader: a node that publishes which shards it follows is a
-// leadership target only for those; one that publishes nothing (an earlier
-// version) is one for every shard.
-func TestMetaHearsLeader(t *testing.T) {
-	some := Meta{Follows: EncodeLeads([]int{1, 9})}
-	none := Meta{Follows: "00"}
-	old := Meta{}
-	for shard, want := range map[int]bool{0: false, 1: true, 8: false, 9: true, 17: false} {
-		if got := some.HearsLeader(shard); got != want {
-			t.Errorf("follows {1, 9}: HearsLeader(%d) = %v; want %v", shard, got, want)
-		}
-		if none.HearsLeader(shard) {
-			t.Errorf("follows none: HearsLeader(%d) = true; want false", shard)
-		}
-		if !old.HearsLeader(shard) {
-			t.Errorf("earlier version: HearsLeader(%d) = false; want true", shard)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package cluster
+package actors
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/flashstock/flashstock/cluster"
 )
 
 // Provider is a protoactor ClusterProvider backed by Membership (protoactor
@@ -22,7 +24,7 @@ import (
 // so a short partition must not make it leave. Our IdentityLookup never
 // places an actor on a dead node, so keeping it listed costs nothing.
 type Provider struct {
-	m                 *Membership
+	m                 *cluster.Membership
 	deadGrace         time.Duration
 	republishInterval time.Duration
 
@@ -33,7 +35,7 @@ type Provider struct {
 }
 
 // NewProvider returns a provider over m.
-func NewProvider(m *Membership, deadGrace time.Duration) *Provider {
+func NewProvider(m *cluster.Membership, deadGrace time.Duration) *Provider {
 	return &Provider{m: m, deadGrace: deadGrace, republishInterval: time.Second}
 }
 
@@ -98,10 +100,10 @@ func (p *Provider) publish() {
 	now := time.Now()
 	var members pcluster.Members
 	for _, mb := range p.m.Members() {
-		if mb.ActorSys == "" || mb.State == StateLeft {
+		if mb.ActorSys == "" || mb.State == cluster.StateLeft {
 			continue
 		}
-		if mb.State == StateDead && now.Sub(mb.Since) > p.deadGrace {
+		if mb.State == cluster.StateDead && now.Sub(mb.Since) > p.deadGrace {
 			continue
 		}
 		host, port, err := net.SplitHostPort(mb.ActorAddr)
