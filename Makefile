@@ -4,7 +4,7 @@
 GO        ?= go
 MYSQL_DIR ?= $(CURDIR)/.tmp/mariadb
 MYSQL_PORT ?= 13306
-RACE_PKGS := ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... ./loadgen/... \
+RACE_PKGS := ./sale/... ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... ./loadgen/... \
 	./internal/metrics/... ./internal/ratelimit/... ./internal/breaker/... ./internal/testutil/... ./internal/wire/... ./internal/clock/... ./cmd/loadgen/... ./faults/...
 # protoactor's cluster layer has data races of its own (shared/research/protoactor.md §6):
 # multi-node tests run without -race.
@@ -25,6 +25,7 @@ check:
 	@fmt=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$fmt" ]; then echo "gofmt needed: $$fmt"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run -modfile=tools/go.mod honnef.co/go/tools/cmd/staticcheck ./...
+	$(GO) test -count=1 ./internal/layers/
 	@cp go.mod .tmp-go.mod.bak && cp go.sum .tmp-go.sum.bak && $(GO) mod tidy && \
 	  if ! diff -q go.mod .tmp-go.mod.bak >/dev/null || ! diff -q go.sum .tmp-go.sum.bak >/dev/null; then \
 	    mv .tmp-go.mod.bak go.mod; mv .tmp-go.sum.bak go.sum; echo "go mod tidy changes go.mod/go.sum"; exit 1; fi; \

@@ -16,7 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -29,6 +31,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/flashstock/flashstock/internal/breaker"
+	"github.com/flashstock/flashstock/internal/ratelimit"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/raftstore"
 	"github.com/flashstock/flashstock/sale"
@@ -50,6 +53,10 @@ type Config struct {
 	// ItemCacheTTL bounds how stale an item read may be on a node that
 	// holds no replica of the item's shard.
 	ItemCacheTTL time.Duration
+	// RateUser caps each shopper's purchases of one item, per second
+	// (burst: twice the rate), wherever they come from: the item's owner,
+	// which sees all of them, enforces it. 0 turns it off.
+	RateUser float64
 }
 
 // DefaultConfig returns the defaults.
@@ -75,6 +82,8 @@ func (c Config) Validate() error {
 		return errors.New("actors: admission max must be positive")
 	case c.ItemCacheTTL < 0:
 		return errors.New("actors: item cache ttl must not be negative")
+	case c.RateUser < 0:
+		return errors.New("actors: user rate must not be negative")
 	}
 	return nil
 }
@@ -132,8 +141,9 @@ type Engine struct {
 	applies  sync.WaitGroup // Raft applies started by item actors
 	inflight atomic.Int64   // this node's purchases in flight
 
-	breakers sync.Map // remote actor address -> *breaker.Breaker
-	items    sync.Map // item ID -> cachedItem, for items this node has no replica of
+	breakers sync.Map           // remote actor address -> *breaker.Breaker
+	perUser  *ratelimit.Limiter // shopper and item -> purchases; nil when off
+	items    sync.Map           // item ID -> cachedItem, for items this node has no replica of
 
 	router  *router                   // answers to this node's purchases on other nodes
 	pulse   *pulse                    // wakes those purchases to re-check the owner
@@ -146,6 +156,20 @@ type Engine struct {
 type cachedItem struct {
 	item sale.Item
 	at   time.Time
+}
+
+// userBuckets is the number of token buckets of the per-shopper limit:
+// bounded memory whatever the number of shoppers.
+const userBuckets = 1 << 16
+
+// allowShopper reports whether the shopper may buy the item now, under
+// the per-shopper rate; only an item's owner asks.
+func (e *Engine) allowShopper(item, user string) bool {
+	if e.perUser == nil {
+		return true
+	}
+	ok, _ := e.perUser.AllowPair(user, item)
+	return ok
 }
 
 // Breaker settings for calls to other nodes: after breakerThreshold
@@ -198,6 +222,9 @@ func NewEngine(cfg Config, deps Deps) (e *Engine, err error) {
 	}
 	// A remote activation takes milliseconds; a dead owner never answers, and
 	// the caller retries once placement has moved on.
+	if cfg.RateUser > 0 {
+		e.perUser = ratelimit.New(cfg.RateUser, int(math.Max(1, 2*cfg.RateUser)), userBuckets, nil)
+	}
 	e.lookup = NewLeaderLookup(deps.Placement, 500*time.Millisecond, deps.Logger)
 	kind := pcluster.NewKind(KindItem, actor.PropsFromProducer(func() actor.Actor { return &itemActor{e: e} }))
 	var ropts []remote.ConfigOption
@@ -252,6 +279,9 @@ func (e *Engine) Activations() int { return e.lookup.Activations() }
 
 // CreateItem creates an item on its shard's leader.
 func (e *Engine) CreateItem(ctx context.Context, it sale.Item) (sale.Item, error) {
+	if !sale.ValidID(it.ID) || len(it.Name) > sale.NameLenMax {
+		return sale.Item{}, sale.ErrInvalidRequest
+	}
 	c := raftstore.CreateItem{ID: it.ID, Name: it.Name, Stock: it.Stock, PerUserLimit: it.PerUserLimit,
 		StartsAt: it.StartsAt, EndsAt: it.EndsAt}
 	return e.callItem(ctx, c.ID, &createItem{cmd: c})
@@ -341,12 +371,11 @@ func (e *Engine) callItem(ctx context.Context, id string, m message) (sale.Item,
 // shopper who arrived a millisecond earlier. Everything else goes to the
 // item actor on the shard's leader.
 func (e *Engine) Purchase(ctx context.Context, r sale.Request) (orders.Order, bool, error) {
-	if e.closed.Load() {
-		return orders.Order{}, false, sale.ErrClosed
+	if !sale.ValidID(r.ItemID) || !sale.ValidID(r.UserID) || (r.RequestID != "" && !sale.ValidID(r.RequestID)) {
+		return orders.Order{}, false, sale.ErrInvalidRequest
 	}
-	if n := e.inflight.Add(1); n > int64(e.cfg.AdmissionMax) {
-		e.inflight.Add(-1)
-		return orders.Order{}, false, sale.ErrOverloaded
+	if err := e.admit(); err != nil {
+		return orders.Order{}, false, err
 	}
 	defer e.inflight.Add(-1)
 	sh := e.store.Shard(e.store.ShardFor(r.ItemID))
@@ -373,6 +402,20 @@ func (e *Engine) Purchase(ctx context.Context, r sale.Request) (orders.Order, bo
 		return orders.Order{}, false, m.Err
 	}
 	return orders.Order{}, false, fmt.Errorf("actors: unexpected reply %T", reply)
+}
+
+// admit counts a purchase or a payment in this node's in-flight work, or
+// refuses it when the node is closing or at --admission-max. The caller
+// ends it with e.inflight.Add(-1).
+func (e *Engine) admit() error {
+	if e.closed.Load() {
+		return sale.ErrClosed
+	}
+	if n := e.inflight.Add(1); n > int64(e.cfg.AdmissionMax) {
+		e.inflight.Add(-1)
+		return sale.ErrOverloaded
+	}
+	return nil
 }
 
 // answerFromReplica answers a purchase from this node's replica when the
@@ -402,18 +445,27 @@ func (e *Engine) answerFromReplica(sh *raftstore.Shard, r sale.Request) (o order
 // "not the leader" answer from a stale activation. An answer whose outcome
 // is unknown is retried only when idempotent (the purchase has a request
 // ID), so that the shopper gets a definite answer where one exists.
+//
+// Once an attempt may have reached Raft (the owner moved while we waited,
+// or answered "outcome unknown"), the call can no longer end in a definite
+// refusal that does not come from the state: a full queue, a missing
+// leader, an open breaker, a deadline all answer sale.ErrUnknownOutcome,
+// because the first attempt may have bought. Only the state machine's
+// replica, which looks the request ID up before it decides (sold out,
+// limit exceeded, not on sale), may still say no.
 func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool) (message, error) {
 	var env *wrapperspb.BytesValue                   // encoded once, only for remote owners
 	deadline := time.Now().Add(e.cfg.RequestTimeout) // real time: e.now is the sale clock
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
+	uncertain := false // an attempt may have reached Raft
+	refuse := func(err error) (message, error) { return nil, settle(err, uncertain) }
 	backoff := 5 * time.Millisecond
-	var last error = sale.ErrNotLeader
 	var ownerless time.Time // since when no node has owned the item
 	for {
 		if e.closed.Load() {
-			return nil, sale.ErrClosed
+			return refuse(sale.ErrClosed)
 		}
 		pid := e.pid(id)
 		if pid == nil {
@@ -423,7 +475,7 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 			if ownerless.IsZero() {
 				ownerless = time.Now()
 			} else if time.Since(ownerless) > ownerlessMax {
-				return nil, fmt.Errorf("%w: no leader for item %s", sale.ErrUnavailable, id)
+				return refuse(fmt.Errorf("%w: no leader for item %s", sale.ErrUnavailable, id))
 			}
 		} else {
 			ownerless = time.Time{}
@@ -432,13 +484,13 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 		if pid != nil && pid.Address != e.sys.Address() {
 			brk = e.breaker(pid.Address)
 			if !brk.Allow() {
-				return nil, fmt.Errorf("%w: node %s is failing (circuit open)", sale.ErrUnavailable, pid.Address)
+				return refuse(fmt.Errorf("%w: node %s is failing (circuit open)", sale.ErrUnavailable, pid.Address))
 			}
 		}
 		if pid != nil {
 			left := time.Until(deadline)
 			if left <= 0 {
-				return nil, sale.ErrTimeout
+				return refuse(sale.ErrTimeout)
 			}
 			var res any
 			var err error
@@ -467,15 +519,14 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 				// The leader moved while we waited: the old one may or may
 				// not have committed. Idempotent requests ask the new one.
 				e.cluster.PidCache.RemoveByValue(id, KindItem, pid)
+				uncertain = true
 				if !idempotent {
 					return nil, sale.ErrUnknownOutcome
 				}
-				last = sale.ErrUnknownOutcome
 			case errors.Is(err, actor.ErrTimeout):
 				return nil, sale.ErrTimeout
-			case err != nil: // dead letter: the activation is gone
+			case err != nil: // dead letter: the activation is gone, nothing applied
 				e.cluster.PidCache.RemoveByValue(id, KindItem, pid)
-				last = sale.ErrNotLeader
 			default:
 				reply, err := asMessage(res)
 				if err != nil {
@@ -485,28 +536,50 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 				if !ok {
 					return reply, nil
 				}
-				retry := errors.Is(rej.Err, sale.ErrNotLeader) ||
-					(idempotent && errors.Is(rej.Err, sale.ErrUnknownOutcome))
-				if !retry {
+				unknown := errors.Is(rej.Err, sale.ErrUnknownOutcome)
+				if !errors.Is(rej.Err, sale.ErrNotLeader) && !(idempotent && unknown) {
+					if err := settle(rej.Err, uncertain); err != rej.Err {
+						return nil, err
+					}
 					return reply, nil
 				}
+				// Not applied, or (idempotent) unknown: ask the owner again.
+				uncertain = uncertain || unknown
 				e.cluster.PidCache.RemoveByValue(id, KindItem, pid)
-				last = rej.Err
 			}
 		}
 		if time.Until(deadline) < backoff {
-			if errors.Is(last, sale.ErrUnknownOutcome) {
-				return nil, last
+			if uncertain {
+				return nil, sale.ErrUnknownOutcome
 			}
 			return nil, fmt.Errorf("%w: no leader for item %s", sale.ErrUnavailable, id)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, sale.ErrTimeout
+			return refuse(sale.ErrTimeout)
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 200*time.Millisecond)
 	}
+}
+
+// settle returns the answer of a call that ends in the refusal err: err
+// itself, or, once an attempt may have reached Raft (uncertain), an
+// unknown outcome for every refusal the item's state did not decide.
+func settle(err error, uncertain bool) error {
+	if uncertain && !decidedByState(err) {
+		return fmt.Errorf("%w: an earlier attempt may have committed (%v)", sale.ErrUnknownOutcome, err)
+	}
+	return err
+}
+
+// decidedByState reports whether a refusal comes from the item's committed
+// state (sold out, limit exceeded, not on sale, no such item...), which the
+// owner's replica decides after it has looked the request ID up, rather
+// than from a bound, a missing leader or a deadline.
+func decidedByState(err error) bool {
+	c, ok := sale.CodeOf(err)
+	return ok && c.Definite && c.Status < 500 && c.Status != http.StatusTooManyRequests
 }
 
 // breaker returns the circuit breaker of a remote actor address.
@@ -629,7 +702,7 @@ func (e *Engine) Order(ctx context.Context, id uint64) (orders.Order, bool, erro
 	// Confirmed on the leader a moment ago, but not yet applied here: read
 	// your own writes, whichever node you ask. (WaitApplied returns at once
 	// when the entry is applied: an older order is in the store.)
-	if sh.WaitApplied(orders.IndexOfID(id), orderCatchUpMax) {
+	if sh.WaitApplied(ctx, orders.IndexOfID(id), orderCatchUpMax) {
 		if o, stored, ok := sh.FSM().LookupOrder(id); ok {
 			return o, stored, nil
 		}
@@ -652,6 +725,10 @@ const orderCatchUpMax = time.Second
 // order's shard. Paying twice is a no-op; paying an expired order is
 // sale.ErrOrderExpired.
 func (e *Engine) Pay(ctx context.Context, id uint64, user string) (orders.Order, error) {
+	if err := e.admit(); err != nil {
+		return orders.Order{}, err
+	}
+	defer e.inflight.Add(-1)
 	o, _, err := e.Order(ctx, id)
 	if err != nil {
 		return orders.Order{}, err

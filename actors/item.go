@@ -91,11 +91,24 @@ func (a *itemActor) Receive(ctx actor.Context) {
 }
 
 // enqueue queues a purchase for the next Raft entry, or answers
-// overloaded when the queue is full.
+// overloaded when the queue is full. A purchase with a request ID that
+// already bought (a retry after a leader moved) gets its original order
+// instead: the first attempt may have committed, and "overloaded" would
+// tell its shopper that nothing happened.
 func (a *itemActor) enqueue(ctx actor.Context, w waiting) {
 	if len(a.queue) >= a.e.cfg.QueueMax {
 		ans := answers{e: a.e}
-		ans.add(w, &Rejected{Err: sale.ErrOverloaded})
+		if o, ok := a.lookupRequest(w.req); ok {
+			ans.add(w, &Purchased{Order: o, Duplicate: true})
+		} else {
+			ans.add(w, &Rejected{Err: sale.ErrOverloaded})
+		}
+		ans.send()
+		return
+	}
+	if !a.e.allowShopper(a.id, w.req.UserID) {
+		ans := answers{e: a.e}
+		ans.add(w, &Rejected{Err: sale.ErrRateLimited})
 		ans.send()
 		return
 	}
@@ -212,13 +225,20 @@ func (a *itemActor) flushOne(ctx actor.Context) bool {
 // answerSoldOut answers a purchase that cannot fit, unless its request ID
 // already bought (a retry racing its original).
 func (a *itemActor) answerSoldOut(ans *answers, w waiting) {
-	if w.req.RequestID != "" {
-		if o, ok := a.shard.FSM().LookupRequest(a.id, w.req.UserID, w.req.RequestID); ok {
-			ans.add(w, &Purchased{Order: o, Duplicate: true})
-			return
-		}
+	if o, ok := a.lookupRequest(w.req); ok {
+		ans.add(w, &Purchased{Order: o, Duplicate: true})
+		return
 	}
 	ans.add(w, &Rejected{Err: sale.ErrSoldOut})
+}
+
+// lookupRequest returns the order an earlier purchase with the same
+// request ID made, if the FSM remembers one.
+func (a *itemActor) lookupRequest(r sale.Request) (orders.Order, bool) {
+	if r.RequestID == "" {
+		return orders.Order{}, false
+	}
+	return a.shard.FSM().LookupRequest(a.id, r.UserID, r.RequestID)
 }
 
 // apply replicates a batch on its own goroutine, owned by the engine's

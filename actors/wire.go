@@ -114,7 +114,11 @@ func encode(m message) *wrapperspb.BytesValue {
 		b = appendItem(b, &m.item)
 	case *createItem:
 		b = append(b, byte(msgCreateItem))
-		b = m.cmd.Encode(b)
+		var err error
+		if b, err = m.cmd.Encode(b); err != nil {
+			// Engine.CreateItem checks the bounds before anything is sent.
+			panic(fmt.Sprintf("actors: encode create item: %v", err))
+		}
 	case *restock:
 		b = append(b, byte(msgRestock))
 		b = binary.AppendVarint(b, m.delta)
@@ -183,7 +187,7 @@ func decode(v *wrapperspb.BytesValue) (message, error) {
 		m = &setPaused{paused: r.Bool()}
 	case msgPay:
 		p := &pay{orderID: r.Uvarint()}
-		p.userID = r.String(strMax)
+		p.userID = r.String(sale.IDLenMax)
 		m = p
 	default:
 		return nil, errBadMessage
@@ -247,14 +251,16 @@ func appendItem(b []byte, it *sale.Item) []byte {
 // reader decodes our messages on top of wire.Reader.
 type reader struct{ wire.Reader }
 
-// strMax bounds strings in messages.
+// strMax bounds other strings in messages; IDs and names are bounded by
+// sale's limits, as in the Raft log, so that a purchase from another node
+// can never carry what the log would refuse.
 const strMax = 1024
 
 func (r *reader) request() sale.Request {
 	var q sale.Request
-	q.ItemID = r.String(strMax)
-	q.UserID = r.String(strMax)
-	q.RequestID = r.String(strMax)
+	q.ItemID = r.String(sale.IDLenMax)
+	q.UserID = r.String(sale.IDLenMax)
+	q.RequestID = r.String(sale.IDLenMax)
 	q.Quantity = r.Int32()
 	return q
 }
@@ -287,9 +293,9 @@ func (r *reader) reply() message {
 func (r *reader) order() orders.Order {
 	var o orders.Order
 	o.ID = r.Uvarint()
-	o.ItemID = r.String(strMax)
-	o.UserID = r.String(strMax)
-	o.RequestID = r.String(strMax)
+	o.ItemID = r.String(sale.IDLenMax)
+	o.UserID = r.String(sale.IDLenMax)
+	o.RequestID = r.String(sale.IDLenMax)
 	o.Quantity = r.Int32()
 	o.Status = orders.Status(r.String(strMax))
 	o.CreatedAt = time.Unix(0, r.Varint()).UTC()
@@ -303,8 +309,8 @@ func (r *reader) order() orders.Order {
 
 func (r *reader) item() sale.Item {
 	var it sale.Item
-	it.ID = r.String(strMax)
-	it.Name = r.String(strMax)
+	it.ID = r.String(sale.IDLenMax)
+	it.Name = r.String(sale.NameLenMax)
 	it.Stock = r.Varint()
 	it.Remaining = r.Varint()
 	it.PerUserLimit = r.Int32()

@@ -30,6 +30,19 @@ func DefaultReconcilerConfig() ReconcilerConfig {
 		Interval: time.Second, BalanceInterval: 5 * time.Second}
 }
 
+// Validate reports the first invalid setting.
+func (c ReconcilerConfig) Validate() error {
+	switch {
+	case c.Replicas < 1:
+		return errors.New("cluster: replicas must be positive")
+	case c.DeadGrace <= 0 || c.Stabilization < 0:
+		return errors.New("cluster: dead-node grace must be positive and stabilization not negative")
+	case c.Interval <= 0 || c.BalanceInterval <= 0:
+		return errors.New("cluster: reconcile and balance intervals must be positive")
+	}
+	return nil
+}
+
 // Reconciler makes each shard group this node leads follow membership, one
 // configuration change per shard per tick, never below quorum:
 //
@@ -62,9 +75,13 @@ type Reconciler struct {
 }
 
 // NewReconciler returns a reconciler; Start runs it.
-func NewReconciler(cfg ReconcilerConfig, store *raftstore.Store, m *Membership, place *LeaderPlacement, log *slog.Logger) *Reconciler {
+// It refuses an invalid configuration.
+func NewReconciler(cfg ReconcilerConfig, store *raftstore.Store, m *Membership, place *LeaderPlacement, log *slog.Logger) (*Reconciler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	return &Reconciler{cfg: cfg, store: store, m: m, place: place, log: log,
-		nonvoterSince: make(map[string]time.Time), balanceIndex: make(map[int]uint64)}
+		nonvoterSince: make(map[string]time.Time), balanceIndex: make(map[int]uint64)}, nil
 }
 
 // Start runs the reconcile loop until Stop.

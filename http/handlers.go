@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -290,7 +291,9 @@ func (s *Server) purchase(c echo.Context) error {
 	c.Set(ctxOutcome, outcome)
 	buf := bufPool.Get().(*[]byte)
 	defer bufPool.Put(buf)
-	*buf = appendOrderJSON((*buf)[:0], &o)
+	if *buf, err = appendOrderJSON((*buf)[:0], &o); err != nil {
+		return err
+	}
 	return c.Blob(status, echo.MIMEApplicationJSON, *buf)
 }
 
@@ -348,9 +351,17 @@ func readAll(r io.Reader, buf []byte) ([]byte, error) {
 
 // appendOrderJSON appends the API form of a confirmed order, exactly as
 // encoding/json renders orderJSON (with its trailing newline), without
-// reflection. IDs need no escaping: every ID is validated to
-// [A-Za-z0-9_.:-] before it reaches Raft.
-func appendOrderJSON(b []byte, o *orders.Order) []byte {
+// reflection when the IDs are in sale's alphabet, which needs no escaping
+// (the API checks it on the way in). Anything else goes through
+// encoding/json.
+func appendOrderJSON(b []byte, o *orders.Order) ([]byte, error) {
+	if !sale.ValidID(o.ItemID) || !sale.ValidID(o.UserID) || (o.RequestID != "" && !sale.ValidID(o.RequestID)) || !sale.ValidID(string(o.Status)) {
+		j, err := json.Marshal(toOrderJSON(*o))
+		if err != nil {
+			return b, fmt.Errorf("httpapi: encode order: %w", err)
+		}
+		return append(append(b, j...), '\n'), nil
+	}
 	b = append(b, `{"order_id":"`...)
 	b = strconv.AppendUint(b, o.ID, 10)
 	b = append(b, `","item_id":"`...)
@@ -373,7 +384,7 @@ func appendOrderJSON(b []byte, o *orders.Order) []byte {
 		b = append(b, `","pay_by":"`...)
 		b = o.PayBy.AppendFormat(b, time.RFC3339Nano)
 	}
-	return append(b, "\"}\n"...)
+	return append(b, "\"}\n"...), nil
 }
 
 func (s *Server) getOrder(c echo.Context) error {

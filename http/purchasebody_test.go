@@ -102,13 +102,16 @@ func TestAppendOrderJSONMatchesEncodingJSON(t *testing.T) {
 		{ID: 504403158265823232, ItemID: "phone", UserID: "alice", Quantity: 1, Status: orders.StatusConfirmed, CreatedAt: time.Date(2026, 11, 28, 9, 31, 26, 462390402, time.UTC)},
 		{ID: 1, ItemID: "a.b:c-d_e", UserID: "u", RequestID: "r-1", Quantity: 3, Status: orders.StatusPaid, CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
 		{ID: 2, ItemID: "i", UserID: "u", Quantity: 1, Status: orders.StatusConfirmed, CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), PayBy: time.Date(2026, 1, 2, 3, 19, 5, 6, time.UTC)},
+		// IDs that need escaping never come from the API, which checks the
+		// ID alphabet; the encoder must still write valid JSON for them.
+		{ID: 3, ItemID: `i"<x>`, UserID: "u\\n\x01", RequestID: "é", Quantity: 1, Status: orders.StatusConfirmed, CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)},
 	} {
 		var want bytes.Buffer
 		if err := json.NewEncoder(&want).Encode(toOrderJSON(o)); err != nil {
 			t.Fatal(err)
 		}
-		if got := appendOrderJSON(nil, &o); string(got) != want.String() {
-			t.Errorf("appendOrderJSON(%+v) =\n%s; want\n%s", o, got, want.String())
+		if got, err := appendOrderJSON(nil, &o); err != nil || string(got) != want.String() {
+			t.Errorf("appendOrderJSON(%+v) =\n%s, %v; want\n%s", o, got, err, want.String())
 		}
 	}
 }

@@ -91,7 +91,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Addr: "127.0.0.1:8080", BodyLimit: 4 << 10, RequestTimeout: 10 * time.Second,
+	return Config{Addr: "127.0.0.1:8080", BodyLimit: 4 << 10, RequestTimeout: 5 * time.Second,
 		RateUser: 5, RateIP: 100}
 }
 
@@ -108,6 +108,8 @@ func (c Config) Validate() error {
 		return errors.New("httpapi: auth secret must be at least 16 bytes")
 	case c.BodyLimit < 64:
 		return errors.New("httpapi: body limit must be at least 64 bytes")
+	case c.RequestTimeout <= 0:
+		return errors.New("httpapi: request timeout must be positive")
 	case c.RateNode < 0 || c.RateUser < 0 || c.RateIP < 0:
 		return errors.New("httpapi: rate limits must not be negative")
 	}
@@ -181,7 +183,7 @@ func New(cfg Config, engine Engine, node Node, m *metrics.Metrics, log *slog.Log
 	v1.POST("/items/:id/resume", s.resume, s.requireAdmin)
 	v1.POST("/items/:id/purchase", s.purchase, s.requireShopper, s.limitUser)
 	v1.GET("/orders/:id", s.getOrder, s.requireShopperOrAdmin)
-	v1.POST("/orders/:id/pay", s.payOrder, s.requireShopper)
+	v1.POST("/orders/:id/pay", s.payOrder, s.requireShopper, s.limitUser)
 	v1.GET("/users/me/orders", s.myOrders, s.requireShopper)
 	v1.GET("/cluster/status", s.clusterStatus, s.requireAdmin)
 	v1.GET("/admin/reconcile", s.reconcile, s.requireAdmin)

@@ -25,6 +25,7 @@ import (
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/orders/mysql"
 	"github.com/flashstock/flashstock/raftstore"
+	flashsale "github.com/flashstock/flashstock/sale"
 )
 
 // These tests run whole nodes in one process on real TCP (127.0.0.1,
@@ -61,6 +62,13 @@ func mysqlDSNs(t *testing.T) []string {
 // share a MySQL order store (each test uses fresh tables: see freshMySQL).
 func newTestCluster(t *testing.T, n int, dsns []string) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, n, dsns, nil)
+}
+
+// newTestClusterWith is newTestCluster with each node's configuration
+// changed by tune (nil: the defaults).
+func newTestClusterWith(t *testing.T, n int, dsns []string, tune func(*config.Config)) *testCluster {
+	t.Helper()
 	tc := &testCluster{t: t, dsns: dsns}
 	var seed string
 	for i := 0; i < n; i++ {
@@ -84,6 +92,9 @@ func newTestCluster(t *testing.T, n int, dsns []string) *testCluster {
 		c.RequestTimeout = 3 * time.Second
 		c.OrdersDSN = dsns
 		c.LogLevel = "warn"
+		if tune != nil {
+			tune(&c)
+		}
 		tc.cfgs = append(tc.cfgs, c)
 	}
 	tc.nodes = make([]*node.Node, n)
@@ -311,13 +322,16 @@ type sale struct {
 	confirmed map[string]string // request key (user/request) -> order id
 	byOrder   map[string]string // order id -> request key
 	unknown   map[string]bool   // request keys whose outcome we never learned
+	uncertain map[string]bool   // request keys that ever got an unknown outcome
+	shed      map[string]string // request keys whose last answer was a definite 429/503 -> code
 	last      time.Time         // last confirmation
 	maxGap    time.Duration
 	errs      []string
 }
 
 func newSale() *sale {
-	return &sale{confirmed: map[string]string{}, byOrder: map[string]string{}, unknown: map[string]bool{}, last: time.Now()}
+	return &sale{confirmed: map[string]string{}, byOrder: map[string]string{}, unknown: map[string]bool{},
+		uncertain: map[string]bool{}, shed: map[string]string{}, last: time.Now()}
 }
 
 // count returns how many purchases were confirmed so far.
@@ -336,9 +350,13 @@ func (s *sale) waitSales(t *testing.T, what string, n int) {
 func (s *sale) record(key string, r response, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.shed, key)
 	switch {
-	case err != nil || r.status == 503:
-		s.unknown[key] = true
+	case err != nil || r.status >= 500 && !definite(r.code()):
+		s.unknown[key], s.uncertain[key] = true, true
+	case r.status == 503 || r.status == 429:
+		// Shed before Raft: this attempt certainly did not buy.
+		s.shed[key] = r.code()
 	case r.status == 201 || r.status == 200:
 		id := r.body["order_id"].(string)
 		if prev, ok := s.confirmed[key]; ok && prev != id {
@@ -364,9 +382,22 @@ func (s *sale) record(key string, r response, err error) {
 	}
 }
 
+// definite reports whether an API error code says the purchase certainly
+// did not happen (sale's error table).
+func definite(code string) bool {
+	for _, c := range flashsale.Codes() {
+		if c.API == code {
+			return c.Definite
+		}
+	}
+	return code == "rate_limited"
+}
+
 // buy runs workers that buy item until stop, each request with its own
-// request ID, spread over the nodes that are up, retrying 503s with the
-// same request ID a few times.
+// request ID, spread over the nodes that are up, retrying unknown outcomes
+// with the same request ID a few times, as the API asks. A definite
+// refusal (overloaded, unavailable) is not retried, so that checkSale can
+// verify it: such a purchase must not be in Raft.
 func (tc *testCluster) buy(ctx context.Context, s *sale, item string, workers int) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -385,7 +416,7 @@ func (tc *testCluster) buy(ctx context.Context, s *sale, item string, workers in
 					i := live[(w+n+try)%len(live)]
 					r, err := tc.do(i, "POST", "/v1/items/"+item+"/purchase", user, map[string]any{"request_id": "r"})
 					s.record(key, r, err)
-					if err == nil && r.status != 503 {
+					if err == nil && (r.status < 500 || definite(r.code())) {
 						break
 					}
 					time.Sleep(time.Duration(20*(try+1)) * time.Millisecond)
@@ -412,7 +443,7 @@ func (tc *testCluster) settleUnknown(s *sale, item string) {
 			live := tc.live()
 			r, err := tc.do(live[0], "POST", "/v1/items/"+item+"/purchase", user, map[string]any{"request_id": "r"})
 			s.record(key, r, err)
-			return err == nil && r.status != 503
+			return err == nil && (r.status < 500 || definite(r.code()))
 		})
 	}
 }
@@ -429,6 +460,19 @@ func (tc *testCluster) checkSale(s *sale, item string, stock int64) {
 	rem := tc.checkReplicas(item)
 	if sold := stock - rem; sold != int64(len(s.confirmed)) {
 		tc.t.Fatalf("sold %d in Raft; %d confirmed to shoppers", sold, len(s.confirmed))
+	}
+	// A purchase answered with a definite refusal, and never with an
+	// unknown outcome, certainly did not buy.
+	for key, code := range s.shed {
+		if s.uncertain[key] {
+			continue
+		}
+		user := strings.TrimSuffix(key, "/r")
+		for _, i := range tc.live() {
+			if o, ok := tc.nodes[i].Store().Shard(tc.nodes[i].Store().ShardFor(item)).FSM().LookupRequest(item, user, "r"); ok {
+				tc.t.Fatalf("request %s was answered 503 %s (definite: not applied), but n%d holds its order %d", key, code, i, o.ID)
+			}
+		}
 	}
 	for key, id := range s.confirmed {
 		user := strings.TrimSuffix(key, "/r")
@@ -517,7 +561,11 @@ func TestClusterReadYourOrderOnAnyNode(t *testing.T) {
 // owner. Nothing is oversold, lost or confirmed twice, and no forwarded
 // call is left waiting.
 func TestClusterLeaderMovesMidSale(t *testing.T) {
-	tc := newTestCluster(t, 3, nil)
+	// A short queue: while a leadership moves, retries meet full queues on
+	// the new leader. Answering those "overloaded" after a first attempt
+	// that may have committed told shoppers "not bought" for orders Raft
+	// held; they must be told "unknown outcome".
+	tc := newTestClusterWith(t, 3, nil, func(c *config.Config) { c.QueueMax = 8 })
 	const stock = 1_000_000
 	tc.mustDo(0, "POST", "/v1/items", "admin", map[string]any{"id": "moves", "stock": stock}, 201)
 	s := newSale()
@@ -540,7 +588,7 @@ func TestClusterLeaderMovesMidSale(t *testing.T) {
 		t.Fatal("nothing sold")
 	}
 	tc.checkNoPendingCalls()
-	t.Logf("%d confirmed across 5 leadership moves", len(s.confirmed))
+	t.Logf("%d confirmed across 5 leadership moves; %d shed, %d unknown at first", len(s.confirmed), len(s.shed), len(s.uncertain))
 }
 
 // TestClusterBalanceSparesHotShard gathers every shard's leadership on n0
@@ -823,4 +871,39 @@ func TestMySQLOutageMidSale(t *testing.T) {
 	if rep["differences"].(float64) != 0 {
 		t.Fatalf("reconcile after the outage: %v", rep)
 	}
+}
+
+// TestClusterRateUserAcrossNodes: --rate-user caps a shopper's purchases of
+// an item cluster-wide. Each node's own limit alone let a shopper spread
+// over three nodes buy about three times the rate; the item's owner sees
+// every purchase and enforces it once.
+func TestClusterRateUserAcrossNodes(t *testing.T) {
+	const rate = 5
+	tc := newTestClusterWith(t, 3, nil, func(c *config.Config) { c.RateUser = rate })
+	tc.mustDo(0, "POST", "/v1/items", "admin", map[string]any{"id": "limited", "stock": 100000, "per_user_limit": 1000}, 201)
+	start := time.Now()
+	bought, limited := 0, 0
+	for n := 0; time.Since(start) < 2*time.Second; n++ {
+		r, err := tc.do(n%3, "POST", "/v1/items/limited/purchase", "greedy", map[string]any{"request_id": fmt.Sprint("g", n)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch r.status {
+		case 201:
+			bought++
+		case 429:
+			limited++
+		default:
+			t.Fatalf("purchase %d: %d %v", n, r.status, r.body)
+		}
+	}
+	elapsed := time.Since(start).Seconds()
+	// The owner's bucket: a burst of 2*rate, then rate per second.
+	if max := 2*rate + int(rate*elapsed) + 1; bought > max {
+		t.Errorf("a shopper spread over 3 nodes bought %d in %.1fs; want at most %d at --rate-user %d", bought, elapsed, max, rate)
+	}
+	if bought < rate || limited == 0 {
+		t.Errorf("bought %d, limited %d; want the shopper served up to the rate, then limited", bought, limited)
+	}
+	t.Logf("bought %d, rate limited %d in %.1fs", bought, limited, elapsed)
 }

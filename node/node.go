@@ -129,7 +129,7 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	n.place = cluster.NewLeaderPlacement(n.store, n.members)
 	eng, err := actors.NewEngine(actors.Config{
 		QueueMax: cfg.QueueMax, BatchMax: cfg.BatchMax, InflightMax: cfg.InflightMax, RequestTimeout: cfg.RequestTimeout, MaxUnflushed: cfg.MaxUnflushed,
-		AdmissionMax: cfg.AdmissionMax, ItemCacheTTL: cfg.ItemCacheTTL,
+		AdmissionMax: cfg.AdmissionMax, ItemCacheTTL: cfg.ItemCacheTTL, RateUser: cfg.RateUser,
 	}, actors.Deps{
 		Store: n.store, Sink: n.sink, Observer: n.metrics, Logger: log, System: sys,
 		Provider: actors.NewProvider(n.members, cfg.DeadNodeGrace), Placement: n.place,
@@ -145,7 +145,9 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	recCfg := cluster.DefaultReconcilerConfig()
 	recCfg.Replicas, recCfg.DeadGrace = cfg.Replicas, cfg.DeadNodeGrace
 	recCfg.Seeds = cfg.Join
-	n.reconciler = cluster.NewReconciler(recCfg, n.store, n.members, n.place, log)
+	if n.reconciler, err = cluster.NewReconciler(recCfg, n.store, n.members, n.place, log); err != nil {
+		return nil, err
+	}
 	n.reconciler.Start()
 	undo = append(undo, n.reconciler.Stop)
 
@@ -155,7 +157,9 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	}
 	fc := orders.DefaultFlusherConfig()
 	fc.BatchMax, fc.Interval = cfg.FlushBatch, cfg.FlushInterval
-	n.flusher = orders.NewFlusher(fc, n.sink, sources, n.metrics, log)
+	if n.flusher, err = orders.NewFlusher(fc, n.sink, sources, n.metrics, log); err != nil {
+		return nil, err
+	}
 	n.flusher.Start()
 	undo = append(undo, n.flusher.Stop)
 	n.registerGauges()

@@ -74,8 +74,12 @@ type Flusher struct {
 }
 
 // NewFlusher returns a flusher for sources (indexed by shard). obs may be nil.
-func NewFlusher(cfg FlusherConfig, sink Sink, sources []Source, obs FlushObserver, log *slog.Logger) *Flusher {
-	return &Flusher{cfg: cfg, sink: sink, sources: sources, obs: obs, log: log}
+// It refuses an invalid configuration.
+func NewFlusher(cfg FlusherConfig, sink Sink, sources []Source, obs FlushObserver, log *slog.Logger) (*Flusher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Flusher{cfg: cfg, sink: sink, sources: sources, obs: obs, log: log}, nil
 }
 
 // Start starts one loop per shard. Stop ends them.

@@ -30,6 +30,19 @@ const (
 
 var errMalformed = errors.New("raftstore: malformed command")
 
+// ErrOutOfBounds is what an encoder answers for a command the decoder
+// would refuse: a string or a batch past its bound. Such a command never
+// reaches the log, where every replica would panic on it at every restart.
+var ErrOutOfBounds = errors.New("raftstore: command outside the log's bounds")
+
+// checkLen refuses a string longer than the decoder's bound for it.
+func checkLen(field, s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("%w: %s is %d bytes, at most %d", ErrOutOfBounds, field, len(s), max)
+	}
+	return nil
+}
+
 // CreateItem creates a sale item.
 type CreateItem struct {
 	Stamp        int64 // leader time, unix nanoseconds
@@ -94,8 +107,12 @@ type SetPaused struct {
 	Paused bool
 }
 
-// Encode appends the wire form of c to dst.
-func (c *CreateItem) Encode(dst []byte) []byte {
+// Encode appends the wire form of c to dst. It refuses a command
+// the decoder would refuse.
+func (c *CreateItem) Encode(dst []byte) ([]byte, error) {
+	if err := errors.Join(checkLen("item id", c.ID, sale.IDLenMax), checkLen("name", c.Name, sale.NameLenMax)); err != nil {
+		return dst, err
+	}
 	dst = append(dst, byte(CmdCreateItem))
 	dst = binary.AppendVarint(dst, c.Stamp)
 	dst = wire.AppendString(dst, c.ID)
@@ -103,11 +120,24 @@ func (c *CreateItem) Encode(dst []byte) []byte {
 	dst = binary.AppendVarint(dst, c.Stock)
 	dst = binary.AppendVarint(dst, int64(c.PerUserLimit))
 	dst = binary.AppendVarint(dst, c.StartsAt)
-	return binary.AppendVarint(dst, c.EndsAt)
+	return binary.AppendVarint(dst, c.EndsAt), nil
 }
 
-// Encode appends the wire form of b to dst.
-func (b *PurchaseBatch) Encode(dst []byte) []byte {
+// Encode appends the wire form of b to dst. It refuses a command
+// the decoder would refuse.
+func (b *PurchaseBatch) Encode(dst []byte) ([]byte, error) {
+	if len(b.Purchases) > sale.PurchasesPerEntryMax {
+		return dst, fmt.Errorf("%w: %d purchases in one entry, at most %d", ErrOutOfBounds, len(b.Purchases), sale.PurchasesPerEntryMax)
+	}
+	if err := checkLen("item id", b.ItemID, sale.IDLenMax); err != nil {
+		return dst, err
+	}
+	for i := range b.Purchases {
+		p := &b.Purchases[i]
+		if err := errors.Join(checkLen("user id", p.UserID, sale.IDLenMax), checkLen("request id", p.RequestID, sale.IDLenMax)); err != nil {
+			return dst, err
+		}
+	}
 	dst = append(dst, byte(CmdPurchase))
 	dst = binary.AppendVarint(dst, b.Stamp)
 	dst = wire.AppendString(dst, b.ItemID)
@@ -118,44 +148,58 @@ func (b *PurchaseBatch) Encode(dst []byte) []byte {
 		dst = wire.AppendString(dst, p.RequestID)
 		dst = binary.AppendVarint(dst, int64(p.Quantity))
 	}
-	return binary.AppendVarint(dst, b.PayWindow)
+	return binary.AppendVarint(dst, b.PayWindow), nil
 }
 
-// Encode appends the wire form of p to dst.
-func (p *Pay) Encode(dst []byte) []byte {
+// Encode appends the wire form of p to dst. It refuses a command
+// the decoder would refuse.
+func (p *Pay) Encode(dst []byte) ([]byte, error) {
+	if err := checkLen("user id", p.UserID, sale.IDLenMax); err != nil {
+		return dst, err
+	}
 	dst = append(dst, byte(CmdPay))
 	dst = binary.AppendVarint(dst, p.Stamp)
 	dst = binary.AppendUvarint(dst, p.OrderID)
-	return wire.AppendString(dst, p.UserID)
+	return wire.AppendString(dst, p.UserID), nil
 }
 
-// Encode appends the wire form of e to dst.
-func (e *Expire) Encode(dst []byte) []byte {
+// Encode appends the wire form of e to dst. It refuses a command
+// the decoder would refuse.
+func (e *Expire) Encode(dst []byte) ([]byte, error) {
 	dst = append(dst, byte(CmdExpire))
-	return binary.AppendVarint(dst, e.Stamp)
+	return binary.AppendVarint(dst, e.Stamp), nil
 }
 
-// Encode appends the wire form of m to dst.
-func (m *MarkFlushed) Encode(dst []byte) []byte {
+// Encode appends the wire form of m to dst. It refuses a command
+// the decoder would refuse.
+func (m *MarkFlushed) Encode(dst []byte) ([]byte, error) {
 	dst = append(dst, byte(CmdMarkFlushed))
 	dst = binary.AppendVarint(dst, m.Stamp)
-	return binary.AppendUvarint(dst, m.UpTo)
+	return binary.AppendUvarint(dst, m.UpTo), nil
 }
 
-// Encode appends the wire form of r to dst.
-func (r *Restock) Encode(dst []byte) []byte {
+// Encode appends the wire form of r to dst. It refuses a command
+// the decoder would refuse.
+func (r *Restock) Encode(dst []byte) ([]byte, error) {
+	if err := checkLen("item id", r.ItemID, sale.IDLenMax); err != nil {
+		return dst, err
+	}
 	dst = append(dst, byte(CmdRestock))
 	dst = binary.AppendVarint(dst, r.Stamp)
 	dst = wire.AppendString(dst, r.ItemID)
-	return binary.AppendVarint(dst, r.Delta)
+	return binary.AppendVarint(dst, r.Delta), nil
 }
 
-// Encode appends the wire form of s to dst.
-func (s *SetPaused) Encode(dst []byte) []byte {
+// Encode appends the wire form of s to dst. It refuses a command
+// the decoder would refuse.
+func (s *SetPaused) Encode(dst []byte) ([]byte, error) {
+	if err := checkLen("item id", s.ItemID, sale.IDLenMax); err != nil {
+		return dst, err
+	}
 	dst = append(dst, byte(CmdSetPaused))
 	dst = binary.AppendVarint(dst, s.Stamp)
 	dst = wire.AppendString(dst, s.ItemID)
-	return wire.AppendBool(dst, s.Paused)
+	return wire.AppendBool(dst, s.Paused), nil
 }
 
 // Decode parses one command. It returns a pointer to one of the command

@@ -12,7 +12,17 @@ import (
 )
 
 // encoder is implemented by every command type.
-type encoder interface{ Encode(dst []byte) []byte }
+type encoder interface {
+	Encode(dst []byte) ([]byte, error)
+}
+
+// must returns an encoding of a command that is inside the log's bounds.
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
 
 // reencode encodes a command that Decode returned.
 func reencode(t testing.TB, cmd any) []byte {
@@ -21,7 +31,7 @@ func reencode(t testing.TB, cmd any) []byte {
 	if !ok {
 		t.Fatalf("Decode returned %T, which has no Encode", cmd)
 	}
-	return e.Encode(nil)
+	return must(e.Encode(nil))
 }
 
 func manyPurchases(n int) []raftstore.Purchase {
@@ -69,7 +79,7 @@ func commandCases() []struct {
 func TestCommandRoundTrip(t *testing.T) {
 	for _, tc := range commandCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			data := tc.cmd.Encode(nil)
+			data := must(tc.cmd.Encode(nil))
 			got, err := raftstore.Decode(data)
 			if err != nil {
 				t.Fatalf("Decode(%x) = %v; want nil", data, err)
@@ -97,7 +107,7 @@ func TestCommandTypeByte(t *testing.T) {
 		{&raftstore.SetPaused{}, 5},
 	}
 	for _, tc := range tests {
-		if got := raftstore.CommandType(tc.cmd.Encode(nil)[0]); got != tc.want {
+		if got := raftstore.CommandType(must(tc.cmd.Encode(nil))[0]); got != tc.want {
 			t.Errorf("Encode(%T)[0] = %d; want %d", tc.cmd, got, tc.want)
 		}
 	}
@@ -111,11 +121,11 @@ func TestEncodeAppends(t *testing.T) {
 	for _, tc := range commandCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			prefix := []byte("prefix")
-			out := tc.cmd.Encode(append([]byte(nil), prefix...))
+			out := must(tc.cmd.Encode(append([]byte(nil), prefix...)))
 			if !bytes.HasPrefix(out, prefix) {
 				t.Fatalf("Encode(%q) = %q; want it to keep the prefix", prefix, out[:len(prefix)])
 			}
-			if want := tc.cmd.Encode(nil); !bytes.Equal(out[len(prefix):], want) {
+			if want := must(tc.cmd.Encode(nil)); !bytes.Equal(out[len(prefix):], want) {
 				t.Errorf("Encode(prefix) appended %x; want %x", out[len(prefix):], want)
 			}
 		})
@@ -139,7 +149,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"type 6", []byte{6, 0, 0}},
 		{"type 255", []byte{255}},
 		{"type only", []byte{1}},
-		{"trailing byte", append((&raftstore.MarkFlushed{Stamp: 1, UpTo: 2}).Encode(nil), 0)},
+		{"trailing byte", append(must((&raftstore.MarkFlushed{Stamp: 1, UpTo: 2}).Encode(nil)), 0)},
 		{"id too long", cat([]byte{4}, varint(1), str(strings.Repeat("i", 65)), varint(1))},
 		{"name too long", cat([]byte{1}, varint(1), str("a"), str(strings.Repeat("n", 257)), varint(1), varint(1), varint(0), varint(0))},
 		{"string longer than data", cat([]byte{4}, varint(1), uvarint(10), []byte("abc"))},
@@ -168,7 +178,7 @@ func TestDecodeRejectsTruncated(t *testing.T) {
 			continue // quadratic; the small batches cover the same paths
 		}
 		t.Run(tc.name, func(t *testing.T) {
-			data := tc.cmd.Encode(nil)
+			data := must(tc.cmd.Encode(nil))
 			for n := 0; n < len(data); n++ {
 				if got, err := raftstore.Decode(data[:n]); err == nil {
 					t.Errorf("Decode(%x) = %+v, nil; want an error (truncated to %d of %d bytes)", data[:n], got, n, len(data))
@@ -211,7 +221,7 @@ func FuzzDecode(f *testing.F) {
 		if b, ok := tc.cmd.(*raftstore.PurchaseBatch); ok && len(b.Purchases) > 16 {
 			continue
 		}
-		f.Add(tc.cmd.Encode(nil))
+		f.Add(must(tc.cmd.Encode(nil)))
 	}
 	for _, garbage := range [][]byte{
 		nil, {0}, {1}, {2}, {3}, {4}, {5}, {6}, {255},

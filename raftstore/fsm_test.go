@@ -63,7 +63,7 @@ func logEntry(index uint64, data []byte) *raft.Log {
 func (r *fsmRig) apply(cmd encoder) any {
 	r.index++
 	r.now = max(r.now, stampOf(cmd))
-	return r.f.Apply(logEntry(r.index, cmd.Encode(nil)))
+	return r.f.Apply(logEntry(r.index, must(cmd.Encode(nil))))
 }
 
 func (r *fsmRig) create(c raftstore.CreateItem) sale.Item {
@@ -876,7 +876,7 @@ func randomLog(t testing.TB, seed uint64, n int, cfg raftstore.FSMConfig) (log [
 			cmd = &raftstore.SetPaused{Stamp: stamp, ItemID: id, Paused: rng.IntN(2) == 0}
 		}
 		gen.apply(cmd)
-		log = append(log, cmd.Encode(nil))
+		log = append(log, must(cmd.Encode(nil)))
 	}
 	return log, items, append(users, "nobody"), requests
 }

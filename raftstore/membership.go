@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -134,22 +135,32 @@ func (sh *Shard) Replica() bool {
 // quorum may not have the entry yet at all. An index further than
 // applyLagMax past this replica's log is no entry it is about to get (a
 // made-up order ID): no wait. It reports whether the index is applied; it
-// never waits past timeout.
-func (sh *Shard) WaitApplied(index uint64, timeout time.Duration) bool {
+// never waits past timeout, nor once ctx ends or the shard closes.
+func (sh *Shard) WaitApplied(ctx context.Context, index uint64, timeout time.Duration) bool {
 	if sh.fsm.AppliedIndex() >= index {
 		return true
 	}
 	if index > sh.raft.LastIndex()+applyLagMax {
 		return false
 	}
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		time.Sleep(2 * time.Millisecond)
-		if sh.fsm.AppliedIndex() >= index {
-			return true
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	poll := time.NewTicker(2 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-sh.stop:
+			return false
+		case <-timer.C:
+			return sh.fsm.AppliedIndex() >= index
+		case <-poll.C:
+			if sh.fsm.AppliedIndex() >= index {
+				return true
+			}
 		}
 	}
-	return false
 }
 
 // applyLagMax is how many entries past its log a replica may be asked to

@@ -134,7 +134,7 @@ func TestFSMPaymentSurvivesSnapshot(t *testing.T) {
 	}
 	g := restored(t, 0, testFSMConfig, snapshotBytes(t, r.f))
 	for _, f := range []*raftstore.FSM{r.f, g} {
-		f.Apply(logEntry(100, (&raftstore.Expire{Stamp: 30 * sec}).Encode(nil)))
+		f.Apply(logEntry(100, must((&raftstore.Expire{Stamp: 30 * sec}).Encode(nil))))
 	}
 	for name, f := range map[string]*raftstore.FSM{"original": r.f, "restored": g} {
 		if rem, _ := f.Remaining("a"); rem != 2 {

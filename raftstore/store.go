@@ -399,7 +399,7 @@ func (sh *Shard) expireLoop() {
 		if !ok || at > now || !sh.Ready() {
 			continue
 		}
-		if _, err := sh.Apply((&Expire{Stamp: now}).Encode(nil)); err != nil {
+		if _, err := sh.apply(&Expire{Stamp: now}, 16); err != nil {
 			sh.log.Warn("expire unpaid orders", "err", err)
 		}
 	}
@@ -528,6 +528,22 @@ func (sh *Shard) Leader() (addr, id string) {
 	return string(a), string(i)
 }
 
+// command is a log command that encodes itself.
+type command interface {
+	Encode(dst []byte) ([]byte, error)
+}
+
+// apply encodes a command and replicates it. A command the decoder would
+// refuse is refused here, before Raft: it answers sale.ErrInvalidRequest
+// and the log is untouched.
+func (sh *Shard) apply(c command, sizeHint int) (any, error) {
+	b, err := c.Encode(make([]byte, 0, sizeHint))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", sale.ErrInvalidRequest, err)
+	}
+	return sh.Apply(b)
+}
+
 // Apply replicates one encoded command and returns the FSM's response.
 // It blocks until the entry is applied on this node, leadership is lost, or
 // the shard shuts down. sale.ErrNotLeader and sale.ErrUnavailable mean the command was
@@ -567,8 +583,8 @@ func mapRaftError(err error) error {
 }
 
 // applyItem applies a command whose response is an Item or an error.
-func (sh *Shard) applyItem(cmd []byte) (sale.Item, error) {
-	resp, err := sh.Apply(cmd)
+func (sh *Shard) applyItem(c command) (sale.Item, error) {
+	resp, err := sh.apply(c, 64)
 	if err != nil {
 		return sale.Item{}, err
 	}
@@ -586,24 +602,24 @@ func (sh *Shard) stamp() int64 { return sh.cfg.Now().UnixNano() }
 // CreateItem creates an item; sale.ErrItemExists if the ID is taken.
 func (sh *Shard) CreateItem(c CreateItem) (sale.Item, error) {
 	c.Stamp = sh.stamp()
-	return sh.applyItem(c.Encode(nil))
+	return sh.applyItem(&c)
 }
 
 // Restock adds delta units to an item's stock.
 func (sh *Shard) Restock(itemID string, delta int64) (sale.Item, error) {
-	return sh.applyItem((&Restock{Stamp: sh.stamp(), ItemID: itemID, Delta: delta}).Encode(nil))
+	return sh.applyItem(&Restock{Stamp: sh.stamp(), ItemID: itemID, Delta: delta})
 }
 
 // SetPaused pauses or resumes an item's sale.
 func (sh *Shard) SetPaused(itemID string, paused bool) (sale.Item, error) {
-	return sh.applyItem((&SetPaused{Stamp: sh.stamp(), ItemID: itemID, Paused: paused}).Encode(nil))
+	return sh.applyItem(&SetPaused{Stamp: sh.stamp(), ItemID: itemID, Paused: paused})
 }
 
 // PurchaseBatch stamps and applies a batch of purchases of one item. On
 // success the results are in the batch's order.
 func (sh *Shard) PurchaseBatch(itemID string, ps []Purchase) ([]PurchaseResult, error) {
 	b := PurchaseBatch{Stamp: sh.stamp(), ItemID: itemID, Purchases: ps, PayWindow: int64(sh.cfg.PayWindow)}
-	resp, err := sh.Apply(b.Encode(make([]byte, 0, 16+len(ps)*32)))
+	resp, err := sh.apply(&b, 16+len(ps)*32)
 	if err != nil {
 		return nil, err
 	}
@@ -616,7 +632,7 @@ func (sh *Shard) PurchaseBatch(itemID string, ps []Purchase) ([]PurchaseResult, 
 
 // Pay pays an order within its payment window.
 func (sh *Shard) Pay(orderID uint64, userID string) (orders.Order, error) {
-	resp, err := sh.Apply((&Pay{Stamp: sh.stamp(), OrderID: orderID, UserID: userID}).Encode(nil))
+	resp, err := sh.apply(&Pay{Stamp: sh.stamp(), OrderID: orderID, UserID: userID}, 32)
 	if err != nil {
 		return orders.Order{}, err
 	}
@@ -642,7 +658,7 @@ func (sh *Shard) Unflushed(max int) []orders.Order { return sh.fsm.Unflushed(max
 // MarkFlushed records the flushed watermark, an outbox Seq, through Raft.
 // It implements orders.Source.
 func (sh *Shard) MarkFlushed(upTo uint64) error {
-	_, err := sh.Apply((&MarkFlushed{Stamp: sh.stamp(), UpTo: upTo}).Encode(nil))
+	_, err := sh.apply(&MarkFlushed{Stamp: sh.stamp(), UpTo: upTo}, 24)
 	return err
 }
 

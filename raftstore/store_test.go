@@ -268,7 +268,7 @@ func TestShardReadyAfterFailedBarrier(t *testing.T) {
 }
 
 func TestShardApplyErrors(t *testing.T) {
-	cmd := (&raftstore.CreateItem{ID: "a", Stock: 1, PerUserLimit: 1}).Encode(nil)
+	cmd := must((&raftstore.CreateItem{ID: "a", Stock: 1, PerUserLimit: 1}).Encode(nil))
 
 	t.Run("closed", func(t *testing.T) {
 		s := testutil.NewStore(t, 2)
@@ -471,10 +471,10 @@ func BenchmarkFSMApply(b *testing.B) {
 			f := raftstore.NewFSM(0, raftstore.FSMConfig{DedupRetention: time.Hour, DedupMax: 1 << 20})
 			c := benchItem("a")
 			c.Stamp = 1
-			f.Apply(logEntry(1, c.Encode(nil)))
+			f.Apply(logEntry(1, must(c.Encode(nil))))
 			var entries [][]byte
 			for i, ps := range benchBatches(64, size) {
-				entries = append(entries, (&raftstore.PurchaseBatch{Stamp: int64(i + 2), ItemID: "a", Purchases: ps}).Encode(nil))
+				entries = append(entries, must((&raftstore.PurchaseBatch{Stamp: int64(i + 2), ItemID: "a", Purchases: ps}).Encode(nil)))
 			}
 			index := uint64(1)
 			b.ReportAllocs()
@@ -487,7 +487,7 @@ func BenchmarkFSMApply(b *testing.B) {
 				}
 				if i%64 == 63 { // keep the pending list bounded, as the flusher does
 					index++
-					f.Apply(logEntry(index, (&raftstore.MarkFlushed{Stamp: 1, UpTo: lastSeq(f)}).Encode(nil)))
+					f.Apply(logEntry(index, must((&raftstore.MarkFlushed{Stamp: 1, UpTo: lastSeq(f)}).Encode(nil))))
 				}
 			}
 			b.ReportMetric(float64(b.N)*float64(size)/b.Elapsed().Seconds(), "purchases/s")
@@ -572,4 +572,48 @@ func TestShardUnreachable(t *testing.T) {
 	}
 	leader.Block(nil)
 	eventually("node-2 reachable again", func() bool { return !sh.Unreachable("node-2") })
+}
+
+// TestShardRefusesOutOfBoundsCommands: a command the decoder would refuse
+// must never reach the log. A batch of 4,097 purchases once committed, and
+// every replica then panicked applying it, at every restart.
+func TestShardRefusesOutOfBoundsCommands(t *testing.T) {
+	s := testutil.NewStore(t, 1)
+	sh := s.Shard(0)
+	if _, err := sh.CreateItem(raftstore.CreateItem{ID: "a", Stock: 1 << 20, PerUserLimit: 1}); err != nil {
+		t.Fatalf("CreateItem = %v", err)
+	}
+	long := strings.Repeat("x", sale.IDLenMax+1)
+	tooMany := make([]raftstore.Purchase, sale.PurchasesPerEntryMax+1)
+	for i := range tooMany {
+		tooMany[i] = p("u"+strconv.Itoa(i), "", 1)
+	}
+	before := sh.Raft().LastIndex()
+	refuse := []struct {
+		name string
+		do   func() error
+	}{
+		{"a batch over the bound", func() error { _, err := sh.PurchaseBatch("a", tooMany); return err }},
+		{"a user id over the bound", func() error { _, err := sh.PurchaseBatch("a", []raftstore.Purchase{p(long, "", 1)}); return err }},
+		{"a request id over the bound", func() error { _, err := sh.PurchaseBatch("a", []raftstore.Purchase{p("u", long, 1)}); return err }},
+		{"an item id over the bound", func() error { _, err := sh.Restock(long, 1); return err }},
+		{"a name over the bound", func() error {
+			_, err := sh.CreateItem(raftstore.CreateItem{ID: "b", Name: strings.Repeat("n", sale.NameLenMax+1), Stock: 1, PerUserLimit: 1})
+			return err
+		}},
+		{"a payer id over the bound", func() error { _, err := sh.Pay(1, long); return err }},
+	}
+	for _, tc := range refuse {
+		if err := tc.do(); !errors.Is(err, sale.ErrInvalidRequest) || !errors.Is(err, raftstore.ErrOutOfBounds) {
+			t.Errorf("%s: err = %v; want sale.ErrInvalidRequest wrapping raftstore.ErrOutOfBounds", tc.name, err)
+		}
+	}
+	if after := sh.Raft().LastIndex(); after != before {
+		t.Errorf("log grew from %d to %d entries; want refused commands kept out of the log", before, after)
+	}
+	// The largest batch the bound allows commits and applies.
+	res, err := sh.PurchaseBatch("a", tooMany[:sale.PurchasesPerEntryMax])
+	if err != nil || len(res) != sale.PurchasesPerEntryMax {
+		t.Fatalf("PurchaseBatch(%d purchases) = %d results, %v; want all answered", sale.PurchasesPerEntryMax, len(res), err)
+	}
 }

@@ -27,6 +27,9 @@ var (
 	ErrInvalidStock    = errors.New("sale: stock would become negative")
 	ErrOrderNotFound   = errors.New("sale: order not found")
 	ErrOrderExpired    = errors.New("sale: order expired before payment")
+	// ErrInvalidRequest: an ID, a name or a batch is outside the bounds
+	// of this package; nothing was applied.
+	ErrInvalidRequest = errors.New("sale: request outside the sale's bounds")
 	// ErrPaymentNotRequired: no payment window is configured; orders are
 	// final when confirmed.
 	ErrPaymentNotRequired = errors.New("sale: payment not required")
@@ -42,6 +45,9 @@ var (
 	// ErrUnavailable: the shard cannot serve now (no leader, shutting
 	// down, a failing node); nothing was applied.
 	ErrUnavailable = errors.New("sale: shard unavailable")
+	// ErrRateLimited: the shopper sends purchases faster than the rate
+	// limit; nothing was applied.
+	ErrRateLimited = errors.New("sale: rate limited")
 	// ErrClosed: the node is shutting down; nothing was applied.
 	ErrClosed = errors.New("sale: node shutting down")
 	// ErrUnknownOutcome: the command may or may not have been committed
@@ -89,6 +95,8 @@ var codes = []Code{
 	{ErrOrderNotFound, 15, http.StatusNotFound, "order_not_found", "no such order", 0, true},
 	{ErrOrderExpired, 16, http.StatusConflict, "order_expired", "the payment window closed; the order expired and its stock returned to the sale", 0, true},
 	{ErrTimeout, 17, http.StatusServiceUnavailable, "unknown_outcome", "no answer in time; retry with the same request_id to learn the outcome", 1, false},
+	{ErrInvalidRequest, 19, http.StatusBadRequest, "invalid_argument", "an id, a name or a batch is outside the sale's bounds", 0, true},
+	{ErrRateLimited, 20, http.StatusTooManyRequests, "rate_limited", "too many purchases from this shopper; retry shortly", 1, true},
 	{ErrPaymentNotRequired, 18, http.StatusConflict, "payment_not_required", "orders are final when confirmed; no payment window is configured", 0, true},
 }
 

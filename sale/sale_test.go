@@ -135,8 +135,8 @@ func TestCodes(t *testing.T) {
 		if c.Status < 400 || c.Status > 599 || c.API == "" || c.Message == "" {
 			t.Errorf("%v: status %d, code %q, message %q; want a 4xx/5xx with a code and a message", c.Err, c.Status, c.API, c.Message)
 		}
-		if (c.Status == 503) != (c.RetryAfter > 0) {
-			t.Errorf("%v: status %d with Retry-After %d; want Retry-After exactly on 503s", c.Err, c.Status, c.RetryAfter)
+		if (c.Status == 503 || c.Status == 429) != (c.RetryAfter > 0) {
+			t.Errorf("%v: status %d with Retry-After %d; want Retry-After exactly on 429s and 503s", c.Err, c.Status, c.RetryAfter)
 		}
 		if got, want := c.Definite, c.API != "unknown_outcome"; got != want {
 			t.Errorf("%v: definite %v; want %v (only unknown_outcome leaves the outcome open)", c.Err, got, want)

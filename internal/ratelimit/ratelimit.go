@@ -44,15 +44,20 @@ func New(rate float64, burst int, n int, now func() time.Time) *Limiter {
 	return &Limiter{rate: rate, burst: float64(burst), now: now, seed: maphash.MakeSeed(), buckets: make([]bucket, size)}
 }
 
-// index returns the bucket of key.
-func (l *Limiter) index(key string) uint64 {
-	return maphash.String(l.seed, key) & uint64(len(l.buckets)-1)
-}
-
 // Allow takes one token for key. When none is left it returns false and
 // how long until one is.
 func (l *Limiter) Allow(key string) (bool, time.Duration) {
-	idx := l.index(key)
+	return l.take(maphash.String(l.seed, key))
+}
+
+// AllowPair is Allow for the key made of a and b (a shopper and an item,
+// say), without building it.
+func (l *Limiter) AllowPair(a, b string) (bool, time.Duration) {
+	return l.take(maphash.Comparable(l.seed, [2]string{a, b}))
+}
+
+func (l *Limiter) take(hash uint64) (bool, time.Duration) {
+	idx := hash & uint64(len(l.buckets)-1)
 	s := &l.stripes[idx%uint64(len(l.stripes))]
 	now := l.now().UnixNano()
 	s.Lock()

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"testing"
 	"time"
@@ -50,10 +51,11 @@ func TestKeysAreIndependent(t *testing.T) {
 	used := map[uint64]bool{}
 	for i := 0; i < 100; i++ {
 		key := fmt.Sprintf("user-%d", i)
-		if used[l.index(key)] {
+		idx := maphash.String(l.seed, key) & uint64(len(l.buckets)-1)
+		if used[idx] {
 			continue // shares a bucket (by design, rare): not independent
 		}
-		used[l.index(key)] = true
+		used[idx] = true
 		if got := allowN(l, key, 3); got != 2 {
 			t.Fatalf("%s: %d allowed; want 2", key, got)
 		}
@@ -61,6 +63,36 @@ func TestKeysAreIndependent(t *testing.T) {
 	if len(used) < 90 {
 		t.Fatalf("only %d of 100 keys in buckets of their own", len(used))
 	}
+}
+
+// TestAllowPair: a pair is its own key, distinct from each part and from
+// the pair the other way round.
+func TestAllowPair(t *testing.T) {
+	c := newClock()
+	l := New(1, 2, 1<<16, c.now)
+	if got := allowPairN(l, "alice", "phone", 5); got != 2 {
+		t.Fatalf("alice/phone: %d allowed; want the burst of 2", got)
+	}
+	if got := allowPairN(l, "alice", "tv", 5); got != 2 {
+		t.Errorf("alice/tv after alice/phone: %d allowed; want 2 (another item)", got)
+	}
+	if got := allowPairN(l, "phone", "alice", 5); got != 2 {
+		t.Errorf("phone/alice: %d allowed; want 2 (the pair is ordered)", got)
+	}
+	c.add(time.Second)
+	if got := allowPairN(l, "alice", "phone", 5); got != 1 {
+		t.Errorf("alice/phone a second later: %d allowed; want 1", got)
+	}
+}
+
+func allowPairN(l *Limiter, a, b string, n int) int {
+	ok := 0
+	for range n {
+		if allowed, _ := l.AllowPair(a, b); allowed {
+			ok++
+		}
+	}
+	return ok
 }
 
 func TestBoundedMemory(t *testing.T) {

@@ -189,7 +189,11 @@ func NewNode(tb testing.TB, opts NodeOptions) *Node {
 		fc.Interval = 10 * time.Millisecond
 		fc.BackoffMin = 10 * time.Millisecond
 		fc.BackoffMax = 100 * time.Millisecond
-		n.Flusher = orders.NewFlusher(fc, sink, sources, n.Metrics, log)
+		f, err := orders.NewFlusher(fc, sink, sources, n.Metrics, log)
+		if err != nil {
+			tb.Fatalf("orders.NewFlusher: %v", err)
+		}
+		n.Flusher = f
 		n.Flusher.Start()
 	}
 	tb.Cleanup(func() { n.Close(tb) })
