@@ -37,7 +37,8 @@ const Any = -1
 // Config configures a Client.
 type Config struct {
 	// Targets are the base URLs of the nodes (or of a load balancer), such
-	// as http://127.0.0.1:8080; a trailing slash is dropped.
+	// as http://127.0.0.1:8080; a trailing slash is dropped. At least one
+	// is required; a request's target is its index here.
 	Targets []string
 	// AdminToken is sent as a bearer token by requests made AsAdmin.
 	AdminToken string

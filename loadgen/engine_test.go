@@ -385,10 +385,13 @@ func TestRun(t *testing.T) {
 			if rep.Verify.OrdersChecked == 0 {
 				t.Errorf("OrdersChecked = 0; want sampled orders read back")
 			}
+			// A shed answer is definite: only a send left without an answer
+			// (a timeout on a loaded machine) makes a purchase unknown.
+			noAnswer := rep.Requests.ByOutcome["timeout"] + rep.Requests.ByOutcome["net_error"]
 			if shed := cmp.Or(tt.shop.shedCode, "overloaded"); tt.shop.shedEvery > 0 &&
-				(rep.Retries == 0 || rep.Requests.ByOutcome[shed] == 0 || rep.UnknownPurchases != 0) {
-				t.Errorf("retries %d, %s %d, unknown purchases %d; want retries and shed answers, no unknown outcome",
-					rep.Retries, shed, rep.Requests.ByOutcome[shed], rep.UnknownPurchases)
+				(rep.Retries == 0 || rep.Requests.ByOutcome[shed] == 0 || (noAnswer == 0 && rep.UnknownPurchases != 0)) {
+				t.Errorf("retries %d, %s %d, unknown purchases %d (%d sends unanswered); want retries and shed answers, no unknown outcome",
+					rep.Retries, shed, rep.Requests.ByOutcome[shed], rep.UnknownPurchases, noAnswer)
 			}
 			if s := rep.Latency["all"]; s.Count != uint64(rep.Requests.Total) || s.P50Us > s.P99Us || s.P99Us > s.MaxUs {
 				t.Errorf("latency all = %+v with %d requests; want count equal and p50 <= p99 <= max", s, rep.Requests.Total)
