@@ -4,8 +4,8 @@
 GO        ?= go
 MYSQL_DIR ?= $(CURDIR)/.tmp/mariadb
 MYSQL_PORT ?= 13306
-RACE_PKGS := ./sale/... ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... ./loadgen/... \
-	./internal/metrics/... ./internal/ratelimit/... ./internal/breaker/... ./internal/testutil/... ./internal/wire/... ./internal/clock/... ./cmd/loadgen/... ./faults/...
+RACE_PKGS := ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... ./sale/... ./client/... ./loadgen/... \
+	./internal/backoff/... ./internal/metrics/... ./internal/ratelimit/... ./internal/breaker/... ./internal/testutil/... ./internal/wire/... ./internal/clock/... ./cmd/loadgen/... ./faults/...
 # protoactor's cluster layer has data races of its own (shared/research/protoactor.md §6):
 # multi-node tests run without -race.
 CLUSTER_PKGS := ./node/... ./cluster/...
@@ -66,7 +66,7 @@ fuzz:
 	$(FUZZ) '^FuzzDecode$$' -fuzztime 60000x ./raftstore/
 	$(FUZZ) '^FuzzPurchaseBody$$' -fuzztime 40000x ./http/
 	$(FUZZ) '^FuzzPurchaseBodyFast$$' -fuzztime 50000x ./http/
-	$(FUZZ) '^FuzzDecodeOrder$$' -fuzztime 80000x ./loadgen/
+	$(FUZZ) '^FuzzDecodeOrder$$' -fuzztime 80000x ./client/
 	$(FUZZ) '^FuzzDecodeMessage$$' -fuzztime 50000x ./actors/
 
 # bench: Flashstock against the ../shared/bench baselines back to back, the

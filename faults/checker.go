@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strings"
 	"time"
+
+	"github.com/flashstock/flashstock/client"
 )
 
-// detailsMax bounds the violation and anomaly lines kept per scenario.
+// detailsMax bounds the anomaly lines kept per scenario.
 const detailsMax = 40
 
 // Op is one purchase (one request_id) as the history tells it.
@@ -18,51 +19,66 @@ type Op struct {
 	RequestID string
 	Quantity  int
 	// RunOutcome is the outcome when the sale ended; Outcome is the final
-	// one, after settling.
+	// one, after settling: ok, fail (the sale refused it, or every attempt
+	// was shed) or info (unknown).
 	RunOutcome string
 	Outcome    string
 	// Order is the first order ID an ok attempt returned (sale or settle).
 	Order string
-	// Orders counts every distinct order ID returned for the request ID
-	// (sale, settle, and verification lookups that answered 200).
-	Orders map[string]bool
-	// Codes are the definite failure codes returned.
+	// Orders holds every distinct order ID the sale and the settling
+	// returned for the request ID, in the order they came.
+	Orders []string
+	// Codes are the codes of the sale's refusals.
 	Codes []string
 	// Unknown is set when an attempt during the sale had an unknown
-	// outcome (timeout, connection error, 503, 5xx).
+	// outcome (timeout, connection error, 503 unknown_outcome, other 5xx).
 	Unknown bool
+
+	runTally, tally tally
 }
 
-// NodeView is an item as one node reports it (GET /v1/items/{id}).
-type NodeView struct {
-	Stock     int64  `json:"stock"`
-	Remaining int64  `json:"remaining"`
-	Sold      int64  `json:"sold"`
-	Err       string `json:"err,omitempty"`
+// tally counts the kinds of answers a purchase got.
+type tally struct{ ok, fail, shed, info int }
+
+func (t *tally) add(outcome string) {
+	switch outcome {
+	case OutcomeOK:
+		t.ok++
+	case OutcomeFail:
+		t.fail++
+	case OutcomeShed:
+		t.shed++
+	case OutcomeInfo:
+		t.info++
+	}
 }
 
-// StoredOrder is an order row in MySQL.
-type StoredOrder struct {
-	ItemID    string `json:"item_id"`
-	UserID    string `json:"user_id"`
-	RequestID string `json:"request_id"`
-	Quantity  int    `json:"quantity"`
+// outcome is what the answers tell: an order; else a refusal by the sale;
+// else unknown if some attempt may have committed; else, every attempt shed,
+// definitely not bought.
+func (t tally) outcome() string {
+	switch {
+	case t.ok > 0:
+		return OutcomeOK
+	case t.fail > 0:
+		return OutcomeFail
+	case t.info > 0:
+		return OutcomeInfo
+	case t.shed > 0:
+		return OutcomeFail
+	}
+	return OutcomeInfo
 }
 
 // Final is the state read after the sale and the settling.
 type Final struct {
 	Items []ItemSpec
-	// Views[i][item] is node i's view, read once every node agreed or the
-	// wait ran out.
-	Views [nodes]map[string]NodeView
-	// RaftSold is the units sold per item as most readable nodes report
-	// them (see raftSold).
-	RaftSold map[string]int64
-	// MySQLSold is SoldByItem once it matched or the wait ran out.
-	MySQLSold map[string]int64
-	MySQLErr  string
-	// Copies[order_id] are the rows stored for each confirmed order.
-	Copies map[string][]StoredOrder
+	// Views are the items as each node reported them, read once every node
+	// agreed or the wait ran out.
+	Views []client.ItemReads
+	// Store is what the order store held once it caught up with Raft or the
+	// wait ran out; nil when it was not read.
+	Store *client.StoreEvidence
 	// RunStartMs and RunEndMs bound the sale.
 	RunStartMs, RunEndMs float64
 	// HotItem is the item whose confirmations measure availability.
@@ -76,19 +92,19 @@ type Result struct {
 	Notes []string `json:"notes,omitempty"`
 	// Purchases of the sale and their outcomes when the sale ended: OK,
 	// Failed (definite), or neither. Unknown purchases had at least one
-	// attempt with an unknown outcome; Settled of those got a definite
-	// answer by a retry with the same request_id (during the sale or
-	// after it), Unsettled never did.
+	// attempt with an unknown outcome; Settled of those got a decided
+	// answer by a retry with the same request_id (during the sale or after
+	// it), Unsettled never did.
 	Ops       int `json:"ops"`
 	OK        int `json:"ok"`
 	Failed    int `json:"failed"`
 	Unknown   int `json:"unknown"`
 	Settled   int `json:"settled"`
 	Unsettled int `json:"unsettled"`
-	// Units confirmed and units sold (as node 0 reports), per item.
+	// Units confirmed and units sold (as most nodes report), per item.
 	Units map[string]int64 `json:"units"`
 	Sold  map[string]int64 `json:"sold"`
-	// Violations per invariant.
+	// Violations per invariant (client.Check's).
 	Oversell  int `json:"oversell"`
 	Lost      int `json:"lost"`
 	Duplicate int `json:"duplicate"`
@@ -115,90 +131,150 @@ func (r *Result) Passed() bool {
 		r.Unsettled == 0 && !r.NoRecovery
 }
 
-func (r *Result) violation(format string, args ...any) {
-	if len(r.Violations) < detailsMax {
-		r.Violations = append(r.Violations, fmt.Sprintf(format, args...))
-	}
-}
-
 func (r *Result) anomaly(format string, args ...any) {
 	if len(r.Anomalies) < detailsMax {
 		r.Anomalies = append(r.Anomalies, fmt.Sprintf(format, args...))
 	}
 }
 
-// Summarize groups a history's purchase attempts by request ID.
+// Summarize groups a history's purchase attempts by request ID. Lookups
+// (the verify phase) do not change a purchase's outcome.
 func Summarize(events []Event) map[string]*Op {
 	ops := map[string]*Op{}
 	for _, e := range events {
-		if e.Phase == PhaseNemesis || e.RequestID == "" {
+		if e.Phase == PhaseNemesis || e.Phase == PhaseVerify || e.RequestID == "" {
 			continue
 		}
 		op := ops[e.RequestID]
 		if op == nil {
-			op = &Op{Item: e.Item, User: e.User, RequestID: e.RequestID, Quantity: e.Quantity,
-				RunOutcome: OutcomeInfo, Outcome: OutcomeInfo, Orders: map[string]bool{}}
+			op = &Op{Item: e.Item, User: e.User, RequestID: e.RequestID, Quantity: e.Quantity}
 			ops[e.RequestID] = op
 		}
-		if e.Outcome == OutcomeOK && !(e.Phase == PhaseVerify && e.Status != 200) {
-			op.Orders[e.OrderID] = true
-		}
-		if e.Phase == PhaseVerify {
-			continue
-		}
-		if e.Phase == PhaseRun && e.Outcome == OutcomeInfo {
-			op.Unknown = true
+		op.tally.add(e.Outcome)
+		if e.Phase == PhaseRun {
+			op.runTally.add(e.Outcome)
+			op.Unknown = op.Unknown || e.Outcome == OutcomeInfo
 		}
 		switch e.Outcome {
 		case OutcomeOK:
 			if op.Order == "" {
 				op.Order = e.OrderID
 			}
-			op.Outcome = OutcomeOK
+			if !contains(op.Orders, e.OrderID) {
+				op.Orders = append(op.Orders, e.OrderID)
+			}
 		case OutcomeFail:
 			op.Codes = append(op.Codes, e.Code)
-			if op.Outcome != OutcomeOK {
-				op.Outcome = OutcomeFail
-			}
 		}
-		if e.Phase == PhaseRun {
-			op.RunOutcome = op.Outcome
-		}
+	}
+	for _, op := range ops {
+		op.RunOutcome, op.Outcome = op.runTally.outcome(), op.tally.outcome()
 	}
 	return ops
 }
 
-// Check checks a scenario's history and final state against the
-// invariants.
-func Check(fault string, events []Event, f Final) Result {
-	r := Result{Fault: fault, Units: map[string]int64{}, Sold: map[string]int64{}, AfterFault: -1, AfterHeal: -1}
-	ops := Summarize(events)
-	ids := make([]string, 0, len(ops))
-	for id := range ops {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	items := map[string]ItemSpec{}
-	for _, it := range f.Items {
-		items[it.ID] = it
-	}
-
-	// Outcomes and anomalies.
-	for _, e := range events {
-		switch {
-		case e.Phase == PhaseNemesis:
-		case e.Status >= 500 && e.Status != 503:
-			r.anomaly("%s %s attempt %d on n%d: %d %s", e.Phase, e.RequestID, e.Attempt, e.Node, e.Status, e.Code)
-		case e.Outcome == OutcomeFail && !expectedCode(e.Code):
-			r.anomaly("%s %s attempt %d on n%d: %d %s", e.Phase, e.RequestID, e.Attempt, e.Node, e.Status, e.Code)
-		case e.Outcome == OutcomeFail && e.Item == f.HotItem:
-			// Every hot purchase has a user of its own, within the limit:
-			// a refusal means a retry did not find its own earlier order.
-			r.anomaly("%s %s (hot, a user of its own) attempt %d on n%d: %d %s", e.Phase, e.RequestID, e.Attempt, e.Node, e.Status, e.Code)
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
 		}
 	}
-	for _, id := range ids {
-		op := ops[id]
+	return false
+}
+
+// sortedOps returns the purchases by request ID.
+func sortedOps(ops map[string]*Op) []*Op {
+	out := make([]*Op, 0, len(ops))
+	for _, op := range ops {
+		out = append(out, op)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].RequestID < out[j].RequestID })
+	return out
+}
+
+// evidence turns a scenario's history and final state into what
+// client.Check judges: every confirmed purchase must be returned by its
+// request ID on every node.
+func evidence(ops []*Op, events []Event, f Final) client.Evidence {
+	ev := client.Evidence{
+		History:       client.History{ConfirmedQty: map[string]int64{}, UnknownQty: map[string]int64{}},
+		Before:        map[string]client.ItemState{},
+		After:         f.Views,
+		ReplayTargets: make([]string, nodes),
+		Store:         f.Store,
+	}
+	for _, it := range f.Items {
+		ev.Items = append(ev.Items, it.ID)
+		ev.Before[it.ID] = client.ItemState{ID: it.ID, Stock: it.Stock, Remaining: it.Stock, PerUserLimit: int64(it.Limit)}
+	}
+	for i := range ev.ReplayTargets {
+		ev.ReplayTargets[i] = nodeName(i)
+	}
+	order := map[string]string{} // request ID -> the order it was confirmed as
+	for _, op := range ops {
+		switch op.Outcome {
+		case OutcomeOK:
+			ev.History.ConfirmedQty[op.Item] += int64(op.Quantity)
+			order[op.RequestID] = op.Order
+			for _, o := range op.Orders {
+				ev.History.Confirmed = append(ev.History.Confirmed, client.ConfirmedOrder{
+					ItemID: op.Item, UserID: op.User, RequestID: op.RequestID, Quantity: int64(op.Quantity),
+					Got: client.OrderView{OrderID: o},
+				})
+			}
+		case OutcomeInfo:
+			ev.History.UnknownQty[op.Item] += int64(op.Quantity)
+			ev.History.UnknownPurchases++
+		}
+	}
+	for _, e := range events {
+		if e.Phase == PhaseVerify {
+			ev.History.Replays = append(ev.History.Replays, replayOf(e, order[e.RequestID]))
+		}
+	}
+	return ev
+}
+
+// replayOf is a lookup event as client.Check reads it.
+func replayOf(e Event, orderID string) client.Replay {
+	o, ok := client.ParseOutcome(e.Answer)
+	if !ok {
+		o = client.OutcomeBadResponse // a history without answers: unknown
+	}
+	return client.Replay{
+		ItemID: e.Item, UserID: e.User, RequestID: e.RequestID, OrderID: orderID, Target: e.Node,
+		Outcome: o, Status: e.Status, Code: e.Code, Err: e.Err, Got: client.OrderView{OrderID: e.OrderID},
+	}
+}
+
+// Evaluate checks a scenario's history and final state against the
+// invariants (client.Check), and measures the hot item's availability.
+func Evaluate(fault string, events []Event, f Final) Result {
+	r := Result{Fault: fault, Units: map[string]int64{}, Sold: map[string]int64{}, AfterFault: -1, AfterHeal: -1}
+	ops := sortedOps(Summarize(events))
+	r.count(ops)
+	anomalies(&r, events, f.HotItem)
+
+	ev := evidence(ops, events, f)
+	v := client.Check(ev)
+	r.Oversell, r.Lost = v.Violations[client.Oversell], v.Violations[client.Lost]
+	r.Duplicate, r.Limit = v.Violations[client.Duplicate], v.Violations[client.Limit]
+	r.Violations = append(r.Violations, v.Problems...)
+	r.Notes = append(r.Notes, v.Notes...)
+	for id, n := range ev.History.ConfirmedQty {
+		r.Units[id] = n
+	}
+	for _, it := range v.Items {
+		r.Sold[it.ID] = it.Sold
+	}
+	availability(&r, events, f)
+	return r
+}
+
+// count tallies the purchases' outcomes; a purchase left unknown after the
+// settling is a violation.
+func (r *Result) count(ops []*Op) {
+	for _, op := range ops {
 		r.Ops++
 		switch op.RunOutcome {
 		case OutcomeOK:
@@ -206,189 +282,43 @@ func Check(fault string, events []Event, f Final) Result {
 		case OutcomeFail:
 			r.Failed++
 		}
-		if op.Unknown || op.RunOutcome == OutcomeInfo {
-			r.Unknown++
-			if op.Outcome == OutcomeInfo {
-				r.Unsettled++
-				r.violation("request %s (%s, user %s) never got a definite answer", id, op.Item, op.User)
-			} else {
-				r.Settled++
-			}
+		if !op.Unknown && op.RunOutcome != OutcomeInfo {
+			continue
 		}
+		r.Unknown++
+		if op.Outcome != OutcomeInfo {
+			r.Settled++
+			continue
+		}
+		r.Unsettled++
+		r.Violations = append(r.Violations, fmt.Sprintf("request %s (%s, user %s) never got a definite answer", op.RequestID, op.Item, op.User))
 	}
+}
 
-	// 3. No duplicate: one order per request ID, one request ID per order.
-	byOrder := map[string]string{}
-	for _, id := range ids {
-		op := ops[id]
-		if len(op.Orders) > 1 {
-			r.Duplicate++
-			r.violation("request %s returned %d different orders: %s", id, len(op.Orders), strings.Join(sortedKeys(op.Orders), ", "))
-		}
-		for o := range op.Orders {
-			if prev, ok := byOrder[o]; ok && prev != id {
-				r.Duplicate++
-				r.violation("order %s returned for requests %s and %s", o, prev, id)
-			}
-			byOrder[o] = id
-		}
-	}
-
-	// 4. Per-user limits.
-	perUser := map[[2]string]int64{}
-	for _, id := range ids {
-		if op := ops[id]; op.Outcome == OutcomeOK {
-			r.Units[op.Item] += int64(op.Quantity)
-			perUser[[2]string{op.Item, op.User}] += int64(op.Quantity)
-		}
-	}
-	for k, n := range perUser {
-		if it, ok := items[k[0]]; ok && n > int64(it.Limit) {
-			r.Limit++
-			r.violation("user %s confirmed %d units of %s; limit %d", k[1], n, k[0], it.Limit)
-		}
-	}
-
-	// 1. No oversell: confirmed <= stock; on every node remaining = stock -
-	// sold and sold = confirmed.
-	for _, it := range f.Items {
-		units := r.Units[it.ID]
-		if units > it.Stock {
-			r.Oversell++
-			r.violation("%s: %d units confirmed; stock %d", it.ID, units, it.Stock)
-		}
-		for i := 0; i < nodes; i++ {
-			v, ok := f.Views[i][it.ID]
-			switch {
-			case !ok || v.Err != "":
-				r.Oversell++
-				r.violation("n%d: %s unreadable: %s", i, it.ID, v.Err)
-				continue
-			case v.Stock != it.Stock || v.Remaining != v.Stock-v.Sold || v.Sold > v.Stock || v.Remaining < 0:
-				r.Oversell++
-				r.violation("n%d: %s stock %d remaining %d sold %d (created with stock %d)", i, it.ID, v.Stock, v.Remaining, v.Sold, it.Stock)
-			case v.Sold > units:
-				r.Oversell++
-				r.violation("n%d: %s sold %d; %d units confirmed to shoppers (sold without a confirmation)", i, it.ID, v.Sold, units)
-			case v.Sold < units:
-				r.Lost++
-				r.violation("n%d: %s sold %d; %d units confirmed to shoppers", i, it.ID, v.Sold, units)
-			}
-		}
-		r.Sold[it.ID] = f.RaftSold[it.ID]
-	}
-
-	// 2. No lost order: every confirmed request ID returns its order on
-	// every node; every confirmed order is in MySQL exactly once.
-	type key struct {
-		rid  string
-		node int
-	}
-	verified := map[key]string{} // "" ok; else what the node answered
+// anomalies notes answers a correct cluster under these faults does not
+// give: a 5xx other than 503, a refusal other than sold out or the limit,
+// and any refusal of a hot purchase (every one has a user of its own, within
+// the limit: a refusal means a retry did not find its own earlier order).
+func anomalies(r *Result, events []Event, hot string) {
 	for _, e := range events {
-		if e.Phase != PhaseVerify {
-			continue
-		}
-		k := key{e.RequestID, e.Node}
-		op := ops[e.RequestID]
-		var got string
 		switch {
-		case e.Outcome == OutcomeOK && e.Status == 200 && op != nil && e.OrderID == op.Order:
-			got = ""
-		case e.Outcome == OutcomeOK:
-			got = fmt.Sprintf("%d order %s", e.Status, e.OrderID)
-		case e.Err != "":
-			got = e.Err
-		default:
-			got = fmt.Sprintf("%d %s", e.Status, e.Code)
-		}
-		if prev, seen := verified[k]; !seen || prev != "" {
-			verified[k] = got
+		case e.Phase == PhaseNemesis:
+		case e.Status >= 500 && e.Status != 503,
+			e.Outcome == OutcomeFail && !expectedCode(e.Code):
+			r.anomaly("%s %s attempt %d on n%d: %d %s", e.Phase, e.RequestID, e.Attempt, e.Node, e.Status, e.Code)
+		case e.Outcome == OutcomeFail && e.Item == hot:
+			r.anomaly("%s %s (hot, a user of its own) attempt %d on n%d: %d %s", e.Phase, e.RequestID, e.Attempt, e.Node, e.Status, e.Code)
 		}
 	}
-	type loss struct {
-		n        int
-		reasons  map[string]int
-		examples []string
-	}
-	var losses [nodes]loss
-	confirmed := 0
-	for _, id := range ids {
-		op := ops[id]
-		if op.Outcome != OutcomeOK {
-			continue
-		}
-		confirmed++
-		for i := 0; i < nodes; i++ {
-			got, seen := verified[key{id, i}]
-			if seen && got == "" {
-				continue
-			}
-			reason := "not looked up (the node had stopped answering)"
-			if seen {
-				reason = lookupReason(got)
-			}
-			r.Lost++
-			l := &losses[i]
-			if l.reasons == nil {
-				l.reasons = map[string]int{}
-			}
-			l.n++
-			l.reasons[reason]++
-			if len(l.examples) < 3 {
-				l.examples = append(l.examples, fmt.Sprintf("%s (order %s): %s", id, op.Order, got))
-			}
-		}
-	}
-	for i, l := range losses {
-		if l.n == 0 {
-			continue
-		}
-		var parts []string
-		for _, reason := range sortedKeys(boolKeys(l.reasons)) {
-			parts = append(parts, fmt.Sprintf("%d %s", l.reasons[reason], reason))
-		}
-		r.violation("n%d: %d of %d confirmed requests not returned by their request_id: %s; e.g. %s",
-			i, l.n, confirmed, strings.Join(parts, ", "), strings.Join(l.examples, "; "))
-	}
-	for _, id := range ids {
-		op := ops[id]
-		if op.Outcome != OutcomeOK {
-			continue
-		}
-		rows := f.Copies[op.Order]
-		switch {
-		case f.Copies == nil:
-		case len(rows) == 0:
-			r.Lost++
-			r.violation("MySQL: confirmed order %s (request %s) not stored", op.Order, id)
-		case len(rows) > 1:
-			r.Duplicate++
-			r.violation("MySQL: order %s stored %d times", op.Order, len(rows))
-		case rows[0].RequestID != id || rows[0].UserID != op.User || rows[0].ItemID != op.Item || rows[0].Quantity != op.Quantity:
-			r.Lost++
-			r.violation("MySQL: order %s stored as %+v; confirmed as %s/%s/%s/%d", op.Order, rows[0], op.Item, op.User, id, op.Quantity)
-		}
-	}
-	if f.MySQLErr != "" {
-		r.Lost++
-		r.violation("MySQL: %s", f.MySQLErr)
-	} else if f.MySQLSold != nil {
-		for _, it := range f.Items {
-			if got, want := f.MySQLSold[it.ID], r.Sold[it.ID]; got != want {
-				if got < want {
-					r.Lost++
-				} else {
-					r.Duplicate++
-				}
-				r.violation("MySQL: %s SoldByItem %d; sold %d in Raft", it.ID, got, want)
-			}
-		}
-	}
+}
 
-	// 5. Availability of the hot item.
-	var confirms []float64
-	var injects, heals []float64
+// expectedCode reports whether a refusal is one a sale produces.
+func expectedCode(code string) bool { return code == "sold_out" || code == "limit_exceeded" }
+
+// availability measures the hot item's confirmations around the faults; no
+// confirmation after the last heal is a violation.
+func availability(r *Result, events []Event, f Final) {
+	var confirms, injects, heals []float64
 	for _, e := range events {
 		switch {
 		case e.Phase == PhaseNemesis && e.Outcome == "inject":
@@ -405,8 +335,7 @@ func Check(fault string, events []Event, f Final) Result {
 		gap = math.Max(gap, t-prev)
 		prev = t
 	}
-	gap = math.Max(gap, f.RunEndMs-prev)
-	r.MaxGap = msDuration(gap)
+	r.MaxGap = msDuration(math.Max(gap, f.RunEndMs-prev))
 	firstAfter := func(t float64) time.Duration {
 		best := -1.0
 		for _, e := range events {
@@ -425,73 +354,12 @@ func Check(fault string, events []Event, f Final) Result {
 	}
 	if len(heals) > 0 {
 		last := heals[len(heals)-1]
-		r.AfterHeal = firstAfter(last)
-		if r.AfterHeal < 0 {
+		if r.AfterHeal = firstAfter(last); r.AfterHeal < 0 {
 			r.NoRecovery = true
-			r.violation("no confirmed %s purchase in the %v between the last heal and the end of the sale",
-				f.HotItem, msDuration(f.RunEndMs-last).Round(time.Millisecond))
+			r.Violations = append(r.Violations, fmt.Sprintf("no confirmed %s purchase in the %v between the last heal and the end of the sale",
+				f.HotItem, msDuration(f.RunEndMs-last).Round(time.Millisecond)))
 		}
 	}
-	return r
-}
-
-// raftSold returns, per item, the sold count most nodes that could be read
-// agree on (the lowest on a tie), so that one broken node does not set the
-// figure MySQL is compared with.
-func raftSold(items []ItemSpec, views [nodes]map[string]NodeView) map[string]int64 {
-	out := map[string]int64{}
-	for _, it := range items {
-		votes := map[int64]int{}
-		for i := 0; i < nodes; i++ {
-			if v, ok := views[i][it.ID]; ok && v.Err == "" {
-				votes[v.Sold]++
-			}
-		}
-		best, bestVotes := int64(0), 0
-		for sold, n := range votes {
-			if n > bestVotes || (n == bestVotes && sold < best) {
-				best, bestVotes = sold, n
-			}
-		}
-		out[it.ID] = best
-	}
-	return out
-}
-
-// lookupReason groups what a node answered to a lookup of a confirmed
-// request.
-func lookupReason(got string) string {
-	switch {
-	case strings.HasPrefix(got, "201 "):
-		return "answered 201: a new order (the node had forgotten the request)"
-	case strings.HasPrefix(got, "200 "):
-		return "answered 200 with another order"
-	case strings.HasPrefix(got, "503 "):
-		return "answered " + got
-	case len(got) > 3 && got[3] == ' ':
-		return "answered " + got
-	}
-	if i := strings.LastIndex(got, ": "); i >= 0 {
-		got = got[i+2:]
-	}
-	return "failed: " + got
-}
-
-func boolKeys(m map[string]int) map[string]bool {
-	out := make(map[string]bool, len(m))
-	for k := range m {
-		out[k] = true
-	}
-	return out
 }
 
 func msDuration(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}

@@ -5,12 +5,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flashstock/flashstock/client"
 )
 
-// These tests check the checker on synthetic histories; they need no root.
+// These tests check the evaluation of synthetic histories; they need no
+// root. The invariants themselves are client.Check's, tested there: these
+// check that a history reaches it as it should.
 
 // sale builds a history and the matching final state.
 type sale struct {
@@ -23,17 +26,18 @@ func newSale() *sale {
 	s := &sale{final: Final{
 		Items:   []ItemSpec{{ID: "hot", Stock: 100, Limit: 3}, {ID: "lim", Stock: 4, Limit: 2}},
 		HotItem: "hot", RunStartMs: 0, RunEndMs: 1000,
-		MySQLSold: map[string]int64{}, Copies: map[string][]StoredOrder{}, RaftSold: map[string]int64{},
+		Store: &client.StoreEvidence{Orders: map[string][]client.StoredOrder{}, SoldUnits: map[string]int64{}},
 	}}
-	for i := range s.final.Views {
-		s.final.Views[i] = map[string]NodeView{
+	for i := 0; i < nodes; i++ {
+		s.final.Views = append(s.final.Views, client.ItemReads{Target: nodeName(i), Items: map[string]client.ItemState{
 			"hot": {Stock: 100, Remaining: 100},
 			"lim": {Stock: 4, Remaining: 4},
-		}
+		}})
 	}
 	return s
 }
 
+// add records an attempt; its answer follows from its status and code.
 func (s *sale) add(e Event) {
 	if e.StartMs == 0 {
 		s.ms += 10
@@ -42,110 +46,141 @@ func (s *sale) add(e Event) {
 	if e.Phase == "" {
 		e.Phase = PhaseRun
 	}
+	if e.Answer == "" && e.Phase != PhaseNemesis {
+		o := client.OutcomeNetError
+		if e.Status != 0 {
+			o = client.Classify(e.Status, e.Code)
+		}
+		e.Answer, e.Outcome = o.String(), historyOutcome(o)
+	}
 	s.events = append(s.events, e)
 }
 
 // buy records a confirmed purchase, applies it to every node's view and to
-// MySQL, and records its verification on every node.
+// the order store, and records its lookup on every node.
 func (s *sale) buy(item, user, rid string, qty int, order string) {
-	s.add(Event{Item: item, User: user, RequestID: rid, Quantity: qty, Attempt: 1, Status: 201, OrderID: order, Outcome: OutcomeOK})
-	for i := range s.final.Views {
-		v := s.final.Views[i][item]
-		v.Sold += int64(qty)
-		v.Remaining -= int64(qty)
-		s.final.Views[i][item] = v
+	s.add(Event{Item: item, User: user, RequestID: rid, Quantity: qty, Attempt: 1, Status: 201, OrderID: order})
+	for _, v := range s.final.Views {
+		it := v.Items[item]
+		it.Sold += int64(qty)
+		it.Remaining -= int64(qty)
+		v.Items[item] = it
 	}
-	s.final.MySQLSold[item] += int64(qty)
-	s.final.RaftSold = raftSold(s.final.Items, s.final.Views)
-	s.final.Copies[order] = []StoredOrder{{ItemID: item, UserID: user, RequestID: rid, Quantity: qty}}
+	s.final.Store.SoldUnits[item] += int64(qty)
+	s.final.Store.Orders[order] = []client.StoredOrder{{OrderID: order, ItemID: item, UserID: user, RequestID: rid, Quantity: int64(qty)}}
 	for i := 0; i < nodes; i++ {
-		s.add(Event{Phase: PhaseVerify, Item: item, User: user, RequestID: rid, Quantity: qty, Node: i, Status: 200, OrderID: order, Outcome: OutcomeOK})
+		s.add(Event{Phase: PhaseVerify, Item: item, User: user, RequestID: rid, Quantity: qty, Node: i, Status: 200, OrderID: order})
 	}
 }
 
-func (s *sale) check() Result { return Check("test", s.events, s.final) }
+func (s *sale) evaluate() Result { return Evaluate("test", s.events, s.final) }
 
-func TestCheckCleanSale(t *testing.T) {
+func TestEvaluateCleanSale(t *testing.T) {
 	s := newSale()
 	s.buy("hot", "u1", "r1", 2, "1001")
 	s.buy("hot", "u2", "r2", 1, "1002")
 	s.buy("lim", "a", "r3", 2, "1003")
-	s.add(Event{Item: "lim", User: "a", RequestID: "r4", Quantity: 1, Status: 409, Code: "limit_exceeded", Outcome: OutcomeFail})
-	s.add(Event{Item: "lim", User: "b", RequestID: "r5", Quantity: 1, Status: 503, Code: "unavailable", Outcome: OutcomeInfo})
-	s.add(Event{Phase: PhaseSettle, Item: "lim", User: "b", RequestID: "r5", Quantity: 1, Status: 409, Code: "sold_out", Outcome: OutcomeFail})
-	r := s.check()
+	s.add(Event{Item: "lim", User: "a", RequestID: "r4", Quantity: 1, Status: 409, Code: "limit_exceeded"})
+	s.add(Event{Item: "lim", User: "b", RequestID: "r5", Quantity: 1, Status: 503, Code: "unknown_outcome"})
+	s.add(Event{Phase: PhaseSettle, Item: "lim", User: "b", RequestID: "r5", Quantity: 1, Status: 409, Code: "sold_out"})
+	// Shed on every attempt: definitely not bought, never unknown.
+	s.add(Event{Item: "hot", User: "u6", RequestID: "r6", Quantity: 1, Status: 503, Code: "unavailable"})
+	s.add(Event{Item: "hot", User: "u6", RequestID: "r6", Quantity: 1, Attempt: 2, Status: 503, Code: "overloaded"})
+	r := s.evaluate()
 	if !r.Passed() {
-		t.Fatalf("Check = %+v; want pass", r)
+		t.Fatalf("Evaluate = %+v; want pass", r)
 	}
-	if r.Ops != 5 || r.OK != 3 || r.Failed != 1 || r.Unknown != 1 || r.Settled != 1 {
-		t.Errorf("counts = ops %d ok %d failed %d unknown %d settled %d; want 5 3 1 1 1", r.Ops, r.OK, r.Failed, r.Unknown, r.Settled)
+	if r.Ops != 6 || r.OK != 3 || r.Failed != 2 || r.Unknown != 1 || r.Settled != 1 {
+		t.Errorf("counts = ops %d ok %d failed %d unknown %d settled %d; want 6 3 2 1 1", r.Ops, r.OK, r.Failed, r.Unknown, r.Settled)
 	}
-	if r.Units["hot"] != 3 || r.Units["lim"] != 2 {
-		t.Errorf("units = %v; want hot 3 lim 2", r.Units)
+	if r.Units["hot"] != 3 || r.Units["lim"] != 2 || r.Sold["hot"] != 3 || r.Sold["lim"] != 2 {
+		t.Errorf("units = %v, sold = %v; want hot 3 lim 2 both", r.Units, r.Sold)
 	}
 	if len(r.Anomalies) != 0 {
 		t.Errorf("anomalies = %v; want none", r.Anomalies)
 	}
 }
 
-func TestCheckViolations(t *testing.T) {
+func TestSummarize(t *testing.T) {
+	tests := []struct {
+		name    string
+		answers []string // phase:outcome
+		run     string
+		final   string
+		unknown bool
+	}{
+		{"ok", []string{"run:ok"}, OutcomeOK, OutcomeOK, false},
+		{"refused", []string{"run:fail"}, OutcomeFail, OutcomeFail, false},
+		{"shed then ok", []string{"run:shed", "run:ok"}, OutcomeOK, OutcomeOK, false},
+		{"shed only", []string{"run:shed", "run:shed"}, OutcomeFail, OutcomeFail, false},
+		// A shed answer says nothing of an earlier attempt that may commit.
+		{"unknown then shed", []string{"run:info", "run:shed"}, OutcomeInfo, OutcomeInfo, true},
+		{"unknown, settled by a refusal", []string{"run:info", "settle:shed", "settle:fail"}, OutcomeInfo, OutcomeFail, true},
+		{"unknown, settled by the order", []string{"run:info", "settle:ok"}, OutcomeInfo, OutcomeOK, true},
+		{"lookups change nothing", []string{"run:info", "verify:ok"}, OutcomeInfo, OutcomeInfo, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var events []Event
+			for i, a := range tt.answers {
+				phase, outcome, _ := strings.Cut(a, ":")
+				events = append(events, Event{Phase: phase, Item: "hot", User: "u", RequestID: "r", Quantity: 1, Attempt: i + 1, Outcome: outcome, OrderID: "7"})
+			}
+			op := Summarize(events)["r"]
+			if op.RunOutcome != tt.run || op.Outcome != tt.final || op.Unknown != tt.unknown {
+				t.Errorf("Summarize(%v) = run %s, final %s, unknown %v; want %s, %s, %v", tt.answers, op.RunOutcome, op.Outcome, op.Unknown, tt.run, tt.final, tt.unknown)
+			}
+		})
+	}
+}
+
+func TestEvaluateViolations(t *testing.T) {
 	tests := []struct {
 		name  string
 		spoil func(s *sale)
 		want  func(r Result) int
 	}{
 		{"sold without confirmation", func(s *sale) {
-			v := s.final.Views[1]["hot"]
+			v := s.final.Views[1].Items["hot"]
 			v.Sold++
 			v.Remaining--
-			s.final.Views[1]["hot"] = v
-		}, func(r Result) int { return r.Oversell }},
-		{"remaining != stock - sold", func(s *sale) {
-			v := s.final.Views[2]["lim"]
-			v.Remaining++
-			s.final.Views[2]["lim"] = v
-		}, func(r Result) int { return r.Oversell }},
-		{"confirmed more than stock", func(s *sale) {
-			s.buy("lim", "b", "x1", 2, "2001")
-			s.buy("lim", "c", "x2", 2, "2002")
+			s.final.Views[1].Items["hot"] = v
 		}, func(r Result) int { return r.Oversell }},
 		{"node unreadable", func(s *sale) {
-			s.final.Views[0]["hot"] = NodeView{Err: "503 unavailable"}
+			delete(s.final.Views[0].Items, "hot")
+			s.final.Views[0].Errs = map[string]string{"hot": "HTTP 503 unavailable"}
 		}, func(r Result) int { return r.Oversell }},
 		{"replica lost an order", func(s *sale) {
-			v := s.final.Views[2]["hot"]
+			v := s.final.Views[2].Items["hot"]
 			v.Sold -= 2
 			v.Remaining += 2
-			s.final.Views[2]["hot"] = v
+			s.final.Views[2].Items["hot"] = v
 		}, func(r Result) int { return r.Lost }},
 		{"lookup creates a new order", func(s *sale) {
 			for i := range s.events {
 				if e := &s.events[i]; e.Phase == PhaseVerify && e.RequestID == "r1" && e.Node == 1 {
-					e.Status, e.OrderID = 201, "9999"
+					e.Status, e.OrderID, e.Answer = 201, "9999", client.OutcomeConfirmed.String()
 				}
 			}
 		}, func(r Result) int { return r.Lost }},
 		{"lookup never answered", func(s *sale) {
 			for i := range s.events {
 				if e := &s.events[i]; e.Phase == PhaseVerify && e.RequestID == "r1" && e.Node == 2 {
-					e.Status, e.OrderID, e.Code, e.Outcome = 503, "", "unavailable", OutcomeInfo
+					e.Status, e.OrderID, e.Code, e.Outcome, e.Answer = 503, "", "unavailable", OutcomeShed, client.OutcomeUnavailable.String()
 				}
 			}
 		}, func(r Result) int { return r.Lost }},
-		{"not in MySQL", func(s *sale) { delete(s.final.Copies, "1001") }, func(r Result) int { return r.Lost }},
-		{"twice in MySQL", func(s *sale) { s.final.Copies["1001"] = append(s.final.Copies["1001"], s.final.Copies["1001"][0]) },
-			func(r Result) int { return r.Duplicate }},
-		{"MySQL behind", func(s *sale) { s.final.MySQLSold["hot"]-- }, func(r Result) int { return r.Lost }},
-		{"MySQL unreadable", func(s *sale) { s.final.MySQLErr = "dial tcp: refused" }, func(r Result) int { return r.Lost }},
+		{"not in the order store", func(s *sale) { delete(s.final.Store.Orders, "1001") }, func(r Result) int { return r.Lost }},
+		{"order store unreadable", func(s *sale) { s.final.Store = &client.StoreEvidence{Err: "dial tcp: refused"} }, func(r Result) int { return r.Lost }},
 		{"two orders for one request", func(s *sale) {
-			s.add(Event{Item: "hot", User: "u1", RequestID: "r1", Quantity: 2, Attempt: 2, Status: 200, OrderID: "1009", Outcome: OutcomeOK})
+			s.add(Event{Item: "hot", User: "u1", RequestID: "r1", Quantity: 2, Attempt: 2, Status: 200, OrderID: "1009"})
 		}, func(r Result) int { return r.Duplicate }},
 		{"one order for two requests", func(s *sale) {
-			s.add(Event{Item: "hot", User: "u9", RequestID: "r9", Quantity: 2, Status: 201, OrderID: "1001", Outcome: OutcomeOK})
+			s.add(Event{Item: "hot", User: "u9", RequestID: "r9", Quantity: 2, Status: 201, OrderID: "1001"})
 		}, func(r Result) int { return r.Duplicate }},
 		{"over the per-user limit", func(s *sale) { s.buy("lim", "a", "r6", 1, "1006") }, func(r Result) int { return r.Limit }},
 		{"never settled", func(s *sale) {
-			s.add(Event{Item: "hot", User: "u7", RequestID: "r7", Quantity: 1, Err: "timeout", Outcome: OutcomeInfo})
+			s.add(Event{Item: "hot", User: "u7", RequestID: "r7", Quantity: 1, Err: "timeout"})
 		}, func(r Result) int { return r.Unsettled }},
 	}
 	for _, tt := range tests {
@@ -154,9 +189,9 @@ func TestCheckViolations(t *testing.T) {
 			s.buy("hot", "u1", "r1", 2, "1001")
 			s.buy("lim", "a", "r3", 2, "1003")
 			tt.spoil(s)
-			r := s.check()
+			r := s.evaluate()
 			if tt.want(r) == 0 || r.Passed() {
-				t.Fatalf("Check = %+v; want the violation counted", r)
+				t.Fatalf("Evaluate = %+v; want the violation counted", r)
 			}
 			if len(r.Violations) == 0 {
 				t.Errorf("no violation described")
@@ -165,11 +200,12 @@ func TestCheckViolations(t *testing.T) {
 	}
 }
 
-func TestCheckAvailability(t *testing.T) {
+func TestEvaluateAvailability(t *testing.T) {
 	s := newSale()
 	s.final.RunEndMs = 5000
+	s.final.Store = nil
 	ok := func(start, end float64, rid string) {
-		s.add(Event{Item: "hot", User: rid, RequestID: rid, Quantity: 1, StartMs: start, EndMs: end, Status: 201, OrderID: "o" + rid, Outcome: OutcomeOK})
+		s.add(Event{Item: "hot", User: rid, RequestID: rid, Quantity: 1, StartMs: start, EndMs: end, Status: 201, OrderID: "o" + rid})
 	}
 	ok(0, 100, "a")
 	ok(100, 200, "b")
@@ -179,7 +215,7 @@ func TestCheckAvailability(t *testing.T) {
 	s.events = append(s.events, Event{Phase: PhaseNemesis, Node: -1, StartMs: 2000, EndMs: 2100, Outcome: "heal"})
 	ok(2150, 2400, "e") // first after the heal
 	ok(2400, 4900, "f")
-	r := Check("avail", s.events, s.final)
+	r := Evaluate("avail", s.events, s.final)
 	if want := 2500 * time.Millisecond; r.MaxGap != want {
 		t.Errorf("MaxGap = %v; want %v", r.MaxGap, want)
 	}
@@ -197,17 +233,18 @@ func TestCheckAvailability(t *testing.T) {
 	s2 := newSale()
 	s2.final.RunEndMs = 5000
 	s2.events = append(s2.events, Event{Phase: PhaseNemesis, Node: -1, StartMs: 2000, EndMs: 2100, Outcome: "heal"})
-	if r := Check("stuck", s2.events, s2.final); !r.NoRecovery || r.Passed() || r.MaxGap != 5*time.Second {
-		t.Errorf("Check(stuck) = NoRecovery %v, MaxGap %v; want true, 5s", r.NoRecovery, r.MaxGap)
+	if r := Evaluate("stuck", s2.events, s2.final); !r.NoRecovery || r.Passed() || r.MaxGap != 5*time.Second {
+		t.Errorf("Evaluate(stuck) = NoRecovery %v, MaxGap %v; want true, 5s", r.NoRecovery, r.MaxGap)
 	}
 }
 
-func TestCheckAnomalies(t *testing.T) {
+func TestEvaluateAnomalies(t *testing.T) {
 	s := newSale()
-	s.add(Event{Item: "hot", User: "u", RequestID: "r", Quantity: 1, Status: 500, Code: "internal", Outcome: OutcomeInfo})
+	s.add(Event{Item: "hot", User: "u", RequestID: "r", Quantity: 1, Status: 500, Code: "internal"})
 	s.buy("hot", "u", "r", 1, "1")
-	s.add(Event{Item: "hot", User: "v", RequestID: "s", Quantity: 1, Status: 409, Code: "limit_exceeded", Outcome: OutcomeFail})
-	r := s.check()
+	s.add(Event{Item: "hot", User: "v", RequestID: "s", Quantity: 1, Status: 409, Code: "limit_exceeded"})
+	s.add(Event{Item: "lim", User: "w", RequestID: "t", Quantity: 1, Status: 503, Code: "overloaded"})
+	r := s.evaluate()
 	if len(r.Anomalies) != 2 {
 		t.Errorf("anomalies = %q; want the 500 and the hot limit_exceeded", r.Anomalies)
 	}
@@ -216,25 +253,31 @@ func TestCheckAnomalies(t *testing.T) {
 	}
 }
 
-func TestClassify(t *testing.T) {
-	body := func(code string) map[string]any { return map[string]any{"error": map[string]any{"code": code}} }
+func TestHistoryOutcome(t *testing.T) {
 	tests := []struct {
-		r    reply
-		want string
+		status int
+		code   string
+		want   string
 	}{
-		{reply{status: 201, body: map[string]any{"order_id": "7"}}, OutcomeOK},
-		{reply{status: 200, body: map[string]any{"order_id": "7"}}, OutcomeOK},
-		{reply{status: 200, body: map[string]any{}}, OutcomeInfo},
-		{reply{status: 409, body: body("sold_out")}, OutcomeFail},
-		{reply{status: 409, body: body("limit_exceeded")}, OutcomeFail},
-		{reply{status: 503, body: body("unavailable")}, OutcomeInfo},
-		{reply{status: 500, body: body("internal")}, OutcomeInfo},
-		{reply{err: errors.New("EOF")}, OutcomeInfo},
-		{reply{err: syscall.ECONNREFUSED}, OutcomeInfo},
+		{201, "", OutcomeOK},
+		{200, "", OutcomeOK},
+		{409, "sold_out", OutcomeFail},
+		{409, "limit_exceeded", OutcomeFail},
+		{400, "invalid_argument", OutcomeFail},
+		{429, "rate_limited", OutcomeShed},
+		{503, "overloaded", OutcomeShed},
+		{503, "unavailable", OutcomeShed},
+		{503, "unknown_outcome", OutcomeInfo},
+		{500, "internal", OutcomeInfo},
 	}
 	for _, tt := range tests {
-		if got := classify(tt.r); got != tt.want {
-			t.Errorf("classify(%d %v %v) = %s; want %s", tt.r.status, tt.r.body, tt.r.err, got, tt.want)
+		if got := historyOutcome(client.Classify(tt.status, tt.code)); got != tt.want {
+			t.Errorf("historyOutcome(%d %s) = %s; want %s", tt.status, tt.code, got, tt.want)
+		}
+	}
+	for _, o := range []client.Outcome{client.OutcomeTimeout, client.OutcomeNetError, client.OutcomeBadResponse} {
+		if got := historyOutcome(o); got != OutcomeInfo {
+			t.Errorf("historyOutcome(%v) = %s; want info", o, got)
 		}
 	}
 }
@@ -302,17 +345,5 @@ func TestReportDoc(t *testing.T) {
 	}
 	if err := rep.WriteDoc(filepath.Join(t.TempDir(), "missing.md")); err == nil {
 		t.Error("WriteDoc to a missing file succeeded")
-	}
-}
-
-func TestRaftSold(t *testing.T) {
-	items := []ItemSpec{{ID: "hot"}, {ID: "lim"}}
-	var views [nodes]map[string]NodeView
-	views[0] = map[string]NodeView{"hot": {Err: "503 unavailable"}, "lim": {Sold: 3}}
-	views[1] = map[string]NodeView{"hot": {Sold: 7}, "lim": {Sold: 4}}
-	views[2] = map[string]NodeView{"hot": {Sold: 7}, "lim": {Sold: 5}}
-	got := raftSold(items, views)
-	if got["hot"] != 7 || got["lim"] != 3 {
-		t.Errorf("raftSold = %v; want hot 7 (the readable majority), lim 3 (lowest of a three-way tie)", got)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flashstock/flashstock/client"
+	"github.com/flashstock/flashstock/internal/backoff"
 	"github.com/flashstock/flashstock/internal/clock"
 	"github.com/flashstock/flashstock/raftstore"
 )
@@ -31,7 +32,14 @@ const (
 	readyTimeout  = 60 * time.Second // all nodes ready at start
 	rejoinTimeout = 30 * time.Second // a restarted node ready again
 	exitTimeout   = 10 * time.Second // a killed node reaped
+	createTimeout = 30 * time.Second // the items created
+	statusTimeout = 2 * time.Second  // one readiness or status request
+	// shopperConns sizes the shoppers' connection pool per node.
+	shopperConns = 256
 )
+
+// createBackoff spaces the attempts to create an item.
+var createBackoff = backoff.Policy{Base: 200 * time.Millisecond, Max: 2 * time.Second}
 
 // adminToken is the admin bearer token of every test cluster.
 const adminToken = "faults-admin-token-0123456789abcdef"
@@ -50,7 +58,7 @@ type Cluster struct {
 	dir    string // data dirs
 	logDir string
 	dsns   []string
-	api    *api
+	api    *client.Client
 	mu     sync.Mutex
 	procs  [nodes]*proc
 	starts [nodes]int
@@ -63,7 +71,7 @@ func (e *Env) startCluster(ctx context.Context, dataDir, logDir string, dsns []s
 	for i := range urls {
 		urls[i] = fmt.Sprintf("http://%s:%d", e.nodeIP(i), httpPort)
 	}
-	c.api = newAPI(urls, adminToken)
+	c.api = client.New(client.Config{Targets: urls, AdminToken: adminToken, Timeout: attemptTimeout, Conns: shopperConns})
 	for i := 0; i < nodes; i++ {
 		if err := c.launch(i); err != nil {
 			c.Close()
@@ -181,12 +189,12 @@ func (c *Cluster) waitReady(ctx context.Context, i int, timeout time.Duration) e
 			c.mu.Unlock()
 			return fmt.Errorf("faults: n%d exited: %v; log %s", i, exit, c.logTail(i))
 		}
-		r := c.api.do(ctx, i, http.MethodGet, "/readyz", "", nil, 2*time.Second)
-		if r.err == nil && r.status == http.StatusOK {
+		err := c.ready(ctx, i)
+		if err == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("faults: n%d not ready within %v (last: %d %v)", i, timeout, r.status, r.err)
+			return fmt.Errorf("faults: n%d not ready within %v (last: %v)", i, timeout, err)
 		}
 		if err := clock.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
@@ -194,32 +202,39 @@ func (c *Cluster) waitReady(ctx context.Context, i int, timeout time.Duration) e
 	}
 }
 
+// ready asks node i whether it is ready, bounded by statusTimeout.
+func (c *Cluster) ready(ctx context.Context, i int) error {
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	return c.api.Ready(ctx, i)
+}
+
+// status reads node i's cluster status, bounded by statusTimeout.
+func (c *Cluster) status(ctx context.Context, i int) (client.ClusterStatus, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	return c.api.ClusterStatus(ctx, i)
+}
+
 // leaderOf asks every running node for the cluster status and returns the
 // node leading the item's shard in the highest term seen.
 func (c *Cluster) leaderOf(ctx context.Context, item string) (int, error) {
 	shard := raftstore.ShardFor(item, shards)
-	best, bestTerm := -1, int64(-1)
+	best, bestTerm := -1, uint64(0)
 	for i := 0; i < nodes; i++ {
 		if !c.running(i) {
 			continue
 		}
-		r := c.api.do(ctx, i, http.MethodGet, "/v1/cluster/status", "admin", nil, 2*time.Second)
-		if r.err != nil || r.status != http.StatusOK {
+		st, _, err := c.status(ctx, i)
+		if err != nil || shard >= len(st.Shards) {
 			continue
 		}
-		list, _ := r.body["shards"].([]any)
-		if shard >= len(list) {
-			continue
-		}
-		st, _ := list[shard].(map[string]any)
-		name, _ := st["leader"].(string)
-		term, _ := st["term"].(float64)
 		var idx int
-		if _, err := fmt.Sscanf(name, "n%d", &idx); err != nil || idx < 0 || idx >= nodes {
+		if _, err := fmt.Sscanf(st.Shards[shard].Leader, "n%d", &idx); err != nil || idx < 0 || idx >= nodes {
 			continue
 		}
-		if int64(term) > bestTerm {
-			best, bestTerm = idx, int64(term)
+		if term := st.Shards[shard].Term; best < 0 || term > bestTerm {
+			best, bestTerm = idx, term
 		}
 	}
 	if best < 0 {
@@ -233,16 +248,13 @@ func (c *Cluster) leaderOf(ctx context.Context, item string) (int, error) {
 // answers.
 func (c *Cluster) unflushed(ctx context.Context) int64 {
 	for i := 0; i < nodes; i++ {
-		r := c.api.do(ctx, i, http.MethodGet, "/v1/cluster/status", "admin", nil, 2*time.Second)
-		if r.err != nil || r.status != http.StatusOK {
+		st, _, err := c.status(ctx, i)
+		if err != nil {
 			continue
 		}
-		list, _ := r.body["shards"].([]any)
 		var n int64
-		for _, v := range list {
-			st, _ := v.(map[string]any)
-			f, _ := st["unflushed_orders"].(float64)
-			n += int64(f)
+		for _, sh := range st.Shards {
+			n += sh.UnflushedOrders
 		}
 		return n
 	}
@@ -253,12 +265,14 @@ func (c *Cluster) unflushed(ctx context.Context) int64 {
 // the log dir, for the record.
 func (c *Cluster) saveStatus(ctx context.Context) {
 	for i := 0; i < nodes; i++ {
-		r := c.api.do(ctx, i, http.MethodGet, "/v1/cluster/status", "admin", nil, 2*time.Second)
+		_, raw, err := c.status(ctx, i)
 		var b []byte
-		if r.err != nil {
-			b = []byte(fmt.Sprintf("{\"error\": %q}\n", r.err.Error()))
+		if err != nil {
+			b = []byte(fmt.Sprintf("{\"error\": %q}\n", err.Error()))
 		} else {
-			b, _ = json.MarshalIndent(r.body, "", "  ")
+			var doc any
+			_ = json.Unmarshal(raw, &doc)
+			b, _ = json.MarshalIndent(doc, "", "  ")
 		}
 		_ = os.WriteFile(filepath.Join(c.logDir, fmt.Sprintf("status-n%d.json", i)), b, 0o644)
 	}
@@ -281,22 +295,20 @@ func (c *Cluster) waitLeader(ctx context.Context, item string, timeout time.Dura
 	}
 }
 
-// createItem creates an item through any node, retrying 503s.
+// createItem creates an item through the nodes in turn, retrying what a
+// retry may change (503s, transport errors).
 func (c *Cluster) createItem(ctx context.Context, it ItemSpec) error {
-	body := map[string]any{"id": it.ID, "name": it.ID, "stock": it.Stock, "per_user_limit": it.Limit}
-	deadline := time.Now().Add(30 * time.Second)
+	body := client.NewItem{ID: it.ID, Name: it.ID, Stock: it.Stock, PerUserLimit: it.Limit}
+	deadline := time.Now().Add(createTimeout)
 	for k := 0; ; k++ {
-		r := c.api.do(ctx, k%nodes, http.MethodPost, "/v1/items", "admin", body, attemptTimeout)
+		err := c.api.CreateItem(ctx, k%nodes, body)
 		switch {
-		case r.err == nil && r.status == http.StatusCreated:
+		case err == nil || errors.Is(err, client.ErrItemExists): // an earlier attempt may have created it
 			return nil
-		case r.err == nil && r.status == http.StatusConflict && r.code() == "item_exists":
-			return nil // an earlier attempt created it
+		case !client.Transient(err) || time.Now().After(deadline):
+			return fmt.Errorf("faults: %w", err)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("faults: create item %s: %d %v %v", it.ID, r.status, r.body, r.err)
-		}
-		if err := clock.Sleep(ctx, 200*time.Millisecond); err != nil {
+		if err := createBackoff.Sleep(ctx, k, nil); err != nil {
 			return err
 		}
 	}
@@ -332,6 +344,6 @@ func (c *Cluster) Close() error {
 			errs = append(errs, fmt.Errorf("faults: n%d did not exit", i))
 		}
 	}
-	c.api.close()
+	c.api.Close()
 	return errors.Join(errs...)
 }

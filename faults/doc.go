@@ -37,24 +37,34 @@
 // Shoppers buy the hot item (large stock, one new user per purchase, 1-3
 // units) at a paced rate, and a few buy a limited item (small stock,
 // per_user_limit 2, a small pool of users) until it sells out. Each purchase
-// has its own request_id; shoppers ask the nodes round-robin (skipping one
-// that refused a connection) and retry 503s and timeouts with the same
-// request_id, a bounded number of times. Every attempt is a history event:
-// request_id, user, node, status and error code, order_id, start and end.
+// has its own request_id; shoppers use package client (the nodes
+// round-robin, skipping one that refused a connection) and retry what the
+// sale did not decide (429, 503, 5xx, timeouts) with the same request_id, a
+// bounded number of times, spaced by internal/backoff. Every attempt is a
+// history event: request_id, user, node, status and error code, order_id,
+// start and end, the client's classification of the answer (client.Classify,
+// from sale's error table) and the outcome it stands for: ok, fail (the sale
+// refused it), shed (429, 503 overloaded or unavailable: this attempt was
+// not applied) or info (unknown: it may have committed).
 //
 // # Checker
 //
 // After the run, every purchase whose outcome is unknown is retried with
-// its request_id until it has a definite answer. Then: (1) no oversell:
-// confirmed units <= stock, and on every node remaining = stock - sold and
-// sold = confirmed units; (2) no lost order: every confirmed request_id
-// returns its order (200, same order_id) on every node, and every confirmed
-// order is in MySQL exactly once after the flush, with SoldByItem equal to
-// the units sold; (3) no duplicate: one order per request_id and one
-// request_id per order; (4) per-user limits hold; (5) availability: the
-// longest gap without a confirmed purchase of the hot item, and the time to
-// the first confirmation after the fault heals. The suite prints a table of
-// faults x invariants and fails on any violation.
+// its request_id until the sale decides it (a shed answer does not settle
+// it: an earlier attempt may still commit). Every node's view of the items,
+// a lookup of every confirmed request_id on every node and the order store
+// (client/storecheck) are then judged by client.Check, the checker the load
+// generator uses: (1) no oversell: confirmed units <= stock, and on every
+// node remaining = stock - sold and sold = confirmed units; (2) no lost
+// order: every confirmed request_id returns its order (200, same order_id)
+// on every node, and every confirmed order is in MySQL exactly once after
+// the flush, with the stored units equal to the units sold; (3) no
+// duplicate: one order per request_id and one request_id per order; (4)
+// per-user limits hold. Evaluate adds what only the suite measures: every
+// unknown purchase settled, and (5) availability: the longest gap without a
+// confirmed purchase of the hot item, and the time to the first confirmation
+// after the fault heals. The suite prints a table of faults x invariants and
+// fails on any violation.
 //
 // # Running
 //

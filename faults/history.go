@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/flashstock/flashstock/client"
 )
 
 // Phases of a history.
@@ -16,12 +18,30 @@ const (
 	PhaseNemesis = "nemesis" // fault injected or healed
 )
 
-// Outcomes of an attempt.
+// Outcomes of an attempt, from the client's classification (client.Outcome,
+// recorded as Event.Answer).
 const (
 	OutcomeOK   = "ok"   // the order is confirmed (201, or 200 for a repeat)
-	OutcomeFail = "fail" // definitely not bought (409 sold_out, limit_exceeded, ...)
-	OutcomeInfo = "info" // unknown: timeout, connection error, 503, 5xx
+	OutcomeFail = "fail" // definitely not bought: the sale refused it (409 sold_out, limit_exceeded, ...)
+	// OutcomeShed: this attempt was shed before the sale looked at it (429,
+	// 503 overloaded or unavailable): it was not applied, but an earlier
+	// attempt may still commit and a later one may buy.
+	OutcomeShed = "shed"
+	OutcomeInfo = "info" // unknown: timeout, connection error, 503 unknown_outcome, other 5xx
 )
+
+// historyOutcome is how the history records an answer.
+func historyOutcome(o client.Outcome) string {
+	switch {
+	case o.OK():
+		return OutcomeOK
+	case o.Unknown():
+		return OutcomeInfo
+	case o.Rejected():
+		return OutcomeShed
+	}
+	return OutcomeFail
+}
 
 // Event is one line of a history: one HTTP attempt, or a nemesis action.
 type Event struct {
@@ -39,7 +59,8 @@ type Event struct {
 	Code      string  `json:"code,omitempty"`
 	OrderID   string  `json:"order_id,omitempty"`
 	Err       string  `json:"err,omitempty"`
-	Outcome   string  `json:"outcome"` // ok, fail, info; for nemesis events "inject" or "heal"
+	Outcome   string  `json:"outcome"`          // ok, fail, shed, info; for nemesis events "inject" or "heal"
+	Answer    string  `json:"answer,omitempty"` // the client's outcome (client.Outcome.String)
 	Note      string  `json:"note,omitempty"`
 }
 

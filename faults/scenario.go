@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flashstock/flashstock/client"
 	"github.com/flashstock/flashstock/internal/clock"
 )
 
@@ -404,18 +405,19 @@ func (e *Env) RunScenario(ctx context.Context, name, outDir string) (res Result)
 	items := []ItemSpec{w.hot, w.lim}
 	final := Final{Items: items, RunStartMs: h.Ms(runStart), RunEndMs: h.Ms(runEnd), HotItem: w.hot.ID}
 	final.Views = w.views(ctx, items, units)
-	final.RaftSold = raftSold(items, final.Views)
-	final.MySQLSold, final.Copies, err = mysqlState(ctx, localDSNs, final.RaftSold, h.Events())
-	if err != nil {
-		final.MySQLErr = err.Error()
+	sold := map[string]int64{}
+	for _, it := range items {
+		agreed, _ := client.Agreed(final.Views, it.ID)
+		sold[it.ID] = agreed.Sold
 	}
+	final.Store = storeState(ctx, localDSNs, sold, h.Events())
 	w.lookups(ctx, h.Events())
 	if ctx.Err() != nil {
 		return fail(ctx.Err())
 	}
 
 	c.saveStatus(ctx)
-	res = Check(name, h.Events(), final)
+	res = Evaluate(name, h.Events(), final)
 	if cycleErr != nil {
 		res.Error = "fault: " + cycleErr.Error()
 	}

@@ -3,15 +3,15 @@ package faults
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/flashstock/flashstock/client"
+	"github.com/flashstock/flashstock/client/storecheck"
+	"github.com/flashstock/flashstock/internal/backoff"
 	"github.com/flashstock/flashstock/internal/clock"
-	"github.com/flashstock/flashstock/orders"
-	"github.com/flashstock/flashstock/orders/mysql"
 )
 
 // Bounds on the checks after the sale.
@@ -19,7 +19,7 @@ const (
 	settleTimeout  = 90 * time.Second  // all unknown outcomes settled
 	viewsTimeout   = 20 * time.Second  // every node agrees on the items
 	lookupTimeout  = 180 * time.Second // every confirmed order looked up on every node
-	flushTimeout   = 60 * time.Second  // MySQL caught up with Raft
+	flushTimeout   = 60 * time.Second  // the order store caught up with Raft
 	verifyWorkers  = 32
 	lookupAttempts = 5
 	// lookupUnansweredMax lookups left without a definite answer by one
@@ -27,8 +27,14 @@ const (
 	lookupUnansweredMax = 20
 )
 
+// Backoff of the checks' retries.
+var (
+	settleBackoff = backoff.Policy{Base: 200 * time.Millisecond, Max: time.Second}
+	lookupBackoff = backoff.Policy{Base: 200 * time.Millisecond, Max: 800 * time.Millisecond}
+)
+
 // settle retries every purchase whose outcome is unknown, with its request
-// ID, until each has a definite answer or the time runs out.
+// ID, until each has the sale's decision or the time runs out.
 func (w *workload) settle(ctx context.Context, events []Event) {
 	todo := opsWith(events, OutcomeInfo)
 	items := map[string]ItemSpec{w.hot.ID: w.hot, w.lim.ID: w.lim}
@@ -37,14 +43,14 @@ func (w *workload) settle(ctx context.Context, events []Event) {
 	defer timer.Stop()
 	parallel(ctx, len(todo), verifyWorkers, func(k int) {
 		op := todo[k]
-		for ctx.Err() == nil {
-			if w.purchase(PhaseSettle, items[op.Item], op.User, op.RequestID, op.Quantity, 1, deadline) != OutcomeInfo {
+		for n := 0; ctx.Err() == nil; n++ {
+			if decided(w.purchase(PhaseSettle, items[op.Item], op.User, op.RequestID, op.Quantity, 1, deadline)) {
 				return
 			}
 			select {
 			case <-deadline:
 				return
-			case <-time.After(200 * time.Millisecond):
+			case <-time.After(settleBackoff.Delay(n, nil)):
 			}
 		}
 	})
@@ -52,32 +58,10 @@ func (w *workload) settle(ctx context.Context, events []Event) {
 
 // views waits until every node reports sold = the confirmed units of each
 // item, and returns what each node last reported.
-func (w *workload) views(ctx context.Context, items []ItemSpec, units map[string]int64) [nodes]map[string]NodeView {
-	var out [nodes]map[string]NodeView
+func (w *workload) views(ctx context.Context, items []ItemSpec, units map[string]int64) []client.ItemReads {
 	deadline := time.Now().Add(viewsTimeout)
 	for {
-		agree := true
-		for i := 0; i < nodes; i++ {
-			out[i] = map[string]NodeView{}
-			for _, it := range items {
-				r := w.api.do(ctx, i, http.MethodGet, "/v1/items/"+it.ID, "", nil, attemptTimeout)
-				var v NodeView
-				switch {
-				case r.err != nil:
-					v.Err = r.err.Error()
-				case r.status != http.StatusOK:
-					v.Err = fmt.Sprintf("%d %s", r.status, r.code())
-				default:
-					v.Stock, _ = r.num("stock")
-					v.Remaining, _ = r.num("remaining")
-					v.Sold, _ = r.num("sold")
-				}
-				out[i][it.ID] = v
-				if v.Err != "" || v.Sold != units[it.ID] {
-					agree = false
-				}
-			}
-		}
+		out, agree := w.readViews(ctx, items, units)
 		if agree || time.Now().After(deadline) || ctx.Err() != nil {
 			return out
 		}
@@ -85,109 +69,76 @@ func (w *workload) views(ctx context.Context, items []ItemSpec, units map[string
 	}
 }
 
+// readViews reads every item on every node once; agree is set when every
+// node could read every item and reports units[item] sold.
+func (w *workload) readViews(ctx context.Context, items []ItemSpec, units map[string]int64) (out []client.ItemReads, agree bool) {
+	agree = true
+	for i := 0; i < nodes; i++ {
+		r := client.ItemReads{Target: nodeName(i), Items: map[string]client.ItemState{}, Errs: map[string]string{}}
+		for _, it := range items {
+			v, err := w.api.Item(ctx, i, it.ID)
+			if err != nil {
+				r.Errs[it.ID], agree = err.Error(), false
+				continue
+			}
+			r.Items[it.ID] = v
+			agree = agree && v.Sold == units[it.ID]
+		}
+		out = append(out, r)
+	}
+	return out, agree
+}
+
+// nodeName names node i in reports.
+func nodeName(i int) string { return fmt.Sprintf("n%d", i) }
+
 // lookups asks every node for every confirmed purchase again, with its
 // request ID: each must answer 200 with the same order.
 func (w *workload) lookups(ctx context.Context, events []Event) {
 	todo := opsWith(events, OutcomeOK)
 	items := map[string]ItemSpec{w.hot.ID: w.hot, w.lim.ID: w.lim}
 	deadline := time.Now().Add(lookupTimeout)
-	// A node that leaves lookupUnansweredMax lookups without a definite
+	// A node that leaves lookupUnansweredMax lookups without a decided
 	// answer is not asked again: what it was not asked counts as not
 	// returned, and the checks stay short.
 	var unanswered [nodes]atomic.Int64
 	parallel(ctx, len(todo)*nodes, verifyWorkers, func(k int) {
 		op, node := todo[k/nodes], k%nodes
-		it := items[op.Item]
 		if unanswered[node].Load() >= lookupUnansweredMax {
 			return
 		}
-		answered := false
-		defer func() {
-			if !answered {
-				unanswered[node].Add(1)
-			}
-		}()
 		for a := 1; a <= lookupAttempts && time.Now().Before(deadline); a++ {
-			start := time.Now()
-			r := w.api.do(ctx, node, http.MethodPost, "/v1/items/"+it.ID+"/purchase", op.User,
-				map[string]any{"quantity": op.Quantity, "request_id": op.RequestID}, attemptTimeout)
-			ev := Event{
-				Phase: PhaseVerify, Item: it.ID, User: op.User, RequestID: op.RequestID, Quantity: op.Quantity,
-				Attempt: a, Node: node, StartMs: w.hist.Ms(start), EndMs: w.hist.Ms(time.Now()),
-				Status: r.status, Code: r.code(), OrderID: r.str("order_id"), Outcome: classify(r),
-			}
-			if r.err != nil {
-				ev.Err = r.err.Error()
-			}
-			w.hist.Add(ev)
-			if ev.Outcome != OutcomeInfo {
-				answered = true
+			if decided(w.attempt(PhaseVerify, items[op.Item], op.User, op.RequestID, op.Quantity, a, node)) {
 				return
 			}
-			_ = clock.Sleep(ctx, time.Duration(100*a)*time.Millisecond)
+			if a < lookupAttempts {
+				_ = lookupBackoff.Sleep(ctx, a-1, nil)
+			}
 		}
+		unanswered[node].Add(1)
 	})
 }
 
-// mysqlState waits until SoldByItem matches the units sold in Raft, then
-// reads the stored copies of every confirmed order.
-func mysqlState(ctx context.Context, dsns []string, sold map[string]int64, events []Event) (map[string]int64, map[string][]StoredOrder, error) {
-	mc := mysql.DefaultConfig()
-	mc.DSNs = dsns
+// storeState waits until the order store holds every confirmed order and
+// the units sold in Raft, then returns what it holds.
+func storeState(ctx context.Context, dsns []string, sold map[string]int64, events []Event) *client.StoreEvidence {
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	sink, err := mysql.Open(octx, mc)
+	st, err := storecheck.Open(octx, dsns, 0)
 	cancel()
 	if err != nil {
-		return nil, nil, err
+		return &client.StoreEvidence{Err: err.Error()}
 	}
-	defer sink.Close()
-	var got map[string]int64
-	deadline := time.Now().Add(flushTimeout)
-	for {
-		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		got, err = sink.SoldByItem(qctx)
-		cancel()
-		match := err == nil
-		for item, n := range sold {
-			if err == nil && got[item] != n {
-				match = false
-			}
+	defer st.Close()
+	var ids []string
+	for _, op := range Summarize(events) {
+		if op.Outcome == OutcomeOK {
+			ids = append(ids, op.Order)
 		}
-		if match || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		_ = clock.Sleep(ctx, 500*time.Millisecond)
 	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("sold by item: %w", err)
-	}
-	ops := Summarize(events)
-	var ids []uint64
-	for _, op := range ops {
-		if op.Outcome != OutcomeOK {
-			continue
-		}
-		id, err := orders.ParseID(op.Order)
-		if err != nil {
-			return got, nil, fmt.Errorf("order id %q of %s: %w", op.Order, op.RequestID, err)
-		}
-		ids = append(ids, id)
-	}
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	sort.Strings(ids)
+	rctx, cancel := context.WithTimeout(ctx, flushTimeout)
 	defer cancel()
-	rows, err := sink.Copies(cctx, ids)
-	if err != nil {
-		return got, nil, fmt.Errorf("copies: %w", err)
-	}
-	copies := make(map[string][]StoredOrder, len(rows))
-	for id, list := range rows {
-		for _, o := range list {
-			copies[orders.FormatID(id)] = append(copies[orders.FormatID(id)], StoredOrder{
-				ItemID: o.ItemID, UserID: o.UserID, RequestID: o.RequestID, Quantity: int(o.Quantity),
-			})
-		}
-	}
-	return got, copies, nil
+	return client.ReadStore(rctx, st, ids, sold, 500*time.Millisecond)
 }
 
 // parallel runs fn(0..n-1) on at most workers goroutines.
@@ -213,11 +164,10 @@ func parallel(ctx context.Context, n, workers int, fn func(k int)) {
 // opsWith returns the purchases of events whose outcome is o, by request ID.
 func opsWith(events []Event, o string) []*Op {
 	var out []*Op
-	for _, op := range Summarize(events) {
+	for _, op := range sortedOps(Summarize(events)) {
 		if op.Outcome == o {
 			out = append(out, op)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].RequestID < out[j].RequestID })
 	return out
 }

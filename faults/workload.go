@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/flashstock/flashstock/client"
+	"github.com/flashstock/flashstock/internal/backoff"
 )
 
 // ItemSpec is an item of a sale.
@@ -19,20 +21,28 @@ type ItemSpec struct {
 
 // Workload bounds.
 const (
-	runAttempts     = 6               // attempts of one purchase during the sale
-	backoffMax      = 1 * time.Second // between attempts
-	limShoppers     = 2               // shoppers of the limited item
-	limRate         = 20              // their purchases per second, together
-	hotQuantityMax  = 3               // hot purchases buy 1..3 units
-	hotLimit        = 3               // the hot item's per_user_limit
+	// attemptTimeout bounds one request. A purchase waits up to
+	// requestTimeout in the node, so an attempt gives up a little later; a
+	// paused node is found out by that.
+	attemptTimeout  = requestTimeout + 1500*time.Millisecond
+	runAttempts     = 6  // attempts of one purchase during the sale
+	limShoppers     = 2  // shoppers of the limited item
+	limRate         = 20 // their purchases per second, together
+	hotQuantityMax  = 3  // hot purchases buy 1..3 units
+	hotLimit        = 3  // the hot item's per_user_limit
 	hotStock        = 100_000_000
 	limLimit        = 2
 	limDoubleChance = 0.2 // chance a limited purchase asks for 2 units
 )
 
+// runBackoff spaces the attempts of one purchase during the sale: about
+// 50-100 ms after the first, doubling, at most 1.5 s. Retry-After is not
+// waited for: the shoppers probe the cluster as fast as this allows.
+var runBackoff = backoff.Policy{Base: 100 * time.Millisecond, Max: 1500 * time.Millisecond}
+
 // workload is the shoppers of one scenario.
 type workload struct {
-	api   *api
+	api   *client.Client
 	hist  *History
 	hot   ItemSpec
 	lim   ItemSpec
@@ -46,7 +56,7 @@ type workload struct {
 // newWorkload sizes the limited item so that it sells out around the middle
 // of a sale of duration d: stock = limRate * d / 2, and two users per three
 // units, so that per-user limits bite before the end.
-func newWorkload(a *api, h *History, d time.Duration, rate, shoppers int) *workload {
+func newWorkload(a *client.Client, h *History, d time.Duration, rate, shoppers int) *workload {
 	limStock := max(int64(limRate*d.Seconds()/2), 20)
 	return &workload{
 		api: a, hist: h, rate: rate, shop: shoppers,
@@ -122,42 +132,43 @@ func (w *workload) end() {
 	w.wg.Wait()
 }
 
-// purchase buys qty units of it for user with request ID rid, retrying
-// unknown outcomes with the same request ID on the next node, at most
-// attempts times and not after stop closes. It returns the last outcome.
+// purchase buys qty units of it for user with request ID rid, on the next
+// node, retrying shed and unknown answers with the same request ID on the
+// next node, at most attempts times and not after stop closes. It returns
+// the last outcome: ok or fail once the sale decided.
 func (w *workload) purchase(phase string, it ItemSpec, user, rid string, qty, attempts int, stop <-chan struct{}) string {
 	outcome := OutcomeInfo
 	for a := 1; a <= attempts; a++ {
-		node := w.api.pick()
-		start := time.Now()
-		r := w.api.do(context.Background(), node, http.MethodPost, "/v1/items/"+it.ID+"/purchase", user,
-			map[string]any{"quantity": qty, "request_id": rid}, attemptTimeout)
-		end := time.Now()
-		outcome = classify(r)
-		ev := Event{
-			Phase: phase, Item: it.ID, User: user, RequestID: rid, Quantity: qty, Attempt: a, Node: node,
-			StartMs: w.hist.Ms(start), EndMs: w.hist.Ms(end), Status: r.status, Code: r.code(),
-			OrderID: r.str("order_id"), Outcome: outcome,
-		}
-		if r.err != nil {
-			ev.Err = r.err.Error()
-		}
-		w.hist.Add(ev)
-		if outcome != OutcomeInfo {
+		outcome = w.attempt(phase, it, user, rid, qty, a, client.Any)
+		if decided(outcome) || a == attempts {
 			return outcome
 		}
 		select {
 		case <-stop:
 			return outcome
-		default:
-		}
-		backoff := min(time.Duration(25<<a)*time.Millisecond, backoffMax)
-		backoff += time.Duration(rand.Int64N(int64(backoff / 2)))
-		select {
-		case <-stop:
-			return outcome
-		case <-time.After(backoff):
+		case <-time.After(runBackoff.Delay(a-1, nil)):
 		}
 	}
 	return outcome
+}
+
+// decided reports whether an attempt's outcome is the sale's decision: an
+// order or a refusal by its rules. Shed and unknown answers are not.
+func decided(outcome string) bool { return outcome == OutcomeOK || outcome == OutcomeFail }
+
+// attempt sends one purchase to node (client.Any for the next one),
+// records it in the history and returns its outcome.
+func (w *workload) attempt(phase string, it ItemSpec, user, rid string, qty, attempt, node int) string {
+	start := time.Now()
+	r, order := w.api.Purchase(context.Background(), node, it.ID, user, rid, qty)
+	ev := Event{
+		Phase: phase, Item: it.ID, User: user, RequestID: rid, Quantity: qty, Attempt: attempt, Node: r.Target,
+		StartMs: w.hist.Ms(start), EndMs: w.hist.Ms(time.Now()), Status: r.Status, Code: r.Code,
+		OrderID: order.OrderID, Outcome: historyOutcome(r.Outcome), Answer: r.Outcome.String(),
+	}
+	if r.Err != nil {
+		ev.Err = r.Err.Error()
+	}
+	w.hist.Add(ev)
+	return ev.Outcome
 }

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/flashstock/flashstock/internal/backoff"
 )
 
 // Scenario names a shopper behaviour.
@@ -118,7 +120,10 @@ type Config struct {
 	// MaxAttempts bounds the sends of one purchase (first try included) in
 	// scenarios that retry.
 	MaxAttempts int
-	Backoff     Backoff
+	// Backoff is the retry schedule of a shopper told to come back later
+	// (429, 503) or left without an answer: jittered, exponential, capped,
+	// and never sooner than the server's Retry-After.
+	Backoff backoff.Policy
 	// RequestTimeout bounds every HTTP call.
 	RequestTimeout time.Duration
 
@@ -156,7 +161,7 @@ func DefaultConfig() Config {
 		Think:            200 * time.Millisecond,
 		ReplayFraction:   0.02,
 		MaxAttempts:      8,
-		Backoff:          Backoff{Base: 50 * time.Millisecond, Max: 2 * time.Second},
+		Backoff:          backoff.Policy{Base: 50 * time.Millisecond, Max: 2 * time.Second},
 		RequestTimeout:   5 * time.Second,
 		ProgressInterval: time.Second,
 		Verify:           true,
@@ -176,7 +181,7 @@ func LoopbackConfig(targets ...string) Config {
 	c.Duration = 5 * time.Second
 	c.ArrivalWindow = 200 * time.Millisecond
 	c.Think = 5 * time.Millisecond
-	c.Backoff = Backoff{Base: 2 * time.Millisecond, Max: 20 * time.Millisecond}
+	c.Backoff = backoff.Policy{Base: 2 * time.Millisecond, Max: 20 * time.Millisecond}
 	c.RequestTimeout = time.Second
 	c.ProgressInterval = 0
 	c.VerifyTimeout = 2 * time.Second
@@ -286,8 +291,8 @@ func (c Config) Validate() error {
 	if c.MaxAttempts < 1 || c.MaxAttempts > attemptsMax {
 		bad("max attempts %d: want 1..%d", c.MaxAttempts, attemptsMax)
 	}
-	if c.Backoff.Base <= 0 || c.Backoff.Max < c.Backoff.Base {
-		bad("backoff base %v, max %v: want 0 < base <= max", c.Backoff.Base, c.Backoff.Max)
+	if err := c.Backoff.Validate(); err != nil {
+		bad("backoff base %v, max %v: %w", c.Backoff.Base, c.Backoff.Max, err)
 	}
 	if c.RequestTimeout <= 0 {
 		bad("request timeout %v: must be positive", c.RequestTimeout)

@@ -15,10 +15,12 @@
 // (a fixed number of workers). Every run is bounded by a number of arrivals
 // and a duration, and every request by a timeout.
 //
-// Latencies go into a log-linear Histogram (microsecond resolution, at most
-// 0.79% relative error, fixed memory). The verifier (Check) is a pure
-// function of the recorded History and the server's item counters, so other
-// harnesses can feed it their own histories; OrderStore is the hook for
-// checking the order store (MySQL) behind the cluster. DESIGN.md explains
-// what is checked and why the bounds are what they are.
+// Requests, the classification of answers and the verification belong to
+// package client, which the fault suite and the tests share: the engine
+// sends through a client.Client, records what the shoppers saw as a
+// client.History, and judges it with client.Check against the server's item
+// counters, sampled order reads and, with Deps.OrderStore, the order store
+// (client/storecheck reads MySQL). Latencies go into a log-linear Histogram
+// (microsecond resolution, at most 0.79% relative error, fixed memory).
+// DESIGN.md explains what is checked and why the bounds are what they are.
 package loadgen

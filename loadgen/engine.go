@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flashstock/flashstock/client"
 	"github.com/flashstock/flashstock/internal/clock"
 )
 
@@ -33,8 +34,9 @@ type Deps struct {
 	// Rand returns uniform numbers in [0, 1) and is safe for concurrent use;
 	// nil is math/rand/v2.
 	Rand func() float64
-	// OrderStore, when set, is checked by the verifier (see OrderStore).
-	OrderStore OrderStore
+	// OrderStore, when set, is checked by the verifier (see
+	// client.OrderStore; client/storecheck reads MySQL).
+	OrderStore client.OrderStore
 }
 
 // setupParallel bounds the concurrent requests of setup and verification.
@@ -52,7 +54,7 @@ type engine struct {
 	cfg        Config
 	deps       Deps
 	log        *slog.Logger
-	c          *client
+	c          *client.Client
 	rec        *recorder
 	items      []string
 	userPrefix string
@@ -79,7 +81,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 			return nil, err
 		}
 	}
-	var before map[string]ItemState
+	var before map[string]client.ItemState
 	if cfg.Verify {
 		var errs []error
 		before, errs = e.readItems(ctx)
@@ -91,7 +93,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		"items", len(e.items), "requests", cfg.Requests, "duration", cfg.Duration)
 	elapsed := e.load(ctx)
 	rep := e.report(startedAt, elapsed)
-	if n := rep.Requests.ByOutcome[OutcomeClientError.String()]; n > 0 {
+	if n := rep.Requests.ByOutcome[client.OutcomeClientError.String()]; n > 0 {
 		e.log.Warn("loadgen: requests refused as client errors; check the identity settings and IDs (see error codes)",
 			"requests", n)
 	}
@@ -121,24 +123,18 @@ func newEngine(cfg Config, deps Deps) *engine {
 	if e.userPrefix == "" {
 		e.userPrefix = "lg" + runID() + "-"
 	}
-	hc := deps.HTTPClient
-	if hc == nil {
-		conns := cfg.Workers
-		if cfg.openLoop() {
-			conns = cfg.MaxInFlight
-		}
-		hc = newHTTPClient(max(conns, setupParallel), cfg.RequestTimeout)
+	conns := cfg.Workers
+	if cfg.openLoop() {
+		conns = cfg.MaxInFlight
 	}
-	var id Identity = HeaderIdentity{}
+	var id client.Identity = client.HeaderIdentity{}
 	if cfg.AuthSecret != "" {
-		id = JWTIdentity{Secret: []byte(cfg.AuthSecret), TTL: cfg.TokenTTL, Now: e.now}
+		id = client.JWTIdentity{Secret: []byte(cfg.AuthSecret), TTL: cfg.TokenTTL, Now: e.now}
 	}
-	targets := make([]string, len(cfg.Targets))
-	for i, t := range cfg.Targets {
-		targets[i] = trimTarget(t)
-	}
-	e.c = &client{http: hc, targets: targets, identity: id, adminToken: cfg.AdminToken,
-		timeout: cfg.RequestTimeout, now: e.now}
+	e.c = client.New(client.Config{
+		Targets: cfg.Targets, AdminToken: cfg.AdminToken, Identity: id, Timeout: cfg.RequestTimeout,
+		Conns: max(conns, setupParallel), HTTPClient: deps.HTTPClient, Now: e.now,
+	})
 	return e
 }
 
@@ -198,10 +194,10 @@ func firstErrors(errs []error) error {
 func (e *engine) retrying(ctx context.Context, fn func() error) error {
 	var err error
 	for n := range setupAttempts {
-		if err = fn(); err == nil || !transient(err) || n == setupAttempts-1 {
+		if err = fn(); err == nil || !client.Transient(err) || n == setupAttempts-1 {
 			return err
 		}
-		if !sleepCtx(ctx, e.cfg.Backoff.Delay(n, 0, e.rnd)) {
+		if !sleepCtx(ctx, e.cfg.Backoff.Delay(n, e.rnd)) {
 			return err
 		}
 	}
@@ -212,12 +208,13 @@ func (e *engine) retrying(ctx context.Context, fn func() error) error {
 func (e *engine) createItems(ctx context.Context, now time.Time) error {
 	starts := now.Add(e.cfg.StartDelay).UTC()
 	errs := forEach(ctx, len(e.items), setupParallel, func(ctx context.Context, i int) error {
-		b := createBody{
+		ends := starts.Add(e.cfg.SaleDuration)
+		b := client.NewItem{
 			ID: e.items[i], Name: "loadgen " + e.items[i], Stock: e.cfg.Stock,
-			PerUserLimit: e.cfg.PerUserLimit, StartsAt: starts, EndsAt: starts.Add(e.cfg.SaleDuration),
+			PerUserLimit: e.cfg.PerUserLimit, StartsAt: &starts, EndsAt: &ends,
 		}
-		err := e.retrying(ctx, func() error { return e.c.createItem(ctx, b) })
-		if errors.Is(err, errItemExists) {
+		err := e.retrying(ctx, func() error { return e.c.CreateItem(ctx, client.Any, b) })
+		if errors.Is(err, client.ErrItemExists) {
 			e.log.Warn("loadgen: item exists; using it as it is", "item", b.ID)
 			return nil
 		}
@@ -230,12 +227,12 @@ func (e *engine) createItems(ctx context.Context, now time.Time) error {
 }
 
 // readItems reads every item; the map holds those that could be read.
-func (e *engine) readItems(ctx context.Context) (map[string]ItemState, []error) {
-	states := make([]ItemState, len(e.items))
+func (e *engine) readItems(ctx context.Context) (map[string]client.ItemState, []error) {
+	states := make([]client.ItemState, len(e.items))
 	ok := make([]bool, len(e.items))
 	errs := forEach(ctx, len(e.items), setupParallel, func(ctx context.Context, i int) error {
 		return e.retrying(ctx, func() error {
-			it, err := e.c.item(ctx, e.items[i])
+			it, err := e.c.Item(ctx, client.Any, e.items[i])
 			if err != nil {
 				return err
 			}
@@ -243,7 +240,7 @@ func (e *engine) readItems(ctx context.Context) (map[string]ItemState, []error) 
 			return nil
 		})
 	})
-	m := make(map[string]ItemState, len(e.items))
+	m := make(map[string]client.ItemState, len(e.items))
 	for i, id := range e.items {
 		if ok[i] {
 			m[id] = states[i]
@@ -401,8 +398,8 @@ func (e *engine) shopper(issueCtx, reqCtx context.Context, seq int64, due time.T
 	if e.cfg.Scenario == ScenarioBrowse {
 		for range e.cfg.PageViews {
 			sent := clock.next()
-			r := e.c.page(reqCtx, item, user)
-			e.rec.request(r.outcome, r.code, time.Since(sent))
+			r := e.c.Page(reqCtx, item, user)
+			e.rec.request(r.Outcome, r.Code, time.Since(sent))
 			if !sleepCtx(issueCtx, e.think()) {
 				return
 			}
@@ -428,27 +425,37 @@ func (e *engine) buy(issueCtx, reqCtx context.Context, item, user, requestID str
 		if attempt == 1 {
 			start = sent
 		}
-		r, order := e.c.purchase(reqCtx, item, user, requestID, e.cfg.Quantity)
-		e.rec.request(r.outcome, r.code, time.Since(sent))
-		res.attempts, res.final, res.order = attempt, r.outcome, order
-		maybe = maybe || r.outcome.Unknown()
-		if !e.cfg.Scenario.retries() || !r.outcome.Retryable() || attempt >= e.cfg.MaxAttempts {
+		r, order := e.c.Purchase(reqCtx, client.Any, item, user, requestID, e.cfg.Quantity)
+		e.rec.request(r.Outcome, r.Code, time.Since(sent))
+		res.attempts, res.final, res.order = attempt, r.Outcome, order
+		maybe = maybe || r.Outcome.Unknown()
+		if !e.cfg.Scenario.retries() || !r.Outcome.Retryable() || attempt >= e.cfg.MaxAttempts {
 			break
 		}
-		if !sleepCtx(issueCtx, e.cfg.Backoff.Delay(attempt-1, r.retryAfter, e.rnd)) {
+		if !sleepCtx(issueCtx, e.cfg.Backoff.DelayAfter(attempt-1, r.RetryAfter, e.rnd)) {
 			break
 		}
 	}
-	res.unknown = maybe && !res.final.ok()
+	res.unknown = maybe && !res.final.OK()
 	res.latency = time.Since(start)
 	e.rec.purchase(res)
 
-	if !res.final.ok() || e.cfg.ReplayFraction == 0 || e.rnd() >= e.cfg.ReplayFraction || issueCtx.Err() != nil {
+	if !res.final.OK() || e.cfg.ReplayFraction == 0 || e.rnd() >= e.cfg.ReplayFraction || issueCtx.Err() != nil {
 		return
 	}
 	sent := time.Now()
-	r, order := e.c.purchase(reqCtx, item, user, requestID, e.cfg.Quantity)
-	e.rec.request(r.outcome, r.code, time.Since(sent))
-	e.rec.replay(Replay{ItemID: item, UserID: user, RequestID: requestID, OrderID: res.order.OrderID,
-		Outcome: r.outcome, Code: r.code, Got: order})
+	r, order := e.c.Purchase(reqCtx, client.Any, item, user, requestID, e.cfg.Quantity)
+	e.rec.request(r.Outcome, r.Code, time.Since(sent))
+	e.rec.replay(replayOf(item, user, requestID, res.order.OrderID, r, order))
+}
+
+// replayOf records the answer r (with order) to the replay of a confirmed
+// purchase whose first confirmation carried orderID.
+func replayOf(item, user, requestID, orderID string, r client.Reply, order client.OrderView) client.Replay {
+	rp := client.Replay{ItemID: item, UserID: user, RequestID: requestID, OrderID: orderID, Target: r.Target,
+		Outcome: r.Outcome, Status: r.Status, Code: r.Code, Got: order}
+	if r.Err != nil {
+		rp.Err = r.Err.Error()
+	}
+	return rp
 }

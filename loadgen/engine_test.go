@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -10,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flashstock/flashstock/client"
+	"github.com/flashstock/flashstock/client/clienttest"
 )
 
 // fakeShop is a tiny, correct (unless told to have a bug) stock counter
@@ -33,7 +37,8 @@ type fakeShop struct {
 type shopOpts struct {
 	secret    []byte        // JWT shoppers when set, else X-User-ID
 	bug       string        // "oversell", "no_dedup", "hide_sales", "double_count"
-	shedEvery int           // every n-th purchase is shed: 503 overloaded, Retry-After: 0
+	shedEvery int           // every n-th purchase is shed: 503 with shedCode, Retry-After: 0
+	shedCode  string        // "" is overloaded
 	delay     time.Duration // purchases wait this long (or until cancelled)
 }
 
@@ -100,7 +105,7 @@ func (s *fakeShop) user(r *http.Request) string {
 	if !ok {
 		return ""
 	}
-	c, err := verifyJWT(s.secret, tok, time.Now())
+	c, err := clienttest.VerifyJWT(s.secret, tok, time.Now())
 	if err != nil {
 		return ""
 	}
@@ -186,7 +191,7 @@ func (s *fakeShop) purchase(w http.ResponseWriter, r *http.Request) {
 	s.mu.purchases++
 	if s.shedEvery > 0 && s.mu.purchases%int64(s.shedEvery) == 0 {
 		w.Header().Set("Retry-After", "0")
-		writeErr(w, http.StatusServiceUnavailable, "overloaded")
+		writeErr(w, http.StatusServiceUnavailable, cmp.Or(s.shedCode, "overloaded"))
 		return
 	}
 	reqKey := user + "\x00" + body.RequestID
@@ -245,16 +250,16 @@ func (s *fakeShop) order(w http.ResponseWriter, r *http.Request) {
 
 // store returns an OrderStore over the shop's orders, dropping the ones for
 // which drop is true.
-func (s *fakeShop) store(drop func(id string) bool) memStore {
+func (s *fakeShop) store(drop func(id string) bool) clienttest.MemStore {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := memStore{rows: make(map[string][]StoredOrder), units: make(map[string]int64)}
+	m := clienttest.MemStore{Rows: make(map[string][]client.StoredOrder), Units: make(map[string]int64)}
 	for id, o := range s.mu.orders {
 		if drop(id) {
 			continue
 		}
-		m.rows[id] = []StoredOrder{{OrderID: id, ItemID: o.ItemID, UserID: o.UserID, Quantity: o.Quantity}}
-		m.units[o.ItemID] += o.Quantity
+		m.Rows[id] = []client.StoredOrder{{OrderID: id, ItemID: o.ItemID, UserID: o.UserID, Quantity: o.Quantity}}
+		m.Units[o.ItemID] += o.Quantity
 	}
 	return m
 }
@@ -276,6 +281,16 @@ func TestRun(t *testing.T) {
 				c.ReplayFraction = 0.5
 			},
 			wantConfirmed: 40, wantSoldOut: 110,
+		},
+		{
+			// 503 unavailable is sale's definite "not applied": retried,
+			// and never an unknown outcome.
+			name: "crowd shed as unavailable",
+			shop: shopOpts{shedEvery: 3, shedCode: "unavailable"},
+			cfg: func(c *Config) {
+				c.Scenario, c.Workers, c.Requests, c.Stock = ScenarioCrowd, 0, 100, 30
+			},
+			wantConfirmed: 30, wantSoldOut: 70,
 		},
 		{
 			name: "hot closed loop with JWT",
@@ -360,9 +375,9 @@ func TestRun(t *testing.T) {
 			}
 			by := rep.Purchases.ByOutcome
 			for _, w := range []struct {
-				o    Outcome
+				o    client.Outcome
 				want int64
-			}{{OutcomeConfirmed, tt.wantConfirmed}, {OutcomeSoldOut, tt.wantSoldOut}, {OutcomeLimitExceeded, tt.wantLimit}} {
+			}{{client.OutcomeConfirmed, tt.wantConfirmed}, {client.OutcomeSoldOut, tt.wantSoldOut}, {client.OutcomeLimitExceeded, tt.wantLimit}} {
 				if w.want != 0 && by[w.o.String()] != w.want {
 					t.Errorf("purchases %s = %d; want %d\n%s", w.o, by[w.o.String()], w.want, table.String())
 				}
@@ -370,8 +385,13 @@ func TestRun(t *testing.T) {
 			if rep.Verify.OrdersChecked == 0 {
 				t.Errorf("OrdersChecked = 0; want sampled orders read back")
 			}
-			if tt.shop.shedEvery > 0 && (rep.Retries == 0 || rep.Requests.ByOutcome["overloaded"] == 0) {
-				t.Errorf("retries %d, overloaded %d; want both > 0", rep.Retries, rep.Requests.ByOutcome["overloaded"])
+			// A shed answer is definite: only a send left without an answer
+			// (a timeout on a loaded machine) makes a purchase unknown.
+			noAnswer := rep.Requests.ByOutcome["timeout"] + rep.Requests.ByOutcome["net_error"]
+			if shed := cmp.Or(tt.shop.shedCode, "overloaded"); tt.shop.shedEvery > 0 &&
+				(rep.Retries == 0 || rep.Requests.ByOutcome[shed] == 0 || (noAnswer == 0 && rep.UnknownPurchases != 0)) {
+				t.Errorf("retries %d, %s %d, unknown purchases %d (%d sends unanswered); want retries and shed answers, no unknown outcome",
+					rep.Retries, shed, rep.Requests.ByOutcome[shed], rep.UnknownPurchases, noAnswer)
 			}
 			if s := rep.Latency["all"]; s.Count != uint64(rep.Requests.Total) || s.P50Us > s.P99Us || s.P99Us > s.MaxUs {
 				t.Errorf("latency all = %+v with %d requests; want count equal and p50 <= p99 <= max", s, rep.Requests.Total)
@@ -490,7 +510,7 @@ type lazyStore struct {
 	drop func(string) bool
 }
 
-func (l *lazyStore) Orders(ctx context.Context, ids []string) (map[string][]StoredOrder, error) {
+func (l *lazyStore) Orders(ctx context.Context, ids []string) (map[string][]client.StoredOrder, error) {
 	return l.shop.store(l.drop).Orders(ctx, ids)
 }
 

@@ -3,6 +3,8 @@ package loadgen
 import (
 	"fmt"
 	"time"
+
+	"github.com/flashstock/flashstock/client"
 )
 
 // startProgress writes a progress line every ProgressInterval until the
@@ -42,10 +44,10 @@ func (e *engine) startProgress(start time.Time) (stop func()) {
 func progressLine(p progress, elapsed, interval time.Duration) string {
 	var rejected, other int64
 	for o, n := range p.requests {
-		switch o := Outcome(o); {
-		case o.rejected():
+		switch o := client.Outcome(o); {
+		case o.Rejected():
 			rejected += n
-		case o.ok(), o == OutcomeSoldOut, o == OutcomePage: // shown, or not a problem
+		case o.OK(), o == client.OutcomeSoldOut, o == client.OutcomePage: // shown, or not a problem
 		default:
 			other += n
 		}
@@ -55,7 +57,7 @@ func progressLine(p progress, elapsed, interval time.Duration) string {
 		rate = float64(p.intervalN) / interval.Seconds()
 	}
 	return fmt.Sprintf("[%6.1fs] rate=%.0f/s confirmed=%d sold_out=%d rejected=%d other=%d dropped=%d inflight=%d p50=%s p99=%s",
-		elapsed.Seconds(), rate, p.requests[OutcomeConfirmed], p.requests[OutcomeSoldOut],
+		elapsed.Seconds(), rate, p.requests[client.OutcomeConfirmed], p.requests[client.OutcomeSoldOut],
 		rejected, other, p.dropped, p.inFlight, fmtUs(p.intervalP50), fmtUs(p.intervalP99))
 }
 

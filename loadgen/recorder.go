@@ -3,6 +3,8 @@ package loadgen
 import (
 	"sync"
 	"time"
+
+	"github.com/flashstock/flashstock/client"
 )
 
 // Bounds on what the recorder keeps, so memory stays bounded whatever the
@@ -34,10 +36,10 @@ var histNames = [numHists]string{"all", "confirmed", "sold_out", "rejected", "pa
 type purchaseResult struct {
 	item, user, requestID string
 	quantity              int64
-	final                 Outcome
+	final                 client.Outcome
 	unknown               bool // no order, and some send left the outcome open
 	attempts              int
-	order                 OrderView // when final.ok()
+	order                 client.OrderView // when final.OK()
 	latency               time.Duration
 }
 
@@ -46,8 +48,8 @@ type purchaseResult struct {
 type recorder struct {
 	mu struct {
 		sync.Mutex
-		requests     [numOutcomes]int64
-		purchases    [numOutcomes]int64
+		requests     [client.NumOutcomes]int64
+		purchases    [client.NumOutcomes]int64
 		codes        map[string]int64
 		hists        [numHists]*Histogram
 		interval     *Histogram // all requests since the last progress tick
@@ -57,8 +59,8 @@ type recorder struct {
 		unknown      int64
 		confirmedQty map[string]int64
 		unknownQty   map[string]int64
-		confirmed    []ConfirmedOrder
-		replays      []Replay
+		confirmed    []client.ConfirmedOrder
+		replays      []client.Replay
 		truncated    bool
 		inFlight     int64
 	}
@@ -92,7 +94,7 @@ func (r *recorder) sessionStarted() { r.mu.Lock(); r.mu.inFlight++; r.mu.Unlock(
 func (r *recorder) sessionDone()    { r.mu.Lock(); r.mu.inFlight--; r.mu.Unlock() }
 
 // request records one HTTP exchange and its latency.
-func (r *recorder) request(o Outcome, code string, latency time.Duration) {
+func (r *recorder) request(o client.Outcome, code string, latency time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.mu.requests[o]++
@@ -105,13 +107,13 @@ func (r *recorder) request(o Outcome, code string, latency time.Duration) {
 	r.mu.hists[histAll].Record(latency)
 	r.mu.interval.Record(latency)
 	switch {
-	case o.ok():
+	case o.OK():
 		r.mu.hists[histConfirmed].Record(latency)
-	case o == OutcomeSoldOut:
+	case o == client.OutcomeSoldOut:
 		r.mu.hists[histSoldOut].Record(latency)
-	case o.rejected():
+	case o.Rejected():
 		r.mu.hists[histRejected].Record(latency)
-	case o == OutcomePage:
+	case o == client.OutcomePage:
 		r.mu.hists[histPage].Record(latency)
 	}
 }
@@ -124,13 +126,13 @@ func (r *recorder) purchase(p purchaseResult) {
 	r.mu.retries += int64(p.attempts - 1)
 	r.mu.hists[histPurchase].Record(p.latency)
 	switch {
-	case p.final.ok():
+	case p.final.OK():
 		r.mu.confirmedQty[p.item] += p.quantity
 		if len(r.mu.confirmed) >= confirmedKeptMax {
 			r.mu.truncated = true
 			return
 		}
-		r.mu.confirmed = append(r.mu.confirmed, ConfirmedOrder{
+		r.mu.confirmed = append(r.mu.confirmed, client.ConfirmedOrder{
 			ItemID: p.item, UserID: p.user, RequestID: p.requestID, Quantity: p.quantity, Got: p.order,
 		})
 	case p.unknown:
@@ -140,7 +142,7 @@ func (r *recorder) purchase(p purchaseResult) {
 }
 
 // replay records the answer to a re-sent confirmed purchase.
-func (r *recorder) replay(rp Replay) {
+func (r *recorder) replay(rp client.Replay) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.mu.replays) < replaysKeptMax {
@@ -150,7 +152,7 @@ func (r *recorder) replay(rp Replay) {
 
 // progress is one progress-line sample.
 type progress struct {
-	requests    [numOutcomes]int64
+	requests    [client.NumOutcomes]int64
 	dropped     int64
 	inFlight    int64
 	intervalN   uint64
@@ -176,12 +178,12 @@ func (r *recorder) tick() progress {
 }
 
 // history returns a copy of what the verifier needs.
-func (r *recorder) history() History {
+func (r *recorder) history() client.History {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h := History{
-		Confirmed:        append([]ConfirmedOrder(nil), r.mu.confirmed...),
-		Replays:          append([]Replay(nil), r.mu.replays...),
+	h := client.History{
+		Confirmed:        append([]client.ConfirmedOrder(nil), r.mu.confirmed...),
+		Replays:          append([]client.Replay(nil), r.mu.replays...),
 		ConfirmedQty:     make(map[string]int64, len(r.mu.confirmedQty)),
 		UnknownQty:       make(map[string]int64, len(r.mu.unknownQty)),
 		UnknownPurchases: r.mu.unknown,

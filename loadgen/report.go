@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/flashstock/flashstock/client"
 )
 
 // Report is the result of a run, written as a table and as JSON.
@@ -34,7 +36,7 @@ type Report struct {
 	// ("confirmed", "sold_out", "rejected", "page"), and "purchase": a
 	// purchase from its due time to its final answer, retries included.
 	Latency map[string]LatencySummary `json:"latency"`
-	Verify  *Verdict                  `json:"verify,omitempty"`
+	Verify  *client.Verdict           `json:"verify,omitempty"`
 }
 
 // Counts are outcome counts.
@@ -54,11 +56,11 @@ type Throughput struct {
 func (r *Report) Passed() bool { return r.Verify == nil || r.Verify.Pass }
 
 // counts turns an outcome array into Counts, leaving out zeros.
-func counts(a [numOutcomes]int64) Counts {
+func counts(a [client.NumOutcomes]int64) Counts {
 	c := Counts{ByOutcome: make(map[string]int64)}
 	for o, n := range a {
 		if n > 0 {
-			c.ByOutcome[Outcome(o).String()] = n
+			c.ByOutcome[client.Outcome(o).String()] = n
 			c.Total += n
 		}
 	}
@@ -94,7 +96,7 @@ func (e *engine) report(startedAt time.Time, elapsed time.Duration) *Report {
 		rep.Throughput = Throughput{
 			RequestsPerS:  round3(float64(rep.Requests.Total) / s),
 			PurchasesPerS: round3(float64(rep.Purchases.Total) / s),
-			ConfirmedPerS: round3(float64(r.mu.purchases[OutcomeConfirmed]+r.mu.purchases[OutcomeReplayed]) / s),
+			ConfirmedPerS: round3(float64(r.mu.purchases[client.OutcomeConfirmed]+r.mu.purchases[client.OutcomeReplayed]) / s),
 		}
 	}
 	return rep
@@ -122,8 +124,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 	// Names are padded by hand so they read left-aligned among right-aligned numbers.
 	p("%-14s\trequests\tpurchases\t\n", "outcome")
-	for o := range numOutcomes {
-		name := o.String()
+	for o := range client.NumOutcomes {
+		name := client.Outcome(o).String()
 		nr, np := r.Requests.ByOutcome[name], r.Purchases.ByOutcome[name]
 		if nr > 0 || np > 0 {
 			p("%-14s\t%d\t%d\t\n", name, nr, np)
@@ -164,11 +166,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintln(w, "\nverify: skipped")
 		return nil
 	}
-	return r.Verify.writeTable(w)
+	return writeVerdict(w, r.Verify)
 }
 
-// writeTable writes the verdict for a terminal.
-func (v *Verdict) writeTable(w io.Writer) error {
+// writeVerdict writes the verdict for a terminal.
+func writeVerdict(w io.Writer, v *client.Verdict) error {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "item\tstock\tsold before\tsold\tremaining\tconfirmed seen\tunknown\tlimit\tstatus\tok\t\n")

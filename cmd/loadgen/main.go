@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flashstock/flashstock/client/storecheck"
 	"github.com/flashstock/flashstock/loadgen"
 )
 
@@ -75,12 +76,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	deps := loadgen.Deps{Logger: logger, Progress: stderr}
 	if len(opts.verifyMySQL) > 0 {
 		octx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		store, err := openMySQLStore(octx, opts.verifyMySQL, opts.orderTables)
+		store, err := storecheck.Open(octx, opts.verifyMySQL, opts.orderTables)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("--verify-mysql: %w", err)
 		}
-		defer store.sink.Close()
+		defer store.Close()
 		deps.OrderStore = store
 	}
 	rep, err := loadgen.Run(ctx, opts.cfg, deps)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashstock/flashstock/client"
 	"github.com/flashstock/flashstock/raftstore"
 )
 
@@ -32,6 +33,7 @@ func TestClusterProcessesSurviveLeaderKill(t *testing.T) {
 			"--admin-token", token, "--gossip-profile", "local", "--raft-heartbeat-timeout", "400ms",
 			"--dead-node-grace", "5s", "--request-timeout", "3s")
 		n.token = token
+		n.connect()
 		return n
 	}
 	ns := make([]*testNode, nodes)
@@ -42,6 +44,13 @@ func TestClusterProcessesSurviveLeaderKill(t *testing.T) {
 		n.waitReady()
 	}
 	ns[0].mustDo("POST", "/v1/items", "admin", map[string]any{"id": "hot", "stock": stock}, 201)
+	urls := make([]string, nodes)
+	for i, n := range ns {
+		urls[i] = n.url
+	}
+	api := client.New(client.Config{Targets: urls, AdminToken: token, Timeout: requestTimeout, Conns: 64})
+	defer api.Close()
+	ctx := context.Background()
 
 	var (
 		mu        sync.Mutex
@@ -49,13 +58,13 @@ func TestClusterProcessesSurviveLeaderKill(t *testing.T) {
 		unknown   = map[string]bool{}
 		down      = map[int]bool{}
 	)
-	ctx, cancel := context.WithCancel(context.Background())
+	sale, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for w := 0; w < 24; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for k := 0; ctx.Err() == nil; k++ {
+			for k := 0; sale.Err() == nil; k++ {
 				user := fmt.Sprintf("w%d-%d", w, k)
 				mu.Lock()
 				i := (w + k) % nodes
@@ -63,13 +72,14 @@ func TestClusterProcessesSurviveLeaderKill(t *testing.T) {
 					i = (i + 1) % nodes
 				}
 				mu.Unlock()
-				code, m, err := ns[i].do("POST", "/v1/items/hot/purchase", user, map[string]any{"request_id": "r"})
+				r, o := api.Purchase(ctx, i, "hot", user, "r", 1)
 				mu.Lock()
 				switch {
-				case err == nil && code == 201:
-					confirmed[user] = m["order_id"].(string)
-				case err == nil && code == 409:
-					t.Errorf("purchase %s: 409 %v", user, m)
+				case r.Outcome.OK():
+					confirmed[user] = o.OrderID
+				case r.Outcome == client.OutcomeSoldOut || r.Outcome == client.OutcomeLimitExceeded:
+					t.Errorf("purchase %s: %v %s", user, r.Outcome, r.Code)
+				case r.Outcome.Rejected(): // shed before the sale: certainly not bought
 				default:
 					unknown[user] = true
 				}
@@ -82,10 +92,12 @@ func TestClusterProcessesSurviveLeaderKill(t *testing.T) {
 
 	// Find the leader of hot's shard from the status endpoint.
 	shard := raftstore.ShardFor("hot", 4)
-	st := ns[0].mustDo("GET", "/v1/cluster/status", "admin", nil, 200)
-	leaderName := st["shards"].([]any)[shard].(map[string]any)["leader"].(string)
+	st, _, err := api.ClusterStatus(ctx, 0)
+	if err != nil || shard >= len(st.Shards) {
+		t.Fatalf("cluster status: %+v, %v", st, err)
+	}
 	var victim int
-	fmt.Sscanf(leaderName, "n%d", &victim)
+	fmt.Sscanf(st.Shards[shard].Leader, "n%d", &victim)
 	before := count()
 	mu.Lock()
 	down[victim] = true
@@ -105,20 +117,18 @@ func TestClusterProcessesSurviveLeaderKill(t *testing.T) {
 	cancel()
 	wg.Wait()
 
-	// Settle every unknown outcome with its request ID.
+	// Settle every unknown outcome with its request ID: a shed answer does
+	// not settle it (the first send may still commit), the sale's does.
 	for user := range unknown {
 		if _, ok := confirmed[user]; ok {
 			continue
 		}
 		waitFor(t, 15*time.Second, func() bool {
-			code, m, err := ns[0].do("POST", "/v1/items/hot/purchase", user, map[string]any{"request_id": "r"})
-			if err != nil || code == 503 {
-				return false
+			r, o := api.Purchase(ctx, 0, "hot", user, "r", 1)
+			if r.Outcome.OK() {
+				confirmed[user] = o.OrderID
 			}
-			if code == 201 || code == 200 {
-				confirmed[user] = m["order_id"].(string)
-			}
-			return true
+			return r.Outcome.Decided()
 		})
 	}
 	// Every node agrees on the stock, and it matches what was confirmed.
@@ -130,25 +140,46 @@ func TestClusterProcessesSurviveLeaderKill(t *testing.T) {
 		}
 		return true
 	})
-	// Every confirmed order is still there: its request ID returns it.
-	seen := map[string]bool{}
-	for _, id := range confirmed {
-		if seen[id] {
-			t.Fatalf("order %s confirmed twice", id)
+	ev := evidence(ctx, t, api, stock, confirmed)
+	if v := client.Check(ev); !v.Pass {
+		t.Fatalf("check: %q", v.Problems)
+	}
+	t.Logf("%d confirmed, %d unknown at first, remaining %d on every node, %d replays", len(confirmed), len(unknown), stock-len(confirmed), len(ev.History.Replays))
+}
+
+// evidence gathers what client.Check judges after the sale: every node's
+// view of the item, every confirmation, and a tenth of the confirmed
+// purchases replayed on every node, each of which must answer with the
+// original order.
+func evidence(ctx context.Context, t *testing.T, api *client.Client, stock int64, confirmed map[string]string) client.Evidence {
+	t.Helper()
+	ev := client.Evidence{
+		Items:   []string{"hot"},
+		Before:  map[string]client.ItemState{"hot": {ID: "hot", Stock: stock, Remaining: stock, PerUserLimit: 1}},
+		History: client.History{ConfirmedQty: map[string]int64{"hot": int64(len(confirmed))}},
+	}
+	for i := range api.Targets() {
+		it, err := api.Item(ctx, i, "hot")
+		if err != nil {
+			t.Fatalf("n%d: %v", i, err)
 		}
-		seen[id] = true
+		ev.After = append(ev.After, client.ItemReads{Target: fmt.Sprintf("n%d", i), Items: map[string]client.ItemState{"hot": it}})
 	}
 	k := 0
 	for user, id := range confirmed {
-		if k++; k%10 != 0 { // a tenth of them, on every node
+		ev.History.Confirmed = append(ev.History.Confirmed, client.ConfirmedOrder{
+			ItemID: "hot", UserID: user, RequestID: "r", Quantity: 1, Got: client.OrderView{OrderID: id}})
+		if k++; k%10 != 0 {
 			continue
 		}
-		for i, n := range ns {
-			m := n.mustDo("POST", "/v1/items/hot/purchase", user, map[string]any{"request_id": "r"}, 200)
-			if m["order_id"] != id {
-				t.Fatalf("n%d: %s's order = %v; want %s", i, user, m["order_id"], id)
+		for i := range api.Targets() {
+			r, o := api.Purchase(ctx, i, "hot", user, "r", 1)
+			if r.Outcome != client.OutcomeReplayed {
+				t.Fatalf("n%d: replay of %s's purchase = %v %s %v; want 200 with order %s", i, user, r.Outcome, r.Code, r.Err, id)
 			}
+			ev.History.Replays = append(ev.History.Replays, client.Replay{ItemID: "hot", UserID: user, RequestID: "r",
+				OrderID: id, Target: i, Outcome: r.Outcome, Status: r.Status, Got: o})
 		}
 	}
-	t.Logf("%d confirmed, %d unknown at first, remaining %d on every node", len(confirmed), len(unknown), stock-len(confirmed))
+	return ev
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashstock/flashstock/client"
 	"github.com/flashstock/flashstock/internal/testutil"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/orders/sqlite"
@@ -54,7 +54,18 @@ type testNode struct {
 	stderr  *bytes.Buffer
 	done    chan struct{}
 	exitErr error
-	client  *http.Client
+	api     *client.Client // with the admin token once it is known
+}
+
+// Bounds of the tests' requests.
+const (
+	requestTimeout = 15 * time.Second
+	requestConns   = 512
+)
+
+// connect (re)builds the node's API client with its admin token.
+func (n *testNode) connect() {
+	n.api = client.New(client.Config{Targets: []string{n.url}, AdminToken: n.token, Timeout: requestTimeout, Conns: requestConns})
 }
 
 // startNode starts the node binary on dir with fresh ports and waits until
@@ -75,8 +86,8 @@ func launchNode(t *testing.T, dir string, a nodeAddrs, name string, extra ...str
 		"--name", name, "--data-dir", dir, "--http-addr", a.http, "--raft-addr", a.raft,
 		"--gossip-addr", a.gossip, "--actor-addr", a.actor, "--shards", "4", "--log-level", "warn",
 	}, extra...)
-	n := &testNode{t: t, dir: dir, url: "http://" + a.http, stderr: &bytes.Buffer{}, done: make(chan struct{}),
-		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}}}
+	n := &testNode{t: t, dir: dir, url: "http://" + a.http, stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	n.connect()
 	n.cmd = exec.Command(nodeBin, args...)
 	n.cmd.Stderr = &lockedWriter{w: n.stderr}
 	n.cmd.Stdout = io.Discard
@@ -108,12 +119,7 @@ func (n *testNode) waitReady() {
 			n.t.Fatalf("node exited: %v\n%s", n.exitErr, n.stderr)
 		default:
 		}
-		resp, err := n.client.Get(n.url + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return n.api.Ready(context.Background(), 0) == nil
 	})
 	if n.token == "" {
 		tok, err := os.ReadFile(filepath.Join(n.dir, "admin-token"))
@@ -121,6 +127,7 @@ func (n *testNode) waitReady() {
 			n.t.Fatal(err)
 		}
 		n.token = strings.TrimSpace(string(tok))
+		n.connect()
 	}
 }
 
@@ -161,35 +168,22 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 	}
 }
 
-// do sends a JSON request; it returns the status and the decoded body.
+// do sends a JSON request as user ("admin" for the admin token); it returns
+// the status and the decoded body.
 func (n *testNode) do(method, path, user string, body any) (int, map[string]any, error) {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, n.url+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	who := client.AsUser(user)
 	if user == "admin" {
-		req.Header.Set("Authorization", "Bearer "+n.token)
-	} else if user != "" {
-		req.Header.Set("X-User-ID", user)
+		who = client.AsAdmin
 	}
-	resp, err := n.client.Do(req)
-	if err != nil {
-		return 0, nil, err
+	r := n.api.Do(context.Background(), 0, method, path, body, who)
+	if r.Status == 0 {
+		return 0, nil, r.Err
 	}
-	defer resp.Body.Close()
 	var m map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("decode %s %s: %w", method, path, err)
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		return r.Status, nil, fmt.Errorf("decode %s %s: %w", method, path, err)
 	}
-	return resp.StatusCode, m, nil
+	return r.Status, m, nil
 }
 
 func (n *testNode) mustDo(method, path, user string, body any, want int) map[string]any {
@@ -463,26 +457,17 @@ func TestRateLimitsAndReconcile(t *testing.T) {
 	n.mustDo("POST", "/v1/items", "admin", map[string]any{"id": "rl", "stock": 100, "per_user_limit": 100}, 201)
 	var ok, limited int
 	for i := 0; i < 10; i++ {
-		req, _ := http.NewRequest("POST", n.url+"/v1/items/rl/purchase", strings.NewReader(fmt.Sprintf(`{"request_id":"q%d"}`, i)))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-User-ID", "greedy")
-		resp, err := n.client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&m)
-		resp.Body.Close()
-		switch resp.StatusCode {
-		case 201:
+		r, _ := n.api.Purchase(context.Background(), 0, "rl", "greedy", fmt.Sprintf("q%d", i), 1)
+		switch r.Outcome {
+		case client.OutcomeConfirmed:
 			ok++
-		case 429:
+		case client.OutcomeRateLimited:
 			limited++
-			if errCode(m) != "rate_limited" || resp.Header.Get("Retry-After") == "" {
-				t.Fatalf("429 body %v, Retry-After %q", m, resp.Header.Get("Retry-After"))
+			if r.Code != "rate_limited" || r.RetryAfter <= 0 {
+				t.Fatalf("429 code %q, Retry-After %v", r.Code, r.RetryAfter)
 			}
 		default:
-			t.Fatalf("purchase = %d %v", resp.StatusCode, m)
+			t.Fatalf("purchase = %v %d %s %v", r.Outcome, r.Status, r.Code, r.Err)
 		}
 	}
 	if ok != 2 || limited != 8 { // burst 2 at 1/s
@@ -608,10 +593,12 @@ func TestOverload(t *testing.T) {
 	n.mustDo("POST", "/v1/items", "admin", map[string]any{"id": "crowd", "stock": stock}, 201)
 	base := rssKiB(t, n.cmd.Process.Pid)
 
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 1024}}
+	api := client.New(client.Config{Targets: []string{n.url}, Timeout: 10 * time.Second, Conns: 1024})
+	defer api.Close()
 	var (
 		mu       sync.Mutex
 		statuses = map[int]int{}
+		outcomes = map[string]int{}
 		timeouts int
 		orderIDs = map[string]bool{}
 		peak     int64
@@ -624,22 +611,18 @@ func TestOverload(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for k := 0; ctx.Err() == nil; k++ {
-				req, _ := http.NewRequest("POST", n.url+"/v1/items/crowd/purchase", strings.NewReader(`{"quantity":1}`))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("X-User-ID", fmt.Sprintf("o%d-%d", w, k))
-				resp, err := client.Do(req)
+				// Not bound by ctx: a request cut short would read as a timeout.
+				r, o := api.Purchase(context.Background(), 0, "crowd", fmt.Sprintf("o%d-%d", w, k), "", 1)
 				mu.Lock()
-				if err != nil {
+				if r.Status == 0 {
 					timeouts++
 					mu.Unlock()
 					continue
 				}
-				var m map[string]any
-				_ = json.NewDecoder(resp.Body).Decode(&m)
-				resp.Body.Close()
-				statuses[resp.StatusCode]++
-				if resp.StatusCode == 201 {
-					orderIDs[m["order_id"].(string)] = true
+				statuses[r.Status]++
+				outcomes[r.Outcome.String()]++
+				if r.Outcome.OK() {
+					orderIDs[o.OrderID] = true
 				}
 				mu.Unlock()
 			}
@@ -656,7 +639,7 @@ func TestOverload(t *testing.T) {
 		}
 	}()
 	wg.Wait()
-	t.Logf("answers %v, transport errors %d, RSS %d MiB at rest, peak %d MiB", statuses, timeouts, base/1024, peak/1024)
+	t.Logf("answers %v (%v), transport errors %d, RSS %d MiB at rest, peak %d MiB", statuses, outcomes, timeouts, base/1024, peak/1024)
 	for code := range statuses {
 		if code != 201 && code != 503 && code != 429 {
 			t.Errorf("status %d under overload; want 201, 429 or 503", code)

@@ -1,4 +1,4 @@
-package loadgen
+package client
 
 import (
 	"crypto/hmac"
@@ -57,7 +57,7 @@ type jwtClaims struct {
 func MintJWT(secret []byte, sub string, iat, exp time.Time) string {
 	claims, err := json.Marshal(jwtClaims{Sub: sub, Iat: iat.Unix(), Exp: exp.Unix()})
 	if err != nil {
-		panic("loadgen: marshal JWT claims: " + err.Error()) // a struct of strings and ints always marshals
+		panic("client: marshal JWT claims: " + err.Error()) // a struct of strings and ints always marshals
 	}
 	signingInput := jwtHeader + "." + base64.RawURLEncoding.EncodeToString(claims)
 	mac := hmac.New(sha256.New, secret)
