@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/flashstock/flashstock/internal/backoff"
 )
 
 // Source is a shard's queue of confirmed, unflushed orders. raftstore.Shard
@@ -122,7 +123,8 @@ func (f *Flusher) Drain(ctx context.Context) error {
 }
 
 func (f *Flusher) loop(ctx context.Context, shard int, src Source) {
-	backoff := time.Duration(0)
+	retry := backoff.Policy{Base: f.cfg.BackoffMin, Max: f.cfg.BackoffMax}
+	failures := 0
 	timer := time.NewTimer(f.cfg.Interval)
 	defer timer.Stop()
 	for {
@@ -136,12 +138,12 @@ func (f *Flusher) loop(ctx context.Context, shard int, src Source) {
 			n, err := f.flushOnce(ctx, shard, src)
 			switch {
 			case err != nil:
-				backoff = min(max(backoff*2, f.cfg.BackoffMin), f.cfg.BackoffMax)
-				wait = backoff/2 + rand.N(backoff/2+1)
+				wait = retry.Delay(failures, nil)
+				failures++
 			case n == f.cfg.BatchMax:
-				backoff, wait = 0, 0 // more is waiting: go again at once
+				failures, wait = 0, 0 // more is waiting: go again at once
 			default:
-				backoff = 0
+				failures = 0
 			}
 		}
 		timer.Reset(wait)
