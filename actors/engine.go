@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,9 +27,7 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/flashstock/flashstock/internal/breaker"
 	"github.com/flashstock/flashstock/internal/ratelimit"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/raftstore"
@@ -158,31 +155,6 @@ type cachedItem struct {
 	at   time.Time
 }
 
-// userBuckets is the number of token buckets of the per-shopper limit:
-// bounded memory whatever the number of shoppers.
-const userBuckets = 1 << 16
-
-// allowShopper reports whether the shopper may buy the item now, under
-// the per-shopper rate; only an item's owner asks.
-func (e *Engine) allowShopper(item, user string) bool {
-	if e.perUser == nil {
-		return true
-	}
-	ok, _ := e.perUser.AllowPair(user, item)
-	return ok
-}
-
-// Breaker settings for calls to other nodes: after breakerThreshold
-// failures in a row (timeouts, dead letters, a leader that moved away), a
-// node is skipped for breakerCooldown.
-const (
-	breakerThreshold = 5
-	breakerCooldown  = time.Second
-	// staleItemMax is how old a cached item may be when its owner cannot
-	// be reached: a degraded answer instead of an error.
-	staleItemMax = 30 * time.Second
-)
-
 // NewEngine starts the actor system's cluster member and returns the
 // engine. It takes about a second: protoactor's StartMember waits for its
 // gossip to settle.
@@ -287,6 +259,10 @@ func (e *Engine) CreateItem(ctx context.Context, it sale.Item) (sale.Item, error
 	return e.callItem(ctx, c.ID, &createItem{cmd: c})
 }
 
+// staleItemMax is how old a cached item may be when its owner cannot be
+// reached: a degraded answer instead of an error.
+const staleItemMax = 30 * time.Second
+
 // Item returns an item: from this node's replica of its shard when it has
 // one (at most a replication delay behind the leader), else from the owner.
 //
@@ -319,6 +295,8 @@ func (e *Engine) Item(ctx context.Context, id string) (sale.Item, error) {
 	return sale.Item{}, err
 }
 
+// cachedItem returns this node's cached copy of an item it holds no
+// replica of.
 func (e *Engine) cachedItem(id string) (cachedItem, bool) {
 	v, ok := e.items.Load(id)
 	if !ok {
@@ -346,6 +324,9 @@ func (e *Engine) SetPaused(ctx context.Context, id string, paused bool) (sale.It
 	return e.callItem(ctx, id, &setPaused{paused: paused})
 }
 
+// callItem sends an item read or admin command to the item's owner and
+// returns the item it answers with. It calls as idempotent: an attempt
+// whose outcome is unknown is sent again (see call).
 func (e *Engine) callItem(ctx context.Context, id string, m message) (sale.Item, error) {
 	reply, err := e.call(ctx, id, m, true)
 	if err != nil {
@@ -358,334 +339,6 @@ func (e *Engine) callItem(ctx context.Context, id string, m message) (sale.Item,
 		return sale.Item{}, r.Err
 	}
 	return sale.Item{}, fmt.Errorf("actors: unexpected reply %T", reply)
-}
-
-// Purchase buys an item. It returns the order and whether it is the
-// original order of an earlier request with the same request ID.
-//
-// Answers that need no other node and no Raft round come first and cost a
-// map lookup in this node's replica: a remembered request ID, a quantity
-// over the limit, a sale not open, sold out. A replica may lag its leader by
-// a replication round; these answers only change by an admin action (a
-// restock, a new window), so a lagging "sold out" is as honest as a
-// shopper who arrived a millisecond earlier. Everything else goes to the
-// item actor on the shard's leader.
-func (e *Engine) Purchase(ctx context.Context, r sale.Request) (orders.Order, bool, error) {
-	if !sale.ValidID(r.ItemID) || !sale.ValidID(r.UserID) || (r.RequestID != "" && !sale.ValidID(r.RequestID)) {
-		return orders.Order{}, false, sale.ErrInvalidRequest
-	}
-	if err := e.admit(); err != nil {
-		return orders.Order{}, false, err
-	}
-	defer e.inflight.Add(-1)
-	sh := e.store.Shard(e.store.ShardFor(r.ItemID))
-	if sh.Replica() {
-		if o, dup, done, err := e.answerFromReplica(sh, r); done {
-			return o, dup, err
-		}
-	} else if c, ok := e.cachedItem(r.ItemID); ok && e.now().Sub(c.at) <= e.cfg.ItemCacheTTL {
-		if err := sale.Admit(&c.item, r.Quantity, 0, e.now().UnixNano()); err != nil {
-			return orders.Order{}, false, err
-		}
-	}
-	reply, err := e.call(ctx, r.ItemID, &Purchase{Request: r}, r.RequestID != "")
-	if err != nil {
-		return orders.Order{}, false, err
-	}
-	switch m := reply.(type) {
-	case *Purchased:
-		return m.Order, m.Duplicate, nil
-	case *Rejected:
-		if errors.Is(m.Err, sale.ErrSoldOut) && !sh.Replica() {
-			e.noteSoldOut(r.ItemID)
-		}
-		return orders.Order{}, false, m.Err
-	}
-	return orders.Order{}, false, fmt.Errorf("actors: unexpected reply %T", reply)
-}
-
-// admit counts a purchase or a payment in this node's in-flight work, or
-// refuses it when the node is closing or at --admission-max. The caller
-// ends it with e.inflight.Add(-1).
-func (e *Engine) admit() error {
-	if e.closed.Load() {
-		return sale.ErrClosed
-	}
-	if n := e.inflight.Add(1); n > int64(e.cfg.AdmissionMax) {
-		e.inflight.Add(-1)
-		return sale.ErrOverloaded
-	}
-	return nil
-}
-
-// answerFromReplica answers a purchase from this node's replica when the
-// outcome is already known there; done is false when the owner must decide.
-func (e *Engine) answerFromReplica(sh *raftstore.Shard, r sale.Request) (o orders.Order, dup, done bool, err error) {
-	a := sh.FSM().Admission(r.ItemID, r.UserID, r.RequestID)
-	switch {
-	case a.Duplicate:
-		return a.Original, true, true, nil
-	case !a.Found && sh.Ready():
-		return orders.Order{}, false, true, sale.ErrItemNotFound
-	case !a.Found:
-		return orders.Order{}, false, false, nil // maybe created a moment ago
-	}
-	if err := sale.Admit(&a.Item, r.Quantity, 0, e.now().UnixNano()); err != nil {
-		return orders.Order{}, false, true, err
-	}
-	if a.Pending >= e.cfg.MaxUnflushed {
-		return orders.Order{}, false, true, sale.ErrBacklogFull
-	}
-	return orders.Order{}, false, false, nil
-}
-
-// call sends m to the item's actor, wherever it lives, and returns the
-// reply. It retries, within the request timeout, whatever certainly did not
-// reach Raft: no owner known yet, a dead letter (the activation stopped), a
-// "not the leader" answer from a stale activation. An answer whose outcome
-// is unknown is retried only when idempotent (the purchase has a request
-// ID), so that the shopper gets a definite answer where one exists.
-//
-// Once an attempt may have reached Raft (the owner moved while we waited,
-// or answered "outcome unknown"), the call can no longer end in a definite
-// refusal that does not come from the state: a full queue, a missing
-// leader, an open breaker, a deadline all answer sale.ErrUnknownOutcome,
-// because the first attempt may have bought. Only the state machine's
-// replica, which looks the request ID up before it decides (sold out,
-// limit exceeded, not on sale), may still say no.
-func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool) (message, error) {
-	var env *wrapperspb.BytesValue                   // encoded once, only for remote owners
-	deadline := time.Now().Add(e.cfg.RequestTimeout) // real time: e.now is the sale clock
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	uncertain := false // an attempt may have reached Raft
-	refuse := func(err error) (message, error) { return nil, settle(err, uncertain) }
-	backoff := 5 * time.Millisecond
-	var ownerless time.Time // since when no node has owned the item
-	for {
-		if e.closed.Load() {
-			return refuse(sale.ErrClosed)
-		}
-		pid := e.pid(id)
-		if pid == nil {
-			// An election takes well under a second; a shard without a
-			// leader for longer (this node cut off from the majority) is
-			// answered at once rather than at the request timeout.
-			if ownerless.IsZero() {
-				ownerless = time.Now()
-			} else if time.Since(ownerless) > ownerlessMax {
-				return refuse(fmt.Errorf("%w: no leader for item %s", sale.ErrUnavailable, id))
-			}
-		} else {
-			ownerless = time.Time{}
-		}
-		var brk *breaker.Breaker
-		if pid != nil && pid.Address != e.sys.Address() {
-			brk = e.breaker(pid.Address)
-			if !brk.Allow() {
-				return refuse(fmt.Errorf("%w: node %s is failing (circuit open)", sale.ErrUnavailable, pid.Address))
-			}
-		}
-		if pid != nil {
-			left := time.Until(deadline)
-			if left <= 0 {
-				return refuse(sale.ErrTimeout)
-			}
-			var res any
-			var err error
-			switch p, isPurchase := m.(*Purchase); {
-			case isPurchase && pid.Address == e.sys.Address():
-				res, err = e.callLocal(ctx, id, pid, p.Request, left)
-			case isPurchase:
-				res, err = e.callRemote(ctx, id, pid, p.Request, left)
-			case pid.Address == e.sys.Address(): // a local actor takes the message as it is
-				res, err = e.await(ctx, id, pid, m, left)
-			default:
-				if env == nil {
-					env = encode(m)
-				}
-				res, err = e.await(ctx, id, pid, env, left)
-			}
-			if brk != nil {
-				if err != nil {
-					brk.Failure()
-				} else {
-					brk.Success()
-				}
-			}
-			switch {
-			case errors.Is(err, errOwnerMoved):
-				// The leader moved while we waited: the old one may or may
-				// not have committed. Idempotent requests ask the new one.
-				e.cluster.PidCache.RemoveByValue(id, KindItem, pid)
-				uncertain = true
-				if !idempotent {
-					return nil, sale.ErrUnknownOutcome
-				}
-			case errors.Is(err, actor.ErrTimeout):
-				return nil, sale.ErrTimeout
-			case err != nil: // dead letter: the activation is gone, nothing applied
-				e.cluster.PidCache.RemoveByValue(id, KindItem, pid)
-			default:
-				reply, err := asMessage(res)
-				if err != nil {
-					return nil, err
-				}
-				rej, ok := reply.(*Rejected)
-				if !ok {
-					return reply, nil
-				}
-				unknown := errors.Is(rej.Err, sale.ErrUnknownOutcome)
-				if !errors.Is(rej.Err, sale.ErrNotLeader) && !(idempotent && unknown) {
-					if err := settle(rej.Err, uncertain); err != rej.Err {
-						return nil, err
-					}
-					return reply, nil
-				}
-				// Not applied, or (idempotent) unknown: ask the owner again.
-				uncertain = uncertain || unknown
-				e.cluster.PidCache.RemoveByValue(id, KindItem, pid)
-			}
-		}
-		if time.Until(deadline) < backoff {
-			if uncertain {
-				return nil, sale.ErrUnknownOutcome
-			}
-			return nil, fmt.Errorf("%w: no leader for item %s", sale.ErrUnavailable, id)
-		}
-		select {
-		case <-ctx.Done():
-			return refuse(sale.ErrTimeout)
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 200*time.Millisecond)
-	}
-}
-
-// settle returns the answer of a call that ends in the refusal err: err
-// itself, or, once an attempt may have reached Raft (uncertain), an
-// unknown outcome for every refusal the item's state did not decide.
-func settle(err error, uncertain bool) error {
-	if uncertain && !decidedByState(err) {
-		return fmt.Errorf("%w: an earlier attempt may have committed (%v)", sale.ErrUnknownOutcome, err)
-	}
-	return err
-}
-
-// decidedByState reports whether a refusal comes from the item's committed
-// state (sold out, limit exceeded, not on sale, no such item...), which the
-// owner's replica decides after it has looked the request ID up, rather
-// than from a bound, a missing leader or a deadline.
-func decidedByState(err error) bool {
-	c, ok := sale.CodeOf(err)
-	return ok && c.Definite && c.Status < 500 && c.Status != http.StatusTooManyRequests
-}
-
-// breaker returns the circuit breaker of a remote actor address.
-func (e *Engine) breaker(addr string) *breaker.Breaker {
-	if b, ok := e.breakers.Load(addr); ok {
-		return b.(*breaker.Breaker)
-	}
-	b, _ := e.breakers.LoadOrStore(addr, breaker.New(breakerThreshold, breakerCooldown, e.now))
-	return b.(*breaker.Breaker)
-}
-
-// Breakers returns the state of every remote node's circuit breaker.
-func (e *Engine) Breakers() map[string]string {
-	out := map[string]string{}
-	e.breakers.Range(func(k, v any) bool {
-		out[k.(string)] = v.(*breaker.Breaker).State().String()
-		return true
-	})
-	return out
-}
-
-// Inflight returns the number of this node's purchases in flight.
-func (e *Engine) Inflight() int64 { return e.inflight.Load() }
-
-// asMessage turns an actor's reply into a message: as sent by a local
-// actor, or decoded from a remote one's envelope.
-func asMessage(res any) (message, error) {
-	switch r := res.(type) {
-	case *wrapperspb.BytesValue:
-		return decode(r)
-	case *Purchased, *Rejected, *itemReply:
-		return r, nil
-	}
-	return nil, fmt.Errorf("actors: unexpected reply %T", res)
-}
-
-// reply sends msg to a waiting caller: as it is to a local one, encoded to
-// a remote one.
-func (e *Engine) reply(to *actor.PID, msg message) {
-	if to.Address == e.sys.Address() {
-		e.sys.Root.Send(to, msg)
-		return
-	}
-	e.sys.Root.Send(to, encode(msg))
-}
-
-// ownerlessMax is how long a request waits for its item's shard to have a
-// leader before it is answered 503.
-const ownerlessMax = time.Second
-
-// errOwnerMoved: the item's owner changed while a request waited on the
-// old one.
-var errOwnerMoved = errors.New("actors: item owner moved")
-
-// ownerPollInterval is how often a request waiting on another node checks
-// that the node still owns the item.
-const ownerPollInterval = 50 * time.Millisecond
-
-// await sends env to pid and waits for the reply. A local actor is simply
-// awaited: if this node dies, so does the caller. A remote one may die or
-// lose its leadership while we wait; then its reply would come only at the
-// timeout, so await watches the placement and gives up as soon as another
-// node owns the item (errOwnerMoved). The waiting goroutine ends at the
-// future's timeout at the latest.
-func (e *Engine) await(ctx context.Context, id string, pid *actor.PID, msg any, timeout time.Duration) (any, error) {
-	fut := e.sys.Root.RequestFuture(pid, msg, timeout)
-	if pid.Address == e.sys.Address() {
-		return fut.Result()
-	}
-	type result struct {
-		res any
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := fut.Result()
-		done <- result{res, err}
-	}()
-	r, err := waitAnswer(ctx, e, done, id, pid, timeout)
-	if err != nil {
-		return nil, err
-	}
-	return r.res, r.err
-}
-
-// pid returns the item's actor, from the cluster's cache when it still
-// points at the current owner, else from the lookup.
-func (e *Engine) pid(id string) *actor.PID {
-	addr, local, ok := e.place.Owner(id)
-	if !ok {
-		return nil
-	}
-	if local {
-		addr = e.sys.Address()
-	}
-	if pid, ok := e.cluster.PidCache.Get(id, KindItem); ok {
-		if pid.Address == addr {
-			return pid
-		}
-		e.cluster.PidCache.RemoveByValue(id, KindItem, pid) // the leader moved
-	}
-	pid := e.lookup.Get(pcluster.NewClusterIdentity(id, KindItem))
-	if pid != nil {
-		e.cluster.PidCache.Set(id, KindItem, pid)
-	}
-	return pid
 }
 
 // Order returns an order in its latest state and whether that state is
@@ -720,40 +373,6 @@ func (e *Engine) Order(ctx context.Context, id uint64) (orders.Order, bool, erro
 // orderCatchUpMax bounds how long an order read waits for this node's
 // replica to apply the entry that confirmed the order.
 const orderCatchUpMax = time.Second
-
-// Pay pays a user's order within its payment window, on the leader of the
-// order's shard. Paying twice is a no-op; paying an expired order is
-// sale.ErrOrderExpired.
-func (e *Engine) Pay(ctx context.Context, id uint64, user string) (orders.Order, error) {
-	if err := e.admit(); err != nil {
-		return orders.Order{}, err
-	}
-	defer e.inflight.Add(-1)
-	o, _, err := e.Order(ctx, id)
-	if err != nil {
-		return orders.Order{}, err
-	}
-	if o.UserID != user {
-		return orders.Order{}, sale.ErrOrderNotFound
-	}
-	if e.store.Shard(orders.ShardOfID(id)).PayWindow() == 0 {
-		return orders.Order{}, sale.ErrPaymentNotRequired
-	}
-	reply, err := e.call(ctx, o.ItemID, &pay{orderID: id, userID: user}, true)
-	if err != nil {
-		return orders.Order{}, err
-	}
-	switch r := reply.(type) {
-	case *Purchased:
-		return r.Order, nil
-	case *Rejected:
-		if errors.Is(r.Err, sale.ErrOrderNotFound) {
-			return orders.Order{}, sale.ErrOrderNotFound
-		}
-		return orders.Order{}, r.Err
-	}
-	return orders.Order{}, fmt.Errorf("actors: unexpected reply %T", reply)
-}
 
 // Close stops admitting purchases, stops every item actor (each answers its
 // queued purchases) and waits for the Raft applies already in flight, so

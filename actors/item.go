@@ -31,7 +31,7 @@ type Rejected struct{ Err error }
 type batchApplied struct{ reserved int64 }
 
 // waiting is a purchase in an item actor's queue. A purchase from another
-// node carries the call id its answer goes back under (router.go); one
+// node carries the call id its answer goes back under (transport.go); one
 // from this node carries the caller's channel (local); one from a node of an
 // older version is answered through its future (sender, callID 0).
 type waiting struct {

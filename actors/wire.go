@@ -36,7 +36,7 @@ const (
 	msgSetPaused  msgKind = 8
 	msgPay        msgKind = 9
 	// A purchase from another node's engine, answered through its router
-	// (router.go) rather than a future; and those answers, many per
+	// (transport.go) rather than a future; and those answers, many per
 	// message.
 	msgPurchaseCall msgKind = 10
 	msgReplies      msgKind = 11

@@ -1,22 +1,3 @@
-// Package cluster makes Flashstock nodes one cluster:
-//
-//   - Membership: who exists, where they listen, whether they are alive,
-//     learned by gossip through hashicorp/memberlist. Each node publishes
-//     its addresses, region, protoactor system ID and the shards it leads in
-//     its memberlist meta.
-//   - Bootstrap: with --bootstrap-expect N, the first N nodes create every
-//     shard group with the same voters (the way Consul's bootstrap_expect
-//     works); later nodes are added by the groups' leaders.
-//   - Reconciler: on each shard leader, Raft configuration follows
-//     membership: new nodes join as non-voters and are promoted once
-//     stable, dead nodes are removed after a grace period, leaders are
-//     spread across nodes.
-//   - Provider and LeaderLookup: protoactor's ClusterProvider backed by
-//     memberlist, and an IdentityLookup that places each item actor on the
-//     leader of its shard.
-//
-// Memberlist callbacks never block: they record state under a mutex and
-// signal a channel. See DESIGN.md.
 package cluster
 
 import (

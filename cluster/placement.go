@@ -9,7 +9,7 @@ import (
 )
 
 // LeaderPlacement places an item's actor on the leader of the item's
-// shard. It implements Placement.
+// shard. It implements actors.Placement.
 type LeaderPlacement struct {
 	store *raftstore.Store
 	m     *Membership
@@ -22,7 +22,7 @@ func NewLeaderPlacement(store *raftstore.Store, m *Membership) *LeaderPlacement 
 	return &LeaderPlacement{store: store, m: m, self: m.Self().ID}
 }
 
-// Owner implements Placement.
+// Owner implements actors.Placement.
 func (p *LeaderPlacement) Owner(identity string) (string, bool, bool) {
 	shard := p.store.ShardFor(identity)
 	sh := p.store.Shard(shard)

@@ -47,7 +47,7 @@ func (c ReconcilerConfig) Validate() error {
 // configuration change per shard per tick, never below quorum:
 //
 //   - a live member not in the group, while the group has fewer than R
-//     voters, joins as a non-voter (hashicorp/raft's AddVoter adds a voter
+//     members, joins as a non-voter (hashicorp/raft's AddVoter adds a voter
 //     at once; a voter that is far behind would weaken the quorum);
 //   - a non-voter alive for Stabilization is promoted;
 //   - a voter that memberlist has declared dead for DeadGrace is removed,
@@ -59,11 +59,11 @@ func (c ReconcilerConfig) Validate() error {
 // It also spreads leaders: a node leading more than its share of shards
 // hands one to the least-loaded voter per BalanceInterval.
 type Reconciler struct {
-	cfg   ReconcilerConfig
-	store *raftstore.Store
-	m     *Membership
-	place *LeaderPlacement
-	log   *slog.Logger
+	cfg    ReconcilerConfig
+	groups []shardGroup // by shard number
+	m      members
+	place  placement
+	log    *slog.Logger
 
 	nonvoterSince map[string]time.Time // shard/id -> first seen as non-voter
 	lastBalance   time.Time
@@ -74,13 +74,83 @@ type Reconciler struct {
 	wg     sync.WaitGroup
 }
 
+// shardGroup is one shard's Raft group as the reconciler sees it from this
+// node: the group's configuration, the changes its leader may make, and
+// what this node knows of the leadership. *raftstore.Shard implements it
+// through raftShard. The configuration changes block for at most Raft's
+// apply timeout and fail on a node that does not lead the group; the other
+// methods do not block. Safe for concurrent use.
+type shardGroup interface {
+	ID() int
+	// Ready reports whether this node leads the group and has applied
+	// everything committed before its term (its post-election barrier).
+	Ready() bool
+	IsLeader() bool
+	// HasLeader reports whether this node knows the group's leader.
+	HasLeader() bool
+	Servers() ([]raftstore.Server, error)
+	AddNonvoter(id, addr string) error
+	// Promote makes a server a voter at addr, adding it if it is not in
+	// the group; for a voter it only updates the address.
+	Promote(id, addr string) error
+	RemoveServer(id string) error
+	TransferLeadership(id, addr string) error
+	// Unreachable reports whether this leader's heartbeats to the server
+	// are failing.
+	Unreachable(id string) bool
+	// AppliedIndex is the index of the last entry this node applied.
+	AppliedIndex() uint64
+}
+
+// raftShard is a *raftstore.Shard as a shardGroup.
+type raftShard struct{ *raftstore.Shard }
+
+// AppliedIndex implements shardGroup.
+func (s raftShard) AppliedIndex() uint64 { return s.FSM().AppliedIndex() }
+
+// members is this node's view of gossip membership; *Membership
+// implements it. Reads never block; UpdateMeta waits at most timeout for
+// the broadcast and Join for the seeds to answer. Safe for concurrent use.
+type members interface {
+	Self() Meta
+	// Alive returns the live members, this node included, sorted by ID.
+	Alive() []Member
+	// Member returns a member in any state, false if gossip never saw it.
+	Member(id string) (Member, bool)
+	UpdateMeta(f func(*Meta), timeout time.Duration) error
+	Join(seeds []string) (int, error)
+}
+
+// placement says who leads a shard; *LeaderPlacement implements it. It
+// never blocks.
+type placement interface {
+	// LeaderOf returns the ID of the shard's leader, empty if unknown.
+	LeaderOf(shard int) string
+}
+
+var (
+	_ shardGroup = raftShard{}
+	_ members    = (*Membership)(nil)
+	_ placement  = (*LeaderPlacement)(nil)
+)
+
 // NewReconciler returns a reconciler; Start runs it.
 // It refuses an invalid configuration.
 func NewReconciler(cfg ReconcilerConfig, store *raftstore.Store, m *Membership, place *LeaderPlacement, log *slog.Logger) (*Reconciler, error) {
+	groups := make([]shardGroup, store.Shards())
+	for i := range groups {
+		groups[i] = raftShard{store.Shard(i)}
+	}
+	return newReconciler(cfg, groups, m, place, log)
+}
+
+// newReconciler returns a reconciler over the given shard groups, one per
+// shard in shard order.
+func newReconciler(cfg ReconcilerConfig, groups []shardGroup, m members, place placement, log *slog.Logger) (*Reconciler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Reconciler{cfg: cfg, store: store, m: m, place: place, log: log,
+	return &Reconciler{cfg: cfg, groups: groups, m: m, place: place, log: log,
 		nonvoterSince: make(map[string]time.Time), balanceIndex: make(map[int]uint64)}, nil
 }
 
@@ -121,8 +191,7 @@ func (r *Reconciler) Tick(now time.Time) {
 			alive[mb.ID] = mb
 		}
 	}
-	for i := 0; i < r.store.Shards(); i++ {
-		sh := r.store.Shard(i)
+	for i, sh := range r.groups {
 		if !sh.Ready() {
 			continue
 		}
@@ -145,8 +214,8 @@ func (r *Reconciler) rejoin(alive map[string]Member, now time.Time) {
 	if len(r.cfg.Seeds) == 0 || now.Sub(r.lastJoin) < 5*time.Second {
 		return
 	}
-	for i := 0; i < r.store.Shards(); i++ {
-		servers, err := r.store.Shard(i).Servers()
+	for _, sh := range r.groups {
+		servers, err := sh.Servers()
 		if err != nil {
 			continue
 		}
@@ -166,8 +235,8 @@ func (r *Reconciler) rejoin(alive map[string]Member, now time.Time) {
 // outside those groups.
 func (r *Reconciler) publishLeads() {
 	var led, follows []int
-	for i := 0; i < r.store.Shards(); i++ {
-		switch sh := r.store.Shard(i); {
+	for i, sh := range r.groups {
+		switch {
 		case sh.IsLeader():
 			led = append(led, i)
 		case sh.HasLeader():
@@ -185,7 +254,7 @@ func (r *Reconciler) publishLeads() {
 	}
 }
 
-func (r *Reconciler) reconcileShard(sh *raftstore.Shard, alive map[string]Member, now time.Time) error {
+func (r *Reconciler) reconcileShard(sh shardGroup, alive map[string]Member, now time.Time) error {
 	servers, err := sh.Servers()
 	if err != nil {
 		return err
@@ -280,9 +349,9 @@ func countNonvoters(servers []raftstore.Server) int {
 // election, and a flash sale's hot shard should be the last to pay that,
 // not the first.
 func (r *Reconciler) balance(alive map[string]Member) {
-	busy := make(map[int]uint64, r.store.Shards())
-	for i := 0; i < r.store.Shards(); i++ {
-		idx := r.store.Shard(i).FSM().AppliedIndex()
+	busy := make(map[int]uint64, len(r.groups))
+	for i, sh := range r.groups {
+		idx := sh.AppliedIndex()
 		busy[i] = idx - min(idx, r.balanceIndex[i])
 		r.balanceIndex[i] = idx
 	}
@@ -295,23 +364,23 @@ func (r *Reconciler) balance(alive map[string]Member) {
 	}
 	self := r.m.Self().ID
 	var mine []int
-	for i := 0; i < r.store.Shards(); i++ {
+	for i, sh := range r.groups {
 		id := r.place.LeaderOf(i)
 		if id == "" {
 			continue
 		}
 		load[id]++
-		if id == self && r.store.Shard(i).Ready() {
+		if id == self && sh.Ready() {
 			mine = append(mine, i)
 		}
 	}
-	share := (r.store.Shards() + len(alive) - 1) / len(alive)
+	share := (len(r.groups) + len(alive) - 1) / len(alive)
 	if len(mine) <= share {
 		return
 	}
 	sort.SliceStable(mine, func(i, j int) bool { return busy[mine[i]] < busy[mine[j]] })
 	for _, shard := range mine {
-		sh := r.store.Shard(shard)
+		sh := r.groups[shard]
 		servers, err := sh.Servers()
 		if err != nil {
 			continue

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,8 @@ type router struct {
 	}
 }
 
+// newRouter returns a router with no calls; NewEngine registers it under
+// routerName.
 func newRouter() *router {
 	r := &router{}
 	for i := range r.shards {
@@ -77,6 +80,7 @@ func (r *router) forget(id uint64) {
 // answer from another node.
 func (e *Engine) PendingCalls() int { return e.router.pending() }
 
+// pending counts the calls registered and neither answered nor forgotten.
 func (r *router) pending() int {
 	n := 0
 	for i := range r.shards {
@@ -88,6 +92,8 @@ func (r *router) pending() int {
 	return n
 }
 
+// deliver hands m to the call registered under id and forgets the call;
+// an id it does not know (answered already, or forgotten) drops m.
 func (r *router) deliver(id uint64, m message) {
 	s := &r.shards[id%uint64(len(r.shards))]
 	s.Lock()
@@ -222,50 +228,22 @@ func (e *Engine) onDeadLetter(ev any) {
 	}
 }
 
-// answers collects an item actor's answers and sends them: each at once to
-// a caller on this node, and as one replies message per calling node's
-// router otherwise.
-type answers struct {
-	e      *Engine
-	groups []answerGroup
-}
+// errOwnerMoved: the item's owner changed while a request waited on the
+// old one.
+var errOwnerMoved = errors.New("actors: item owner moved")
 
-type answerGroup struct {
-	to *actor.PID
-	rs replies
-}
+// ownerPollInterval is how often a request waiting on another node checks
+// that the node still owns the item.
+const ownerPollInterval = 50 * time.Millisecond
 
-func (a *answers) add(w waiting, m message) {
-	switch {
-	case w.local != nil:
-		w.local.answer(m)
-		return
-	case w.callID == 0:
-		a.e.reply(w.sender, m)
+// reply sends msg to a waiting caller: as it is to a local one, encoded to
+// a remote one.
+func (e *Engine) reply(to *actor.PID, msg message) {
+	if to.Address == e.sys.Address() {
+		e.sys.Root.Send(to, msg)
 		return
 	}
-	for i := range a.groups {
-		g := &a.groups[i]
-		if g.to.Address == w.sender.Address && g.to.Id == w.sender.Id {
-			g.rs = append(g.rs, routedReply{id: w.callID, msg: m})
-			if len(g.rs) == repliesMax {
-				a.e.sys.Root.Send(g.to, encode(g.rs))
-				g.rs = g.rs[:0:0]
-			}
-			return
-		}
-	}
-	a.groups = append(a.groups, answerGroup{to: w.sender, rs: replies{{id: w.callID, msg: m}}})
-}
-
-// send sends what add collected.
-func (a *answers) send() {
-	for _, g := range a.groups {
-		if len(g.rs) > 0 {
-			a.e.sys.Root.Send(g.to, encode(g.rs))
-		}
-	}
-	a.groups = a.groups[:0]
+	e.sys.Root.Send(to, encode(msg))
 }
 
 // pulse is closed and replaced every ownerPollInterval, so that calls
@@ -275,6 +253,7 @@ type pulse struct {
 	ch chan struct{}
 }
 
+// newPulse returns a pulse that beats once run is started.
 func newPulse() *pulse { return &pulse{ch: make(chan struct{})} }
 
 // C returns the channel the next beat closes.
@@ -284,6 +263,7 @@ func (p *pulse) C() <-chan struct{} {
 	return p.ch
 }
 
+// beat wakes everyone waiting on the current channel and starts the next.
 func (p *pulse) beat() {
 	p.mu.Lock()
 	close(p.ch)

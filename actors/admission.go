@@ -1,0 +1,141 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/flashstock/flashstock/orders"
+	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/sale"
+)
+
+// Purchase buys an item. It returns the order and whether it is the
+// original order of an earlier request with the same request ID.
+//
+// Answers that need no other node and no Raft round come first and cost a
+// map lookup in this node's replica: a remembered request ID, a quantity
+// over the limit, a sale not open, sold out. A replica may lag its leader by
+// a replication round; these answers only change by an admin action (a
+// restock, a new window), so a lagging "sold out" is as honest as a
+// shopper who arrived a millisecond earlier. Everything else goes to the
+// item actor on the shard's leader.
+func (e *Engine) Purchase(ctx context.Context, r sale.Request) (orders.Order, bool, error) {
+	if !sale.ValidID(r.ItemID) || !sale.ValidID(r.UserID) || (r.RequestID != "" && !sale.ValidID(r.RequestID)) {
+		return orders.Order{}, false, sale.ErrInvalidRequest
+	}
+	if err := e.admit(); err != nil {
+		return orders.Order{}, false, err
+	}
+	defer e.inflight.Add(-1)
+	sh := e.store.Shard(e.store.ShardFor(r.ItemID))
+	if sh.Replica() {
+		if o, dup, done, err := e.answerFromReplica(sh, r); done {
+			return o, dup, err
+		}
+	} else if c, ok := e.cachedItem(r.ItemID); ok && e.now().Sub(c.at) <= e.cfg.ItemCacheTTL {
+		if err := sale.Admit(&c.item, r.Quantity, 0, e.now().UnixNano()); err != nil {
+			return orders.Order{}, false, err
+		}
+	}
+	reply, err := e.call(ctx, r.ItemID, &Purchase{Request: r}, r.RequestID != "")
+	if err != nil {
+		return orders.Order{}, false, err
+	}
+	switch m := reply.(type) {
+	case *Purchased:
+		return m.Order, m.Duplicate, nil
+	case *Rejected:
+		if errors.Is(m.Err, sale.ErrSoldOut) && !sh.Replica() {
+			e.noteSoldOut(r.ItemID)
+		}
+		return orders.Order{}, false, m.Err
+	}
+	return orders.Order{}, false, fmt.Errorf("actors: unexpected reply %T", reply)
+}
+
+// admit counts a purchase or a payment in this node's in-flight work, or
+// refuses it when the node is closing or at --admission-max. The caller
+// ends it with e.inflight.Add(-1).
+func (e *Engine) admit() error {
+	if e.closed.Load() {
+		return sale.ErrClosed
+	}
+	if n := e.inflight.Add(1); n > int64(e.cfg.AdmissionMax) {
+		e.inflight.Add(-1)
+		return sale.ErrOverloaded
+	}
+	return nil
+}
+
+// answerFromReplica answers a purchase from this node's replica when the
+// outcome is already known there; done is false when the owner must decide.
+func (e *Engine) answerFromReplica(sh *raftstore.Shard, r sale.Request) (o orders.Order, dup, done bool, err error) {
+	a := sh.FSM().Admission(r.ItemID, r.UserID, r.RequestID)
+	switch {
+	case a.Duplicate:
+		return a.Original, true, true, nil
+	case !a.Found && sh.Ready():
+		return orders.Order{}, false, true, sale.ErrItemNotFound
+	case !a.Found:
+		return orders.Order{}, false, false, nil // maybe created a moment ago
+	}
+	if err := sale.Admit(&a.Item, r.Quantity, 0, e.now().UnixNano()); err != nil {
+		return orders.Order{}, false, true, err
+	}
+	if a.Pending >= e.cfg.MaxUnflushed {
+		return orders.Order{}, false, true, sale.ErrBacklogFull
+	}
+	return orders.Order{}, false, false, nil
+}
+
+// Pay pays a user's order within its payment window, on the leader of the
+// order's shard. Paying twice is a no-op; paying an expired order is
+// sale.ErrOrderExpired.
+func (e *Engine) Pay(ctx context.Context, id uint64, user string) (orders.Order, error) {
+	if err := e.admit(); err != nil {
+		return orders.Order{}, err
+	}
+	defer e.inflight.Add(-1)
+	o, _, err := e.Order(ctx, id)
+	if err != nil {
+		return orders.Order{}, err
+	}
+	if o.UserID != user {
+		return orders.Order{}, sale.ErrOrderNotFound
+	}
+	if e.store.Shard(orders.ShardOfID(id)).PayWindow() == 0 {
+		return orders.Order{}, sale.ErrPaymentNotRequired
+	}
+	reply, err := e.call(ctx, o.ItemID, &pay{orderID: id, userID: user}, true)
+	if err != nil {
+		return orders.Order{}, err
+	}
+	switch r := reply.(type) {
+	case *Purchased:
+		return r.Order, nil
+	case *Rejected:
+		if errors.Is(r.Err, sale.ErrOrderNotFound) {
+			return orders.Order{}, sale.ErrOrderNotFound
+		}
+		return orders.Order{}, r.Err
+	}
+	return orders.Order{}, fmt.Errorf("actors: unexpected reply %T", reply)
+}
+
+// Inflight returns the number of this node's purchases in flight.
+func (e *Engine) Inflight() int64 { return e.inflight.Load() }
+
+// userBuckets is the number of token buckets of the per-shopper limit:
+// bounded memory whatever the number of shoppers.
+const userBuckets = 1 << 16
+
+// allowShopper reports whether the shopper may buy the item now, under
+// the per-shopper rate; only an item's owner asks.
+func (e *Engine) allowShopper(item, user string) bool {
+	if e.perUser == nil {
+		return true
+	}
+	ok, _ := e.perUser.AllowPair(user, item)
+	return ok
+}
