@@ -256,7 +256,9 @@ func (e *Engine) CreateItem(ctx context.Context, it sale.Item) (sale.Item, error
 	}
 	c := raftstore.CreateItem{ID: it.ID, Name: it.Name, Stock: it.Stock, PerUserLimit: it.PerUserLimit,
 		StartsAt: it.StartsAt, EndsAt: it.EndsAt}
-	return e.callItem(ctx, c.ID, &createItem{cmd: c})
+	// A create sent again after an unknown outcome may find the item its
+	// first attempt made: item_exists then means "it exists", as asked.
+	return e.callItem(ctx, c.ID, &createItem{cmd: c}, true)
 }
 
 // staleItemMax is how old a cached item may be when its owner cannot be
@@ -284,7 +286,7 @@ func (e *Engine) Item(ctx context.Context, id string) (sale.Item, error) {
 	if cached && e.now().Sub(c.at) <= e.cfg.ItemCacheTTL {
 		return c.item, nil
 	}
-	it, err := e.callItem(ctx, id, &getItem{})
+	it, err := e.callItem(ctx, id, &getItem{}, true)
 	if err == nil {
 		e.items.Store(id, cachedItem{item: it, at: e.now()})
 		return it, nil
@@ -314,21 +316,23 @@ func (e *Engine) noteSoldOut(id string) {
 	}
 }
 
-// Restock adds delta units to an item.
+// Restock adds delta units to an item. A restock is not idempotent: one
+// whose outcome is unknown is not sent again (it could add the units
+// twice); the caller learns sale.ErrUnknownOutcome and reads the item.
 func (e *Engine) Restock(ctx context.Context, id string, delta int64) (sale.Item, error) {
-	return e.callItem(ctx, id, &restock{delta: delta})
+	return e.callItem(ctx, id, &restock{delta: delta}, false)
 }
 
 // SetPaused pauses or resumes an item.
 func (e *Engine) SetPaused(ctx context.Context, id string, paused bool) (sale.Item, error) {
-	return e.callItem(ctx, id, &setPaused{paused: paused})
+	return e.callItem(ctx, id, &setPaused{paused: paused}, true) // setting a flag twice is setting it once
 }
 
 // callItem sends an item read or admin command to the item's owner and
-// returns the item it answers with. It calls as idempotent: an attempt
-// whose outcome is unknown is sent again (see call).
-func (e *Engine) callItem(ctx context.Context, id string, m message) (sale.Item, error) {
-	reply, err := e.call(ctx, id, m, true)
+// returns the item it answers with. When idempotent, an attempt whose
+// outcome is unknown is sent again (see call).
+func (e *Engine) callItem(ctx context.Context, id string, m message, idempotent bool) (sale.Item, error) {
+	reply, err := e.call(ctx, id, m, idempotent)
 	if err != nil {
 		return sale.Item{}, err
 	}
