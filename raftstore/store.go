@@ -381,30 +381,6 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 	return sh, nil
 }
 
-// expireLoop, on the leader, applies an Expire command whenever an unpaid
-// order's deadline has passed. Expiry goes through the log so that every
-// replica returns the same stock at the same point.
-func (sh *Shard) expireLoop() {
-	defer sh.wg.Done()
-	t := time.NewTicker(sh.cfg.ExpiryInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-sh.stop:
-			return
-		case <-t.C:
-		}
-		at, ok := sh.fsm.NextDeadline()
-		now := sh.stamp()
-		if !ok || at > now || !sh.Ready() {
-			continue
-		}
-		if _, err := sh.apply(&Expire{Stamp: now}, 16); err != nil {
-			sh.log.Warn("expire unpaid orders", "err", err)
-		}
-	}
-}
-
 // watchLeadership runs a barrier after each election this node wins, so
 // that the FSM holds every entry committed in earlier terms before any
 // reader (the item actor) trusts it.
