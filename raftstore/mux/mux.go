@@ -128,9 +128,9 @@ func (m *Listener) Close() error {
 }
 
 // Block makes this node unable to reach the given Raft addresses (a
-// network partition, for tests): new dials fail and open connections this
-// node dialed to them are closed. Block the reverse direction on the other
-// nodes too. Block(nil) heals.
+// network partition, for tests): new dials fail, and so do dials under
+// way, and open connections this node dialed to them are closed. Block the
+// reverse direction on the other nodes too. Block(nil) heals.
 func (m *Listener) Block(addrs []string) {
 	m.faults.Lock()
 	defer m.faults.Unlock()
@@ -152,15 +152,22 @@ func (m *Listener) blocked(addr string) bool {
 	return m.faults.blocked[addr]
 }
 
-func (m *Listener) track(c net.Conn, addr string) net.Conn {
+// track registers a dialed connection so that Block can cut it. A dial
+// that was under way when Block cut its address is closed here instead:
+// checked under the lock Block holds, it cannot slip past the partition.
+func (m *Listener) track(c net.Conn, addr string) (net.Conn, error) {
 	m.faults.Lock()
 	defer m.faults.Unlock()
+	if m.faults.blocked[addr] {
+		c.Close()
+		return nil, fmt.Errorf("mux: %s unreachable (fault injected)", addr)
+	}
 	if m.faults.conns == nil {
 		m.faults.conns = make(map[*faultConn]struct{})
 	}
 	fc := &faultConn{Conn: c, addr: addr, m: m}
 	m.faults.conns[fc] = struct{}{}
-	return fc
+	return fc, nil
 }
 
 // faultConn is a dialed connection Block can cut.
@@ -256,6 +263,9 @@ func (l *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 	if err != nil {
 		return nil, err
 	}
+	if c, err = l.m.track(c, string(addr)); err != nil {
+		return nil, err
+	}
 	h := [headerLen]byte{magic}
 	binary.BigEndian.PutUint16(h[1:], l.shard)
 	_ = c.SetWriteDeadline(time.Now().Add(timeout))
@@ -264,5 +274,5 @@ func (l *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 		return nil, fmt.Errorf("mux: header to %s: %w", addr, err)
 	}
 	_ = c.SetWriteDeadline(time.Time{})
-	return l.m.track(c, string(addr)), nil
+	return c, nil
 }

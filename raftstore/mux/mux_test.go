@@ -175,3 +175,35 @@ func TestMuxDialAndBlock(t *testing.T) {
 		t.Errorf("Config.Dial called %d times in all; want 2", got)
 	}
 }
+
+// TestMuxBlockDuringDial: a dial already under way when Block cuts its
+// address must not come back as a live connection across the partition.
+func TestMuxBlockDuringDial(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialing, release := make(chan struct{}), make(chan struct{})
+	dial := func(addr string, timeout time.Duration) (net.Conn, error) {
+		close(dialing)
+		<-release
+		return mux.DialTCP(addr, timeout)
+	}
+	m := mux.New(ln, mux.Config{Shards: 1, Dial: dial, Logger: testutil.Logger(t)})
+	defer m.Close()
+	addr := raft.ServerAddress(m.Addr().String())
+	errc := make(chan error, 1)
+	go func() {
+		c, err := m.Layer(0).Dial(addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		errc <- err
+	}()
+	<-dialing
+	m.Block([]string{string(addr)})
+	close(release)
+	if err := <-errc; err == nil {
+		t.Errorf("Dial under way when Block cut its address = nil error; want an error")
+	}
+}
