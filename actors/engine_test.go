@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flashstock/flashstock/actors"
+	"github.com/flashstock/flashstock/actors/enginetest"
 	"github.com/flashstock/flashstock/internal/testutil"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/sale"
@@ -54,7 +55,7 @@ func buyAll(e *actors.Engine, reqs []sale.Request) []result {
 }
 
 func TestEngineNeverOversells(t *testing.T) {
-	n := testutil.NewNode(t, testutil.NodeOptions{Engine: engineConfig()})
+	n := enginetest.NewNode(t, enginetest.NodeOptions{Engine: engineConfig()})
 	const stock, buyers, twice = 500, 1500, 500
 	n.CreateItem(t, sale.Item{ID: "hot", Name: "Hot", Stock: stock, PerUserLimit: 1})
 
@@ -124,7 +125,7 @@ func TestEngineNeverOversells(t *testing.T) {
 }
 
 func TestEngineSoldOutFastPath(t *testing.T) {
-	n := testutil.NewNode(t, testutil.NodeOptions{Engine: engineConfig()})
+	n := enginetest.NewNode(t, enginetest.NodeOptions{Engine: engineConfig()})
 	ctx := context.Background()
 	n.CreateItem(t, sale.Item{ID: "few", Stock: 3, PerUserLimit: 3})
 	if _, _, err := n.Engine.Purchase(ctx, sale.Request{ItemID: "few", UserID: "u1", Quantity: 2}); err != nil {
@@ -172,7 +173,7 @@ func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 func TestEngineRejections(t *testing.T) {
 	clk := &clock{}
 	clk.ns.Store(time.Now().UnixNano())
-	n := testutil.NewNode(t, testutil.NodeOptions{Engine: engineConfig(), Now: clk.Now})
+	n := enginetest.NewNode(t, enginetest.NodeOptions{Engine: engineConfig(), Now: clk.Now})
 	ctx := context.Background()
 	now := clk.Now().UnixNano()
 	n.CreateItem(t, sale.Item{ID: "open", Stock: 5, PerUserLimit: 2})
@@ -249,7 +250,7 @@ func TestEngineClockInThePast(t *testing.T) {
 	clk := &clock{}
 	clk.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	ec := engineConfig()
-	n := testutil.NewNode(t, testutil.NodeOptions{Engine: ec, Now: clk.Now})
+	n := enginetest.NewNode(t, enginetest.NodeOptions{Engine: ec, Now: clk.Now})
 	ctx := context.Background()
 	if _, err := n.Engine.CreateItem(ctx, sale.Item{ID: "a", Stock: 5, PerUserLimit: 1}); err != nil {
 		t.Fatalf("CreateItem with a clock at 2026-01-01 = %v; want nil", err)
@@ -262,7 +263,7 @@ func TestEngineClockInThePast(t *testing.T) {
 func TestEngineBacklogFull(t *testing.T) {
 	ec := engineConfig()
 	ec.MaxUnflushed = 2
-	n := testutil.NewNode(t, testutil.NodeOptions{Engine: ec, NoFlusher: true, Shards: 1})
+	n := enginetest.NewNode(t, enginetest.NodeOptions{Engine: ec, NoFlusher: true, Shards: 1})
 	ctx := context.Background()
 	n.CreateItem(t, sale.Item{ID: "a", Stock: 10, PerUserLimit: 1})
 	for i := 0; i < 2; i++ {
@@ -290,7 +291,7 @@ func TestEngineOverloaded(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ec := engineConfig()
 			tc.change(ec)
-			n := testutil.NewNode(t, testutil.NodeOptions{Engine: ec})
+			n := enginetest.NewNode(t, enginetest.NodeOptions{Engine: ec})
 			testOverloaded(t, n)
 		})
 	}
@@ -300,7 +301,7 @@ func TestEngineOverloaded(t *testing.T) {
 // (overload depends on timing), checking the accounting of every burst:
 // each purchase is confirmed or rejected, an overloaded one is not applied,
 // and the confirmed ones are exactly what the FSM sold.
-func testOverloaded(t *testing.T, n *testutil.Node) {
+func testOverloaded(t *testing.T, n *enginetest.Node) {
 	const stock, buyers = 300, 600
 	for attempt := 0; attempt < 10; attempt++ {
 		id := fmt.Sprint("burst-", attempt)
@@ -341,7 +342,7 @@ func testOverloaded(t *testing.T, n *testutil.Node) {
 }
 
 func TestEngineIdempotentRetry(t *testing.T) {
-	n := testutil.NewNode(t, testutil.NodeOptions{Engine: engineConfig()})
+	n := enginetest.NewNode(t, enginetest.NodeOptions{Engine: engineConfig()})
 	ctx := context.Background()
 	n.CreateItem(t, sale.Item{ID: "one", Stock: 1, PerUserLimit: 1})
 	req := sale.Request{ItemID: "one", UserID: "u1", RequestID: "r1", Quantity: 1}
@@ -417,7 +418,7 @@ func TestEngineIdempotentRetry(t *testing.T) {
 func TestEngineCloseAnswersEveryone(t *testing.T) {
 	ec := engineConfig()
 	ec.BatchMax = 16 // many rounds, so that Close lands mid-sale
-	n := testutil.NewNode(t, testutil.NodeOptions{Engine: ec})
+	n := enginetest.NewNode(t, enginetest.NodeOptions{Engine: ec})
 	const buyers = 1000
 	n.CreateItem(t, sale.Item{ID: "c", Stock: 1 << 30, PerUserLimit: 1})
 	fsm := n.ShardOf("c").FSM()
@@ -503,14 +504,14 @@ func TestEngineConfigValidate(t *testing.T) {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: Validate() = nil; want an error", tc.name)
 		}
-		if _, err := actors.NewEngine(c, actors.Deps{Logger: testutil.Logger()}); err == nil {
+		if _, err := actors.NewEngine(c, actors.Deps{Logger: testutil.Logger(t)}); err == nil {
 			t.Errorf("%s: NewEngine() = nil error; want the validation error", tc.name)
 		}
 	}
 }
 
 func BenchmarkEnginePurchase(b *testing.B) {
-	n := testutil.NewNode(b, testutil.NodeOptions{Shards: 1})
+	n := enginetest.NewNode(b, enginetest.NodeOptions{Shards: 1})
 	n.CreateItem(b, sale.Item{ID: "bench", Stock: math.MaxInt64 / 2, PerUserLimit: 1})
 	var user atomic.Int64
 	var failed atomic.Int64

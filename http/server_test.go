@@ -15,9 +15,11 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/flashstock/flashstock/actors/enginetest"
 	httpapi "github.com/flashstock/flashstock/http"
 	"github.com/flashstock/flashstock/internal/testutil"
 	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/raftstore/raftstoretest"
 )
 
 const adminToken = "admin-token-0123456789abcdef"
@@ -39,7 +41,7 @@ func (v nodeView) Status(context.Context) any {
 
 // api is the real server over a real single-node stack.
 type api struct {
-	n *testutil.Node
+	n *enginetest.Node
 	h http.Handler
 }
 
@@ -56,13 +58,13 @@ func apiConfig() httpapi.Config {
 
 func newAPI(tb testing.TB) *api {
 	tb.Helper()
-	n := testutil.NewNode(tb, testutil.NodeOptions{})
+	n := enginetest.NewNode(tb, enginetest.NodeOptions{})
 	return &api{n: n, h: newHandler(tb, n, apiConfig())}
 }
 
-func newHandler(tb testing.TB, n *testutil.Node, cfg httpapi.Config) http.Handler {
+func newHandler(tb testing.TB, n *enginetest.Node, cfg httpapi.Config) http.Handler {
 	tb.Helper()
-	s, err := httpapi.New(cfg, n.Engine, nodeView{n.Store}, n.Metrics, testutil.Logger())
+	s, err := httpapi.New(cfg, n.Engine, nodeView{n.Store}, n.Metrics, testutil.Logger(tb))
 	if err != nil {
 		tb.Fatalf("httpapi.New: %v", err)
 	}
@@ -537,13 +539,13 @@ func TestServerRejectsTrailingData(t *testing.T) {
 func TestServerRequestIDScopedToItem(t *testing.T) {
 	a := newAPI(t)
 	shards := a.n.Store.Shards()
-	first := testutil.ItemIDForShard("first", 0, shards)
+	first := raftstoretest.ItemIDForShard("first", 0, shards)
 	tests := []struct {
 		name string
 		item string
 	}{
-		{"same shard", testutil.ItemIDForShard("same", 0, shards)},
-		{"another shard", testutil.ItemIDForShard("cross", 1, shards)},
+		{"same shard", raftstoretest.ItemIDForShard("same", 0, shards)},
+		{"another shard", raftstoretest.ItemIDForShard("cross", 1, shards)},
 	}
 	a.createItem(t, `{"id":"`+first+`","stock":10}`)
 	a.mustDo(t, purchase(first, "owner", `{"request_id":"r-1"}`), http.StatusCreated, nil)
@@ -599,7 +601,7 @@ func TestServerUnavailable(t *testing.T) {
 	a := newAPI(t)
 	a.createItem(t, `{"id":"sku","stock":10}`)
 
-	s, err := httpapi.New(apiConfig(), a.n.Engine, notReady{nodeView{a.n.Store}}, a.n.Metrics, testutil.Logger())
+	s, err := httpapi.New(apiConfig(), a.n.Engine, notReady{nodeView{a.n.Store}}, a.n.Metrics, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -673,7 +675,7 @@ func TestServerConfigValidate(t *testing.T) {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: Validate() = nil; want an error", tc.name)
 		}
-		if _, err := httpapi.New(c, nil, nil, nil, testutil.Logger()); err == nil {
+		if _, err := httpapi.New(c, nil, nil, nil, testutil.Logger(t)); err == nil {
 			t.Errorf("%s: New() = nil error; want the validation error", tc.name)
 		}
 	}

@@ -1,7 +1,6 @@
 package raftstore
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -113,56 +112,3 @@ func (s *Store) Bootstrapped() bool {
 func (s *Store) MarkBootstrapped() error {
 	return os.WriteFile(filepath.Join(s.cfg.DataDir, "raft", bootstrapMarker), []byte("1\n"), 0o640)
 }
-
-// replicaContactMax is how recently a follower must have heard from its
-// leader for its replica to count as current.
-const replicaContactMax = 3 * time.Second
-
-// Replica reports whether this node holds a current replica of the shard:
-// it leads it, or it follows a leader it heard from recently. Reads that
-// may lag by a replication round (sold out, remembered request IDs, item
-// pages) are served from a current replica without asking the leader.
-func (sh *Shard) Replica() bool {
-	if sh.IsLeader() {
-		return true
-	}
-	return sh.fsm.AppliedIndex() > 0 && time.Since(sh.raft.LastContact()) < replicaContactMax
-}
-
-// WaitApplied waits until this replica has applied the log up to index. A
-// follower learns that an entry is committed with the next AppendEntries (up
-// to CommitTimeout later), and the follower that was not needed for the
-// quorum may not have the entry yet at all. An index further than
-// applyLagMax past this replica's log is no entry it is about to get (a
-// made-up order ID): no wait. It reports whether the index is applied; it
-// never waits past timeout, nor once ctx ends or the shard closes.
-func (sh *Shard) WaitApplied(ctx context.Context, index uint64, timeout time.Duration) bool {
-	if sh.fsm.AppliedIndex() >= index {
-		return true
-	}
-	if index > sh.raft.LastIndex()+applyLagMax {
-		return false
-	}
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	poll := time.NewTicker(2 * time.Millisecond)
-	defer poll.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-sh.stop:
-			return false
-		case <-timer.C:
-			return sh.fsm.AppliedIndex() >= index
-		case <-poll.C:
-			if sh.fsm.AppliedIndex() >= index {
-				return true
-			}
-		}
-	}
-}
-
-// applyLagMax is how many entries past its log a replica may be asked to
-// wait for: seconds of a busy shard's rounds.
-const applyLagMax = 4096

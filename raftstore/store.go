@@ -21,6 +21,7 @@ import (
 	wal "github.com/hashicorp/raft-wal"
 
 	"github.com/flashstock/flashstock/orders"
+	"github.com/flashstock/flashstock/raftstore/mux"
 	"github.com/flashstock/flashstock/sale"
 )
 
@@ -113,7 +114,7 @@ func (c Config) Validate() error {
 type Store struct {
 	cfg    Config
 	log    *slog.Logger
-	mux    *Mux
+	mux    *mux.Listener
 	shards []*Shard
 }
 
@@ -144,7 +145,7 @@ func Open(cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("raftstore: advertise address: %w", err)
 		}
 	}
-	s := &Store{cfg: cfg, log: cfg.Logger, mux: NewMux(ln, adv, cfg.Shards, cfg.Logger)}
+	s := &Store{cfg: cfg, log: cfg.Logger, mux: mux.New(ln, mux.Config{Shards: cfg.Shards, Advertise: adv, Logger: cfg.Logger})}
 	for i := 0; i < cfg.Shards; i++ {
 		sh, err := s.openShard(i, filepath.Join(root, strconv.Itoa(i)))
 		if err != nil {
@@ -197,11 +198,11 @@ func ShardFor(itemID string, n int) int {
 }
 
 // Block cuts this node's Raft traffic to the given addresses, for fault
-// injection in tests; see Mux.Block.
+// injection in tests; see mux.Listener.Block.
 func (s *Store) Block(addrs []string) { s.mux.Block(addrs) }
 
 // Addr returns the address peers dial for this node's Raft traffic.
-func (s *Store) Addr() string { return s.mux.adv.String() }
+func (s *Store) Addr() string { return s.mux.Addr().String() }
 
 // WaitReady waits until every shard has a leader and, where this node
 // leads, has applied everything committed before its term.
@@ -379,30 +380,6 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 		go sh.expireLoop()
 	}
 	return sh, nil
-}
-
-// expireLoop, on the leader, applies an Expire command whenever an unpaid
-// order's deadline has passed. Expiry goes through the log so that every
-// replica returns the same stock at the same point.
-func (sh *Shard) expireLoop() {
-	defer sh.wg.Done()
-	t := time.NewTicker(sh.cfg.ExpiryInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-sh.stop:
-			return
-		case <-t.C:
-		}
-		at, ok := sh.fsm.NextDeadline()
-		now := sh.stamp()
-		if !ok || at > now || !sh.Ready() {
-			continue
-		}
-		if _, err := sh.apply(&Expire{Stamp: now}, 16); err != nil {
-			sh.log.Warn("expire unpaid orders", "err", err)
-		}
-	}
 }
 
 // watchLeadership runs a barrier after each election this node wins, so

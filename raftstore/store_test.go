@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"net"
 	"reflect"
 	"strconv"
 	"strings"
@@ -14,11 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/flashstock/flashstock/internal/testutil"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/raftstore"
+	"github.com/flashstock/flashstock/raftstore/raftstoretest"
 	"github.com/flashstock/flashstock/sale"
 )
 
@@ -29,7 +26,7 @@ func replicationErr(err error) bool {
 }
 
 func TestStoreConfigValidate(t *testing.T) {
-	valid := testutil.StoreConfig("dir", 2)
+	valid := raftstoretest.StoreConfig("dir", 2)
 	if err := valid.Validate(); err != nil {
 		t.Fatalf("Validate() of the test preset = %v; want nil", err)
 	}
@@ -106,11 +103,11 @@ func TestStoreReopen(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			s := testutil.OpenStore(t, testutil.StoreConfig(dir, 2))
+			s := raftstoretest.OpenStore(t, raftstoretest.StoreConfig(dir, 2))
 			if got := s.Shards(); got != 2 {
 				t.Fatalf("Shards() = %d; want 2", got)
 			}
-			ids := []string{testutil.ItemIDForShard("a", 0, 2), testutil.ItemIDForShard("a", 1, 2)}
+			ids := []string{raftstoretest.ItemIDForShard("a", 0, 2), raftstoretest.ItemIDForShard("a", 1, 2)}
 			users := []string{"u1", "u2", "u3", "u4"}
 			requests := []string{"r1", "r2", "r3", "r4"}
 			originals := map[string]orders.Order{}
@@ -171,7 +168,7 @@ func TestStoreReopen(t *testing.T) {
 				t.Fatalf("Close() = %v; want nil", err)
 			}
 
-			s2 := testutil.OpenStore(t, testutil.StoreConfig(dir, 2))
+			s2 := raftstoretest.OpenStore(t, raftstoretest.StoreConfig(dir, 2))
 			// Entries after the last snapshot are applied once the new term commits.
 			testutil.WaitFor(t, 10*time.Second, func() bool {
 				return reflect.DeepEqual(storeState(s2, ids, users, requests), want)
@@ -197,7 +194,7 @@ func TestStoreReopen(t *testing.T) {
 // index; after a restart from a snapshot it must not fall back to zero.
 func TestStoreReopenAppliedIndex(t *testing.T) {
 	dir := t.TempDir()
-	s := testutil.OpenStore(t, testutil.StoreConfig(dir, 1))
+	s := raftstoretest.OpenStore(t, raftstoretest.StoreConfig(dir, 1))
 	sh := s.Shard(0)
 	if _, err := sh.CreateItem(raftstore.CreateItem{ID: "a", Stock: 1, PerUserLimit: 1}); err != nil {
 		t.Fatal(err)
@@ -207,7 +204,7 @@ func TestStoreReopenAppliedIndex(t *testing.T) {
 	}
 	before := sh.FSM().AppliedIndex()
 	s.Close()
-	s2 := testutil.OpenStore(t, testutil.StoreConfig(dir, 1))
+	s2 := raftstoretest.OpenStore(t, raftstoretest.StoreConfig(dir, 1))
 	if got := s2.Shard(0).Status().AppliedIndex; got < before {
 		t.Errorf("Status().AppliedIndex after restart from a snapshot = %d; want >= %d (Raft applied %d)", got, before, s2.Shard(0).Raft().AppliedIndex())
 	}
@@ -215,9 +212,9 @@ func TestStoreReopenAppliedIndex(t *testing.T) {
 
 func TestStoreShardCountFixed(t *testing.T) {
 	dir := t.TempDir()
-	s := testutil.OpenStore(t, testutil.StoreConfig(dir, 2))
+	s := raftstoretest.OpenStore(t, raftstoretest.StoreConfig(dir, 2))
 	s.Close()
-	_, err := raftstore.Open(testutil.StoreConfig(dir, 3))
+	_, err := raftstore.Open(raftstoretest.StoreConfig(dir, 3))
 	if err == nil {
 		t.Fatalf("Open(%d shards) over a 2-shard data dir = nil error; want an error", 3)
 	}
@@ -225,14 +222,14 @@ func TestStoreShardCountFixed(t *testing.T) {
 		t.Errorf("Open(3 shards) error = %q; want it to name both counts and say the count is fixed", msg)
 	}
 	// The refusal changed nothing: the right count still opens.
-	s2 := testutil.OpenStore(t, testutil.StoreConfig(dir, 2))
+	s2 := raftstoretest.OpenStore(t, raftstoretest.StoreConfig(dir, 2))
 	if got := s2.Shards(); got != 2 {
 		t.Errorf("Shards() = %d; want 2", got)
 	}
 }
 
 func TestStoreStatus(t *testing.T) {
-	s := testutil.NewStore(t, 2)
+	s := raftstoretest.NewStore(t, 2)
 	if !s.Ready() {
 		t.Fatalf("Ready() = false after WaitReady")
 	}
@@ -257,9 +254,9 @@ func TestStoreStatus(t *testing.T) {
 // no second LeaderCh signal for it. The shard must retry the barrier and
 // become ready rather than lead without serving.
 func TestShardReadyAfterFailedBarrier(t *testing.T) {
-	cfg := testutil.StoreConfig(t.TempDir(), 8)
+	cfg := raftstoretest.StoreConfig(t.TempDir(), 8)
 	cfg.ApplyTimeout = time.Nanosecond
-	s := testutil.OpenStore(t, cfg)
+	s := raftstoretest.OpenStore(t, cfg)
 	for i := 0; i < s.Shards(); i++ {
 		if !s.Shard(i).Ready() {
 			t.Errorf("Shard(%d).Ready() = false after WaitReady", i)
@@ -271,7 +268,7 @@ func TestShardApplyErrors(t *testing.T) {
 	cmd := must((&raftstore.CreateItem{ID: "a", Stock: 1, PerUserLimit: 1}).Encode(nil))
 
 	t.Run("closed", func(t *testing.T) {
-		s := testutil.NewStore(t, 2)
+		s := raftstoretest.NewStore(t, 2)
 		sh := s.Shard(0)
 		if err := s.Close(); err != nil {
 			t.Fatalf("Close() = %v", err)
@@ -295,7 +292,7 @@ func TestShardApplyErrors(t *testing.T) {
 
 	t.Run("not the leader", func(t *testing.T) {
 		// A node that does not bootstrap has no leader: a follower's view.
-		cfg := testutil.StoreConfig(t.TempDir(), 1)
+		cfg := raftstoretest.StoreConfig(t.TempDir(), 1)
 		cfg.Bootstrap = false
 		s, err := raftstore.Open(cfg)
 		if err != nil {
@@ -319,7 +316,7 @@ func TestShardApplyErrors(t *testing.T) {
 	})
 
 	t.Run("closed while applying", func(t *testing.T) {
-		s := testutil.NewStore(t, 1)
+		s := raftstoretest.NewStore(t, 1)
 		sh := s.Shard(0)
 		if _, err := sh.CreateItem(raftstore.CreateItem{ID: "a", Stock: 1 << 40, PerUserLimit: 1000}); err != nil {
 			t.Fatal(err)
@@ -348,103 +345,6 @@ func TestShardApplyErrors(t *testing.T) {
 			}
 		}
 	})
-}
-
-func TestMuxRejectsBadConnections(t *testing.T) {
-	s := testutil.NewStore(t, 2)
-	term := func(i int) string { return s.Shard(i).Raft().Stats()["term"] }
-	terms := []string{term(0), term(1)}
-	garbage := []byte("GET / HTTP/1.1\r\n\r\n")
-	tests := []struct {
-		name string
-		send []byte
-	}{
-		{"bad magic", append([]byte{0x00, 0x00, 0x00}, garbage...)},
-		{"http request", garbage},
-		{"unknown shard", append([]byte{0xF5, 0x00, 0x02}, garbage...)},
-		{"shard 65535", []byte{0xF5, 0xFF, 0xFF}},
-		{"short header", []byte{0xF5}},
-		{"known shard, garbage RPC", append([]byte{0xF5, 0x00, 0x01}, garbage...)},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", s.Addr())
-			if err != nil {
-				t.Fatalf("Dial(%s) = %v", s.Addr(), err)
-			}
-			defer c.Close()
-			if _, err := c.Write(tc.send); err != nil {
-				t.Fatalf("Write = %v", err)
-			}
-			if tc.name == "short header" {
-				_ = c.(*net.TCPConn).CloseWrite()
-			}
-			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			n, err := io.Copy(io.Discard, c)
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				t.Fatalf("connection sending %q still open after 10s; want it closed", tc.send)
-			}
-			if n != 0 {
-				t.Errorf("server answered %d bytes; want none", n)
-			}
-		})
-	}
-	// Raft did not notice: same leaders, same terms, and commands commit.
-	for i := 0; i < 2; i++ {
-		if got := term(i); got != terms[i] {
-			t.Errorf("shard %d term = %s; want %s (no election)", i, got, terms[i])
-		}
-		id := testutil.ItemIDForShard("after", i, 2)
-		if _, err := s.Shard(i).CreateItem(raftstore.CreateItem{ID: id, Stock: 1, PerUserLimit: 1}); err != nil {
-			t.Errorf("CreateItem on shard %d after bad connections = %v; want nil", i, err)
-		}
-	}
-	if !s.Ready() {
-		t.Errorf("Ready() = false after bad connections; want true")
-	}
-}
-
-// TestMuxRoutesByShard dials through the mux the way Raft does, and checks
-// that each connection reaches the right shard's transport.
-func TestMuxRoutesByShard(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := raftstore.NewMux(ln, nil, 3, testutil.Logger())
-	defer m.Close()
-	for shard := 0; shard < 3; shard++ {
-		l := m.Layer(shard)
-		if got := l.Addr().String(); got != ln.Addr().String() {
-			t.Errorf("Layer(%d).Addr() = %s; want %s", shard, got, ln.Addr())
-		}
-		c, err := l.Dial(raft.ServerAddress(ln.Addr().String()), time.Second)
-		if err != nil {
-			t.Fatalf("Layer(%d).Dial = %v", shard, err)
-		}
-		msg := []byte("hello " + strconv.Itoa(shard))
-		if _, err := c.Write(msg); err != nil {
-			t.Fatal(err)
-		}
-		sc, err := l.Accept()
-		if err != nil {
-			t.Fatalf("Layer(%d).Accept = %v", shard, err)
-		}
-		buf := make([]byte, len(msg))
-		_ = sc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(sc, buf); err != nil || string(buf) != string(msg) {
-			t.Errorf("Layer(%d) accepted a connection reading %q, %v; want %q", shard, buf, err, msg)
-		}
-		c.Close()
-		sc.Close()
-	}
-	if err := m.Close(); err != nil {
-		t.Errorf("Close() = %v", err)
-	}
-	if _, err := m.Layer(0).Accept(); err == nil {
-		t.Errorf("Accept after Close = nil error; want an error")
-	}
 }
 
 // benchItem is a stock and limit no benchmark can exhaust.
@@ -498,7 +398,7 @@ func BenchmarkFSMApply(b *testing.B) {
 func BenchmarkShardPurchaseBatch(b *testing.B) {
 	for _, size := range []int{1, 256} {
 		b.Run(fmt.Sprint("batch=", size), func(b *testing.B) {
-			s := testutil.NewStore(b, 1)
+			s := raftstoretest.NewStore(b, 1)
 			sh := s.Shard(0)
 			if _, err := sh.CreateItem(benchItem("a")); err != nil {
 				b.Fatal(err)
@@ -535,10 +435,10 @@ func lastSeq(f *raftstore.FSM) uint64 {
 // reports the follower unreachable (the leader balancer then never hands
 // it the leadership), and reachable again once heartbeats resume.
 func TestShardUnreachable(t *testing.T) {
-	leader := testutil.OpenStore(t, testutil.StoreConfig(t.TempDir(), 1))
+	leader := raftstoretest.OpenStore(t, raftstoretest.StoreConfig(t.TempDir(), 1))
 	var followers []*raftstore.Store
 	for _, id := range []string{"node-2", "node-3"} {
-		cfg := testutil.StoreConfig(t.TempDir(), 1)
+		cfg := raftstoretest.StoreConfig(t.TempDir(), 1)
 		cfg.NodeID, cfg.Bootstrap = id, false
 		s, err := raftstore.Open(cfg)
 		if err != nil {
@@ -578,7 +478,7 @@ func TestShardUnreachable(t *testing.T) {
 // must never reach the log. A batch of 4,097 purchases once committed, and
 // every replica then panicked applying it, at every restart.
 func TestShardRefusesOutOfBoundsCommands(t *testing.T) {
-	s := testutil.NewStore(t, 1)
+	s := raftstoretest.NewStore(t, 1)
 	sh := s.Shard(0)
 	if _, err := sh.CreateItem(raftstore.CreateItem{ID: "a", Stock: 1 << 20, PerUserLimit: 1}); err != nil {
 		t.Fatalf("CreateItem = %v", err)

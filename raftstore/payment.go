@@ -1,0 +1,148 @@
+package raftstore
+
+import (
+	"container/heap"
+	"time"
+
+	"github.com/flashstock/flashstock/orders"
+	"github.com/flashstock/flashstock/sale"
+)
+
+// The payment window: with Config.PayWindow an order must be paid by its
+// PayBy, else it expires and its units return to the sale and to the
+// buyer's allowance. Pay and Expire are both commands, so the log orders a
+// payment against its deadline the same way on every replica; the leader's
+// expiry loop stamps the Expire commands.
+
+// deadline is an unpaid order's expiry; deadlineHeap is ordered by it, then
+// by order ID, so every replica pops in the same order.
+type deadline struct {
+	at int64
+	id uint64
+}
+
+type deadlineHeap []deadline
+
+func (h deadlineHeap) Len() int { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool {
+	if h[i].at != h[j].at {
+		return h[i].at < h[j].at
+	}
+	return h[i].id < h[j].id
+}
+func (h deadlineHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *deadlineHeap) Push(x any)   { *h = append(*h, x.(deadline)) }
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// settleLocked records an order's final status (paid, expired): out of
+// the payment window, into the outbox and the settled memory, and into the
+// remembered request so a replay shows the current status.
+func (f *FSM) settleLocked(o orders.Order, now int64) {
+	delete(f.mu.awaiting, o.ID)
+	f.mu.settled[o.ID] = o
+	f.mu.settledQueue.push(o.ID, now+int64(f.cfg.DedupRetention))
+	f.outboxLocked(o, true)
+	if o.RequestID != "" {
+		key := userRequest{o.UserID, o.ItemID, o.RequestID}
+		if e, ok := f.mu.dedup[key]; ok && e.order.ID == o.ID {
+			e.order.Status = o.Status
+			f.mu.dedup[key] = e
+		}
+	}
+}
+
+// payLocked pays an order in its window. Paying after the deadline, even
+// before the Expire command that would have caught it, expires the order:
+// whichever of pay and expiry comes first in the log decides, the same way
+// on every replica.
+func (f *FSM) payLocked(c *Pay, now int64) any {
+	if o, ok := f.mu.awaiting[c.OrderID]; ok {
+		if o.UserID != c.UserID {
+			return sale.ErrOrderNotFound
+		}
+		if now >= o.PayBy.UnixNano() {
+			f.expireOneLocked(o, now)
+			return sale.ErrOrderExpired
+		}
+		o.Status = orders.StatusPaid
+		f.settleLocked(o, now)
+		return o
+	}
+	if o, ok := f.mu.settled[c.OrderID]; ok && o.UserID == c.UserID {
+		if o.Status == orders.StatusExpired {
+			return sale.ErrOrderExpired
+		}
+		return o // paid already: paying again is a no-op
+	}
+	return sale.ErrOrderNotFound
+}
+
+// expireLocked expires every unpaid order whose deadline is at or before
+// now, and returns how many.
+func (f *FSM) expireLocked(now int64) int {
+	n := 0
+	for len(f.mu.deadlines) > 0 && f.mu.deadlines[0].at <= now {
+		d := heap.Pop(&f.mu.deadlines).(deadline)
+		if o, ok := f.mu.awaiting[d.id]; ok {
+			f.expireOneLocked(o, now)
+			n++
+		}
+	}
+	return n
+}
+
+// expireOneLocked returns an unpaid order's stock to the sale and to the
+// buyer's per-user allowance.
+func (f *FSM) expireOneLocked(o orders.Order, now int64) {
+	if it, ok := f.mu.items[o.ItemID]; ok {
+		it.Remaining += int64(o.Quantity)
+	}
+	ui := userItem{o.ItemID, o.UserID}
+	if left := f.mu.bought[ui] - o.Quantity; left > 0 {
+		f.mu.bought[ui] = left
+	} else {
+		delete(f.mu.bought, ui)
+	}
+	o.Status = orders.StatusExpired
+	f.settleLocked(o, now)
+}
+
+// NextDeadline returns the earliest payment deadline, unix nanoseconds,
+// and false when no order awaits payment.
+func (f *FSM) NextDeadline() (int64, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if len(f.mu.deadlines) == 0 {
+		return 0, false
+	}
+	return f.mu.deadlines[0].at, true
+}
+
+// expireLoop, on the leader, applies an Expire command whenever an unpaid
+// order's deadline has passed. Expiry goes through the log so that every
+// replica returns the same stock at the same point.
+func (sh *Shard) expireLoop() {
+	defer sh.wg.Done()
+	t := time.NewTicker(sh.cfg.ExpiryInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-sh.stop:
+			return
+		case <-t.C:
+		}
+		at, ok := sh.fsm.NextDeadline()
+		now := sh.stamp()
+		if !ok || at > now || !sh.Ready() {
+			continue
+		}
+		if _, err := sh.apply(&Expire{Stamp: now}, 16); err != nil {
+			sh.log.Warn("expire unpaid orders", "err", err)
+		}
+	}
+}
