@@ -3,7 +3,9 @@ package actors
 import (
 	"context"
 	"sort"
+	"time"
 
+	"github.com/flashstock/flashstock/raftstore"
 	"github.com/flashstock/flashstock/sale"
 )
 
@@ -24,7 +26,7 @@ func (e *Engine) ListItems(ctx context.Context, after string, limit int) (items 
 			return nil, false, nil, err
 		}
 		sh := e.store.Shard(i)
-		if !sh.Replica() {
+		if !listable(sh) {
 			missing = append(missing, i)
 			continue
 		}
@@ -43,4 +45,23 @@ func (e *Engine) ListItems(ctx context.Context, after string, limit int) (items 
 		items, more = items[:limit], true
 	}
 	return items, more, missing, nil
+}
+
+// listContactMax is how recently a follower of a shard whose state machine
+// never applied a command must have heard from its leader for its empty
+// item table to count as current.
+const listContactMax = 3 * time.Second
+
+// listable reports whether this node's item table of the shard is current:
+// it holds a current replica, or it follows a shard that no command has
+// reached yet (its state machine applied nothing, which Replica does not
+// count as current) while in contact with the leader, with everything it
+// knows to be committed applied.
+func listable(sh *raftstore.Shard) bool {
+	if sh.Replica() {
+		return true
+	}
+	r := sh.Raft()
+	return sh.FSM().AppliedIndex() == 0 && sh.HasLeader() && sh.LastContact() < listContactMax &&
+		r.CommitIndex() > 0 && r.AppliedIndex() >= r.CommitIndex()
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -87,7 +88,7 @@ type consoleFixture struct {
 	clock time.Time
 }
 
-func newConsoleFixture(t *testing.T) *consoleFixture {
+func newConsoleFixture(t testing.TB) *consoleFixture {
 	t.Helper()
 	f := &consoleFixture{eng: &fakeEngine{}, node: &fakeNode{}, clock: time.Unix(1_800_000_000, 0)}
 	for _, id := range []string{"a", "b", "c", "d", "e"} {
@@ -368,4 +369,84 @@ func TestDashboardConcurrentReaders(t *testing.T) {
 	wg.Wait()
 	f.s.console.close()
 	f.s.console.close() // twice is fine
+}
+
+// benchFixture is a node with 50 items on 8 shards and 3 members: the
+// shape of the figures in docs/benchmarks.md.
+func benchFixture(b *testing.B) *consoleFixture {
+	f := newConsoleFixture(b)
+	f.eng.items = nil
+	for i := range 50 {
+		f.eng.items = append(f.eng.items, sale.Item{ID: "item-" + strconv.Itoa(100+i), Name: "An item", Stock: 1e6, Remaining: 1e6, PerUserLimit: 1})
+	}
+	f.node.cv.Members = append(f.node.cv.Members, MemberView{ID: "n2", Role: "node", State: "alive", Leads: []int{}})
+	f.node.cv.Shards = nil
+	for i := range 8 {
+		f.node.cv.Shards = append(f.node.cv.Shards, ShardView{ID: i, Leader: "n" + strconv.Itoa(i%3), Voters: []string{"n0", "n1", "n2"}, Term: 2})
+	}
+	for range historyTicks { // a full history
+		f.eng.sell("item-120", 7)
+		f.tick()
+	}
+	return f
+}
+
+// BenchmarkConsoleTick is the sampler's cost per sample (twice a second,
+// whether or not a console is open): reading and encoding 50 items with
+// their sparklines, 8 shards and 3 members. The fakes cost next to nothing,
+// so this is the console's own work; the node's ListItems and ClusterView
+// add a copy of the item tables and a Raft stats read per shard.
+func BenchmarkConsoleTick(b *testing.B) {
+	f := benchFixture(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		f.eng.sell("item-120", 7)
+		f.tick()
+	}
+}
+
+// BenchmarkDashboardRequest is the cost of one console's refresh: an
+// authenticated GET of the first page, served from the encoded sample.
+func BenchmarkDashboardRequest(b *testing.B) {
+	f := benchFixture(b)
+	h := f.s.Handler()
+	r := httptest.NewRequest(http.MethodGet, "/v1/admin/dashboard?limit=50", nil)
+	r.Header.Set("Authorization", "Bearer "+testToken)
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("GET = %d", rec.Code)
+		}
+	}
+	b.ReportMetric(float64(len(f.s.console.snap.Load().defaultPage)), "bytes/doc")
+}
+
+// TestConsoleExemptFromNodeRateLimit: a sale that saturates --rate-node
+// must not blind the admin.
+func TestConsoleExemptFromNodeRateLimit(t *testing.T) {
+	f := newConsoleFixture(t)
+	cfg := DefaultConfig()
+	cfg.AdminToken, cfg.TrustUserHeader, cfg.RateNode = testToken, true, 1
+	s, err := New(cfg, f.eng, f.node, metrics.New(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.console.close)
+	f.s = s
+	limited := 0
+	for range 10 {
+		if rec := f.get(t, "/v1/items", testToken); rec.Code == http.StatusTooManyRequests {
+			limited++
+		}
+		for _, path := range []string{"/v1/admin/dashboard", "/console", "/console/app.js"} {
+			if rec := f.get(t, path, testToken); rec.Code != http.StatusOK {
+				t.Fatalf("GET %s under a saturated node rate limit = %d; want 200", path, rec.Code)
+			}
+		}
+	}
+	if limited == 0 {
+		t.Errorf("GET /v1/items was never rate limited at 1/s; the test does not saturate the limit")
+	}
 }

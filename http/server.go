@@ -1,7 +1,17 @@
 // Package httpapi is Flashstock's HTTP API, built on Echo: the shopper
 // routes (items, purchase, orders), the admin routes (create, restock,
-// pause, cluster status) and the operational ones (health, readiness,
-// Prometheus metrics).
+// pause, list, cluster status, reconciliation, the console's dashboard),
+// the operational ones (health, readiness, Prometheus metrics) and the
+// admin console.
+//
+// The console (GET /console) is a page embedded in the binary: plain HTML,
+// CSS and JavaScript under a strict Content-Security-Policy. It holds no
+// data; it signs in with the admin token (kept in the browser's session
+// storage) and makes one request per refresh, GET /v1/admin/dashboard,
+// which a sampler on the node builds twice a second from what the node
+// keeps anyway (its replicas' items, its view of the cluster, its
+// counters), off the purchase path. Its actions go through the same admin
+// routes as curl.
 //
 // Handlers validate everything before they touch the engine, so bad input
 // gets a 4xx JSON error and changes nothing; they return errors, and one

@@ -291,7 +291,7 @@ function svg(tag, attrs) {
 // drawSpark draws values (-1: no sample) as polylines, one per unbroken run.
 function drawSpark(node, values, label) {
   const peak = Math.max(1, ...values);
-  const step = values.length > 1 ? 120 / (values.length - 1) : 120;
+  const step = values.length > 1 ? 116 / (values.length - 1) : 116;
   const lines = [];
   let pts = [];
   values.forEach((v, i) => {
@@ -300,10 +300,16 @@ function drawSpark(node, values, label) {
       pts = [];
       return;
     }
-    pts.push((i * step).toFixed(1) + ',' + (25 - (v / peak) * 22).toFixed(1));
+    pts.push((2 + i * step).toFixed(1) + ',' + (25 - (v / peak) * 22).toFixed(1));
   });
   if (pts.length) lines.push(pts);
-  node.replaceChildren(...lines.map((l) => svg('polyline', { points: (l.length === 1 ? [l[0], l[0]] : l).join(' ') })));
+  // A lone sample is drawn as a dot, so that a sale younger than one
+  // point still shows.
+  node.replaceChildren(...lines.map((l) => {
+    if (l.length > 1) return svg('polyline', { points: l.join(' ') });
+    const [x, y] = l[0].split(',');
+    return svg('circle', { cx: x, cy: y, r: '1.8' });
+  }));
   const top = Math.max(0, ...values);
   node.setAttribute('aria-label', label + ': peak ' + fmt(top) + '/s');
   let title = node.querySelector('title');
