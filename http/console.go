@@ -157,5 +157,5 @@ func (s *Server) dashboard(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.Blob(http.StatusOK, echo.MIMEApplicationJSONCharsetUTF8, body)
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
 }

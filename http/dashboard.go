@@ -253,7 +253,13 @@ func (c *console) start() {
 	})
 }
 
-// close stops the loop and any reconciliation, and waits for them.
+// closeWaitMax bounds how long close waits for the loop and a
+// reconciliation in flight, which its cancelled context ends.
+const closeWaitMax = 5 * time.Second
+
+// close stops the loop and any reconciliation, and waits for them (at most
+// closeWaitMax: a store that ignored the cancelled context would hold a
+// shutdown otherwise; the goroutine then ends on its own timeout).
 func (c *console) close() {
 	if c.stopped.Swap(true) {
 		return
@@ -261,7 +267,13 @@ func (c *console) close() {
 	c.once.Do(func() {}) // never start after close
 	c.cancel()
 	close(c.stop)
-	c.bg.Wait()
+	done := make(chan struct{})
+	go func() { c.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeWaitMax):
+		c.log.Warn("console: sampler still running after shutdown; abandoned")
+	}
 }
 
 func (c *console) loop() {

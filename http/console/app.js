@@ -288,8 +288,15 @@ function svg(tag, attrs) {
   return e;
 }
 
+// SPARK_MIN_POINTS: a young series is drawn over at least this many points
+// (a minute), not squeezed into the right edge of five.
+const SPARK_MIN_POINTS = 12;
+
 // drawSpark draws values (-1: no sample) as polylines, one per unbroken run.
-function drawSpark(node, values, label) {
+function drawSpark(node, all, label) {
+  let first = all.findIndex((v) => v >= 0);
+  if (first < 0) first = all.length;
+  const values = all.slice(Math.min(first, Math.max(0, all.length - SPARK_MIN_POINTS)));
   const peak = Math.max(1, ...values);
   const step = values.length > 1 ? 116 / (values.length - 1) : 116;
   const lines = [];
