@@ -805,7 +805,7 @@ func startMariaDB(t *testing.T) (dsns []string, stop, start func()) {
 	}
 	dir := t.TempDir()
 	_, port, _ := net.SplitHostPort(freeAddr(t))
-	script := "../../scripts/mariadb.sh"
+	script := "../scripts/mariadb.sh"
 	start = func() {
 		out, err := exec.Command(script, "start", dir, port).Output()
 		if err != nil {
