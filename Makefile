@@ -10,7 +10,7 @@ RACE_PKGS := ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... .
 # multi-node tests run without -race.
 CLUSTER_PKGS := ./node/... ./cluster/...
 
-.PHONY: build run test check unit e2e fuzz faults bench clean
+.PHONY: build run test check unit e2e fuzz faults bench console-shots clean
 
 build:
 	$(GO) build -o bin/node ./cmd/node
@@ -75,6 +75,11 @@ fuzz:
 bench:
 	@mkdir -p docs
 	scripts/bench.sh > docs/benchmarks.md.new && mv docs/benchmarks.md.new docs/benchmarks.md
+
+# console-shots: the admin console's browser test (three nodes, headless
+# chromium), saving its screenshots in docs/console for the README.
+console-shots:
+	FLASHSTOCK_CONSOLE_SHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run '^TestConsole$$' ./node/
 
 clean:
 	rm -rf bin .tmp

@@ -40,15 +40,15 @@ func retryAfter(wait time.Duration) int {
 }
 
 // limitNode caps the requests this node takes, before any other work.
-// Health, readiness and metrics are exempt, so a flood does not blind the
-// operators.
+// Health, readiness, metrics and the admin console are exempt, so a flood
+// does not blind the operators.
 func (s *Server) limitNode(next echo.HandlerFunc) echo.HandlerFunc {
 	if s.limits.node == nil {
 		return next
 	}
 	return func(c echo.Context) error {
 		switch c.Path() {
-		case "/healthz", "/readyz", "/metrics":
+		case "/healthz", "/readyz", "/metrics", "/v1/admin/dashboard", "/console", "/console/", "/console/app.js", "/console/app.css":
 			return next(c)
 		}
 		if ok, wait := s.limits.node.Allow(""); !ok {

@@ -1,7 +1,17 @@
 // Package httpapi is Flashstock's HTTP API, built on Echo: the shopper
 // routes (items, purchase, orders), the admin routes (create, restock,
-// pause, cluster status) and the operational ones (health, readiness,
-// Prometheus metrics).
+// pause, list, cluster status, reconciliation, the console's dashboard),
+// the operational ones (health, readiness, Prometheus metrics) and the
+// admin console.
+//
+// The console (GET /console) is a page embedded in the binary: plain HTML,
+// CSS and JavaScript under a strict Content-Security-Policy. It holds no
+// data; it signs in with the admin token (kept in the browser's session
+// storage) and makes one request per refresh, GET /v1/admin/dashboard,
+// which a sampler on the node builds twice a second from what the node
+// keeps anyway (its replicas' items, its view of the cluster, its
+// counters), off the purchase path. Its actions go through the same admin
+// routes as curl.
 //
 // Handlers validate everything before they touch the engine, so bad input
 // gets a 4xx JSON error and changes nothing; they return errors, and one
@@ -57,6 +67,11 @@ type Engine interface {
 	UserOrders(ctx context.Context, user string, limit int) ([]orders.Order, error)
 	// Reconcile compares the units sold in Raft with the order store.
 	Reconcile(ctx context.Context) (orders.Reconciliation, error)
+	// ListItems returns up to limit items whose IDs sort after `after`, in
+	// ID order, from this node's replicas without asking other nodes;
+	// more reports whether further items exist, missing the shards whose
+	// items this node cannot list (it holds no replica of them).
+	ListItems(ctx context.Context, after string, limit int) (items []sale.Item, more bool, missing []int, err error)
 }
 
 // Node is what the API needs to report on this node.
@@ -65,6 +80,10 @@ type Node interface {
 	Ready() bool
 	// Status returns the cluster status document.
 	Status(ctx context.Context) any
+	// ClusterView returns the cluster as this node sees it, for the
+	// console. It reads local state only and returns promptly; the
+	// console calls it twice a second.
+	ClusterView(ctx context.Context) ClusterView
 }
 
 // Config configures the API.
@@ -141,6 +160,8 @@ type Server struct {
 	echo   *echo.Echo
 	now    func() time.Time
 	limits limits
+	// console samples the node for the admin console (GET /console).
+	console *console
 }
 
 // New returns a server; Serve starts it.
@@ -187,6 +208,8 @@ func New(cfg Config, engine Engine, node Node, m *metrics.Metrics, log *slog.Log
 	v1.GET("/users/me/orders", s.myOrders, s.requireShopper)
 	v1.GET("/cluster/status", s.clusterStatus, s.requireAdmin)
 	v1.GET("/admin/reconcile", s.reconcile, s.requireAdmin)
+	s.console = newConsole(engine, node, m, log, s.now, s.itemJSON)
+	s.routeConsole(e, v1)
 	s.echo = e
 	return s, nil
 }
@@ -197,6 +220,7 @@ func (s *Server) Handler() http.Handler { return s.echo }
 // Serve serves on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.echo.Listener = ln
+	s.console.start()
 	err := s.echo.Start("")
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -205,8 +229,11 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // Shutdown stops accepting connections and waits for in-flight requests
-// until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error { return s.echo.Shutdown(ctx) }
+// until ctx ends; then it stops the console's sampler.
+func (s *Server) Shutdown(ctx context.Context) error {
+	defer s.console.close()
+	return s.echo.Shutdown(ctx)
+}
 
 // observe records every request's route, status and latency.
 func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {

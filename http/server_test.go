@@ -39,6 +39,17 @@ func (v nodeView) Status(context.Context) any {
 	return map[string]any{"shards": shards}
 }
 
+func (v nodeView) ClusterView(context.Context) httpapi.ClusterView {
+	cv := httpapi.ClusterView{Node: "node-1", Ready: v.s.Ready()}
+	for i := 0; i < v.s.Shards(); i++ {
+		st := v.s.Shard(i).Status()
+		cv.Shards = append(cv.Shards, httpapi.ShardView{ID: st.ID, State: st.State, Leader: st.Leader, Voters: st.Voters,
+			Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, Items: st.Items,
+			Unflushed: st.Unflushed, FlushedSeq: st.FlushedSeq})
+	}
+	return cv
+}
+
 // api is the real server over a real single-node stack.
 type api struct {
 	n *enginetest.Node
