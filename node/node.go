@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -227,6 +229,26 @@ func (n *Node) registerGauges() {
 			}
 			return float64(open)
 		})
+	snaps := func(f func(raftstore.SnapshotStats) float64, combine func(a, b float64) float64) func() float64 {
+		return func() float64 {
+			v := 0.0
+			for i := 0; i < n.store.Shards(); i++ {
+				v = combine(v, f(n.store.Shard(i).FSM().SnapshotStats()))
+			}
+			return v
+		}
+	}
+	sum := func(a, b float64) float64 { return a + b }
+	n.metrics.CounterFunc("flashstock_raft_snapshots_total", "Raft snapshots persisted by this node, all shards.",
+		snaps(func(s raftstore.SnapshotStats) float64 { return float64(s.Count) }, sum))
+	n.metrics.GaugeFunc("flashstock_raft_snapshot_pause_seconds", "The longest time Apply waited for the last snapshot of a shard (sealing the state).",
+		snaps(func(s raftstore.SnapshotStats) float64 { return s.LastSnapshot.Seconds() }, math.Max))
+	n.metrics.GaugeFunc("flashstock_raft_snapshot_persist_seconds", "The longest time the last snapshot of a shard took to encode and write (concurrent with Apply).",
+		snaps(func(s raftstore.SnapshotStats) float64 { return s.LastPersist.Seconds() }, math.Max))
+	n.metrics.GaugeFunc("flashstock_raft_snapshot_bytes", "The size of the last snapshots, all shards.",
+		snaps(func(s raftstore.SnapshotStats) float64 { return float64(s.LastBytes) }, sum))
+	n.metrics.GaugeFunc("flashstock_raft_dir_bytes", "Bytes on disk under the data dir's raft/ (logs and snapshots).",
+		func() float64 { return float64(dirBytes(filepath.Join(n.cfg.DataDir, "raft"))) })
 	n.metrics.GaugeFunc("flashstock_members_alive", "Live cluster members as this node sees them.",
 		func() float64 { return float64(len(n.members.Alive())) })
 }
@@ -332,6 +354,21 @@ func (n *Node) transferLeaderships() {
 			n.log.Warn("transfer leadership on shutdown", "shard", i, "err", err)
 		}
 	}
+}
+
+// dirBytes returns the bytes of the files under dir (0 where it cannot
+// read them): a few dozen files per shard, cheap enough for a scrape.
+func dirBytes(dir string) int64 {
+	var total int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				total += info.Size()
+			}
+		}
+		return nil
+	})
+	return total
 }
 
 func sinkName(cfg config.Config) string {

@@ -30,7 +30,8 @@ func (e *expiry[K]) trim(now int64, full func() bool, forget func(K, int64)) {
 			break
 		}
 		forget(ref.key, ref.expires)
-		e.q[e.head] = expiryRef[K]{}
+		// Not zeroed: a snapshot may hold this part of q (live), and the
+		// keys hold no pointers. Compaction below drops the front.
 		e.head++
 	}
 	if e.head > 1024 && e.head > len(e.q)/2 {
@@ -39,7 +40,9 @@ func (e *expiry[K]) trim(now int64, full func() bool, forget func(K, int64)) {
 	}
 }
 
-// live returns the references not yet popped, oldest first.
+// live returns the references not yet popped, oldest first. The slice is
+// never written again (push appends past it; trim and compaction never
+// write into it), so a snapshot may keep it and read it without the lock.
 func (e *expiry[K]) live() []expiryRef[K] { return e.q[e.head:] }
 
 func (e *expiry[K]) reset() { e.q, e.head = nil, 0 }

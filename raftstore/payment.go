@@ -43,15 +43,15 @@ func (h *deadlineHeap) Pop() any {
 // the payment window, into the outbox and the settled memory, and into the
 // remembered request so a replay shows the current status.
 func (f *FSM) settleLocked(o orders.Order, now int64) {
-	delete(f.mu.awaiting, o.ID)
-	f.mu.settled[o.ID] = o
+	f.mu.awaiting.delete(o.ID)
+	f.mu.settled.set(o.ID, o)
 	f.mu.settledQueue.push(o.ID, now+int64(f.cfg.DedupRetention))
 	f.outboxLocked(o, true)
 	if o.RequestID != "" {
-		key := userRequest{o.UserID, o.ItemID, o.RequestID}
-		if e, ok := f.mu.dedup[key]; ok && e.order.ID == o.ID {
-			e.order.Status = o.Status
-			f.mu.dedup[key] = e
+		key := requestKey(o.UserID, o.ItemID, o.RequestID)
+		if e, ok := f.mu.dedup.get(key); ok && e.orderID == o.ID {
+			e.status = statusCode(o.Status)
+			f.mu.dedup.set(key, e)
 		}
 	}
 }
@@ -61,7 +61,7 @@ func (f *FSM) settleLocked(o orders.Order, now int64) {
 // whichever of pay and expiry comes first in the log decides, the same way
 // on every replica.
 func (f *FSM) payLocked(c *Pay, now int64) any {
-	if o, ok := f.mu.awaiting[c.OrderID]; ok {
+	if o, ok := f.mu.awaiting.get(c.OrderID); ok {
 		if o.UserID != c.UserID {
 			return sale.ErrOrderNotFound
 		}
@@ -73,7 +73,7 @@ func (f *FSM) payLocked(c *Pay, now int64) any {
 		f.settleLocked(o, now)
 		return o
 	}
-	if o, ok := f.mu.settled[c.OrderID]; ok && o.UserID == c.UserID {
+	if o, ok := f.mu.settled.get(c.OrderID); ok && o.UserID == c.UserID {
 		if o.Status == orders.StatusExpired {
 			return sale.ErrOrderExpired
 		}
@@ -88,7 +88,7 @@ func (f *FSM) expireLocked(now int64) int {
 	n := 0
 	for len(f.mu.deadlines) > 0 && f.mu.deadlines[0].at <= now {
 		d := heap.Pop(&f.mu.deadlines).(deadline)
-		if o, ok := f.mu.awaiting[d.id]; ok {
+		if o, ok := f.mu.awaiting.get(d.id); ok {
 			f.expireOneLocked(o, now)
 			n++
 		}
@@ -102,11 +102,12 @@ func (f *FSM) expireOneLocked(o orders.Order, now int64) {
 	if it, ok := f.mu.items[o.ItemID]; ok {
 		it.Remaining += int64(o.Quantity)
 	}
-	ui := userItem{o.ItemID, o.UserID}
-	if left := f.mu.bought[ui] - o.Quantity; left > 0 {
-		f.mu.bought[ui] = left
+	buyer := buyerKey(o.ItemID, o.UserID)
+	had, _ := f.mu.bought.get(buyer)
+	if left := had - o.Quantity; left > 0 {
+		f.mu.bought.set(buyer, left)
 	} else {
-		delete(f.mu.bought, ui)
+		f.mu.bought.delete(buyer)
 	}
 	o.Status = orders.StatusExpired
 	f.settleLocked(o, now)

@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"container/heap"
+	"crypto/sha256"
 	"time"
 
 	"github.com/flashstock/flashstock/orders"
@@ -20,18 +21,101 @@ type PurchaseResult struct {
 	Order   orders.Order // set when Outcome is Confirmed or Duplicate
 }
 
-// userItem keys the units a user holds of an item (the per-user limit).
-type userItem struct{ item, user string }
+// fingerprint names a buyer of an item, or a request ID of a buyer and an
+// item, in 16 bytes: the first half of a SHA-256 of the IDs. The two
+// memories that grow with the crowd (buyers and request IDs) keep it
+// instead of the strings: a third of the bytes, and no pointers for the
+// garbage collector to scan. SHA-256 because shoppers choose IDs: a
+// collision made on purpose could lend one shopper another's purchases
+// (against the limit) or order (on a replay); 128 bits of a collision-
+// resistant hash make one out of reach, by chance or by design.
+type fingerprint [16]byte
 
-// userRequest keys an idempotent purchase: request IDs are scoped to the
-// user and the item, so a shopper may reuse one for another item.
-type userRequest struct{ user, item, request string }
+// buyerKey is the fingerprint of a user's holdings of an item.
+func buyerKey(item, user string) fingerprint { return fingerprintOf('b', item, user, "") }
 
-// dedupEntry is a remembered request: the order it produced and when it
-// is forgotten, in command time.
+// requestKey is the fingerprint of a user's request ID for an item.
+func requestKey(user, item, request string) fingerprint {
+	return fingerprintOf('r', item, user, request)
+}
+
+// fingerprintOf hashes a kind byte and up to three IDs, each ended by a
+// zero byte (IDs never contain one), without allocating for IDs of
+// sale.IDLenMax.
+func fingerprintOf(kind byte, a, b, c string) fingerprint {
+	var buf [4 + 3*sale.IDLenMax]byte
+	in := append(buf[:0], kind)
+	in = append(append(in, a...), 0)
+	in = append(append(in, b...), 0)
+	in = append(append(in, c...), 0)
+	sum := sha256.Sum256(in)
+	var fp fingerprint
+	copy(fp[:], sum[:])
+	return fp
+}
+
+// dedupEntry is a remembered request: enough of the order it produced to
+// answer a replay (the request itself brings the IDs), and when it is
+// forgotten, in command time. It holds no pointers.
 type dedupEntry struct {
-	order   orders.Order
-	expires int64
+	orderID  uint64
+	created  int64 // unix nanoseconds
+	payBy    int64 // unix nanoseconds; 0 = none
+	expires  int64
+	quantity int32
+	status   orderStatus
+}
+
+// orderStatus is orders.Status in one byte.
+type orderStatus uint8
+
+const (
+	statusConfirmed orderStatus = iota + 1
+	statusPaid
+	statusExpired
+)
+
+func statusCode(s orders.Status) orderStatus {
+	switch s {
+	case orders.StatusPaid:
+		return statusPaid
+	case orders.StatusExpired:
+		return statusExpired
+	}
+	return statusConfirmed
+}
+
+func (s orderStatus) status() orders.Status {
+	switch s {
+	case statusPaid:
+		return orders.StatusPaid
+	case statusExpired:
+		return orders.StatusExpired
+	}
+	return orders.StatusConfirmed
+}
+
+// newDedupEntry remembers o until expires.
+func newDedupEntry(o orders.Order, expires int64) dedupEntry {
+	e := dedupEntry{orderID: o.ID, created: o.CreatedAt.UnixNano(), expires: expires,
+		quantity: o.Quantity, status: statusCode(o.Status)}
+	if !o.PayBy.IsZero() {
+		e.payBy = o.PayBy.UnixNano()
+	}
+	return e
+}
+
+// order rebuilds the remembered order of a user's request ID for an item.
+func (e dedupEntry) order(item, user, request string) orders.Order {
+	o := orders.Order{
+		ID: e.orderID, ItemID: item, UserID: user, RequestID: request, Quantity: e.quantity,
+		Status: e.status.status(), CreatedAt: time.Unix(0, e.created).UTC(),
+		Shard: orders.ShardOfID(e.orderID), LogIndex: orders.IndexOfID(e.orderID),
+	}
+	if e.payBy != 0 {
+		o.PayBy = time.Unix(0, e.payBy).UTC()
+	}
+	return o
 }
 
 // purchaseLocked decides every purchase of batch b, committed at log entry
@@ -45,11 +129,11 @@ func (f *FSM) purchaseLocked(index uint64, now int64, b *PurchaseBatch) []Purcha
 	it := f.mu.items[b.ItemID]
 	for i := range b.Purchases {
 		p := &b.Purchases[i]
-		var key userRequest
+		var key fingerprint
 		if p.RequestID != "" {
-			key = userRequest{p.UserID, b.ItemID, p.RequestID}
-			if e, ok := f.mu.dedup[key]; ok {
-				res[i] = PurchaseResult{Outcome: sale.OutcomeDuplicate, Order: e.order}
+			key = requestKey(p.UserID, b.ItemID, p.RequestID)
+			if e, ok := f.mu.dedup.get(key); ok {
+				res[i] = PurchaseResult{Outcome: sale.OutcomeDuplicate, Order: e.order(b.ItemID, p.UserID, p.RequestID)}
 				continue
 			}
 		}
@@ -57,14 +141,14 @@ func (f *FSM) purchaseLocked(index uint64, now int64, b *PurchaseBatch) []Purcha
 			res[i].Outcome = sale.OutcomeItemNotFound
 			continue
 		}
-		ui := userItem{b.ItemID, p.UserID}
-		had := f.mu.bought[ui]
+		buyer := buyerKey(b.ItemID, p.UserID)
+		had, _ := f.mu.bought.get(buyer)
 		if err := sale.Admit(it, p.Quantity, had, now); err != nil {
 			res[i].Outcome = sale.OutcomeOf(err)
 			continue
 		}
 		it.Remaining -= int64(p.Quantity)
-		f.mu.bought[ui] = had + p.Quantity
+		f.mu.bought.set(buyer, had+p.Quantity)
 		o := orders.Order{
 			ID:        orders.MakeID(f.shard, index, i),
 			ItemID:    b.ItemID,
@@ -78,13 +162,13 @@ func (f *FSM) purchaseLocked(index uint64, now int64, b *PurchaseBatch) []Purcha
 		}
 		if b.PayWindow > 0 {
 			o.PayBy = time.Unix(0, now+b.PayWindow).UTC()
-			f.mu.awaiting[o.ID] = o
+			f.mu.awaiting.set(o.ID, o)
 			heap.Push(&f.mu.deadlines, deadline{at: now + b.PayWindow, id: o.ID})
 		}
 		f.outboxLocked(o, false)
 		if p.RequestID != "" {
 			exp := now + int64(f.cfg.DedupRetention)
-			f.mu.dedup[key] = dedupEntry{order: o, expires: exp}
+			f.mu.dedup.set(key, newDedupEntry(o, exp))
 			f.mu.dedupQueue.push(key, exp)
 		}
 		res[i] = PurchaseResult{Outcome: sale.OutcomeConfirmed, Order: o}

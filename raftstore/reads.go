@@ -32,15 +32,15 @@ func (f *FSM) Admission(item, user, request string) Admission {
 	defer f.mu.RUnlock()
 	var a Admission
 	if request != "" {
-		if e, ok := f.mu.dedup[userRequest{user, item, request}]; ok {
-			a.Original, a.Duplicate = e.order, true
+		if e, ok := f.mu.dedup.get(requestKey(user, item, request)); ok {
+			a.Original, a.Duplicate = e.order(item, user, request), true
 			return a
 		}
 	}
 	if it, ok := f.mu.items[item]; ok {
 		a.Item, a.Found = *it, true
 	}
-	a.Pending = len(f.mu.pending)
+	a.Pending = len(f.mu.live())
 	return a
 }
 
@@ -52,18 +52,16 @@ func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 func (f *FSM) OrderState(id uint64) (orders.Order, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if o, ok := f.mu.awaiting[id]; ok {
+	if o, ok := f.mu.awaiting.get(id); ok {
 		return o, true
 	}
-	if o, ok := f.mu.settled[id]; ok {
+	if o, ok := f.mu.settled.get(id); ok {
 		return o, true
 	}
-	if seq, ok := f.mu.pendingSeq[id]; ok {
-		if i := f.pendingIndexLocked(seq); i >= 0 {
-			return f.mu.pending[i], true
-		}
+	if o, ok := f.pendingOrderLocked(id); ok {
+		return o, true
 	}
-	if e, ok := f.mu.recent[id]; ok {
+	if e, ok := f.mu.recent.get(id); ok {
 		return e.order, true
 	}
 	return orders.Order{}, false
@@ -73,7 +71,8 @@ func (f *FSM) OrderState(id uint64) (orders.Order, bool) {
 func (f *FSM) Bought(item, user string) int32 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.mu.bought[userItem{item, user}]
+	n, _ := f.mu.bought.get(buyerKey(item, user))
+	return n
 }
 
 // LookupRequest returns the order a user's request ID for an item
@@ -81,8 +80,11 @@ func (f *FSM) Bought(item, user string) int32 {
 func (f *FSM) LookupRequest(item, user, request string) (orders.Order, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	e, ok := f.mu.dedup[userRequest{user, item, request}]
-	return e.order, ok
+	e, ok := f.mu.dedup.get(requestKey(user, item, request))
+	if !ok {
+		return orders.Order{}, false
+	}
+	return e.order(item, user, request), true
 }
 
 // LookupOrder returns an order Raft still holds: waiting for the order store
@@ -114,10 +116,10 @@ func (f *FSM) Stats() Stats {
 	defer f.mu.RUnlock()
 	return Stats{
 		Items:       len(f.mu.items),
-		Awaiting:    len(f.mu.awaiting),
-		Pending:     len(f.mu.pending),
-		DedupKeys:   len(f.mu.dedup),
-		BuyerRows:   len(f.mu.bought),
+		Awaiting:    f.mu.awaiting.len(),
+		Pending:     len(f.mu.live()),
+		DedupKeys:   f.mu.dedup.len(),
+		BuyerRows:   f.mu.bought.len(),
 		FlushedUpTo: f.mu.flushedUpTo,
 		Applied:     f.applied.Load(),
 	}

@@ -43,9 +43,14 @@ type Config struct {
 	CommitTimeout      time.Duration
 	MaxAppendEntries   int
 	SnapshotInterval   time.Duration
-	SnapshotThreshold  uint64
-	TrailingLogs       uint64
-	ApplyTimeout       time.Duration // bound on enqueueing and on the post-election barrier
+	SnapshotThreshold  uint64 // entries since the last snapshot
+	// SnapshotBytes takes a snapshot once this many bytes of commands
+	// were applied since the last one, however few entries they were:
+	// batched entries are large, and the log on disk must stay bounded.
+	// 0 turns it off.
+	SnapshotBytes uint64
+	TrailingLogs  uint64
+	ApplyTimeout  time.Duration // bound on enqueueing and on the post-election barrier
 
 	FSM FSMConfig
 
@@ -78,9 +83,10 @@ func DefaultConfig() Config {
 		LeaderLeaseTimeout: 250 * time.Millisecond,
 		CommitTimeout:      250 * time.Millisecond,
 		MaxAppendEntries:   256,
-		SnapshotInterval:   10 * time.Second,
-		SnapshotThreshold:  4096,
-		TrailingLogs:       10240,
+		SnapshotInterval:   30 * time.Second,
+		SnapshotThreshold:  16384,
+		SnapshotBytes:      64 << 20,
+		TrailingLogs:       4096,
 		ApplyTimeout:       5 * time.Second,
 		FSM: FSMConfig{DedupRetention: 24 * time.Hour, DedupMax: 1_000_000,
 			OrderRetention: 10 * time.Minute, OrderRetentionMax: 200_000},
@@ -372,15 +378,47 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 		return false
 	})
 	r.RegisterObserver(sh.obs)
-	sh.wg.Add(2)
+	sh.wg.Add(3)
 	go sh.watchLeadership()
 	go sh.watchPeers(obsCh)
+	go sh.snapshotBySize()
 	if cfg.PayWindow > 0 {
 		sh.wg.Add(1)
 		go sh.expireLoop()
 	}
 	return sh, nil
 }
+
+// snapshotBySize takes a snapshot whenever SnapshotBytes of commands were
+// applied since the last one. Raft's own trigger counts entries, and a
+// busy shard's entries carry hundreds of purchases each: counted in
+// entries alone, its log would grow to gigabytes between snapshots, or
+// with a small count it would snapshot every few seconds for nothing.
+func (sh *Shard) snapshotBySize() {
+	defer sh.wg.Done()
+	if sh.cfg.SnapshotBytes == 0 {
+		return
+	}
+	t := time.NewTicker(snapshotCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-sh.stop:
+			return
+		case <-t.C:
+		}
+		if sh.fsm.bytesSinceSnapshot() < sh.cfg.SnapshotBytes {
+			continue
+		}
+		if err := sh.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+			sh.log.Warn("snapshot by size", "err", err)
+		}
+	}
+}
+
+// snapshotCheckInterval is how often a shard compares the bytes applied
+// since its last snapshot with SnapshotBytes.
+const snapshotCheckInterval = time.Second
 
 // watchLeadership runs a barrier after each election this node wins, so
 // that the FSM holds every entry committed in earlier terms before any

@@ -517,3 +517,34 @@ func TestShardRefusesOutOfBoundsCommands(t *testing.T) {
 		t.Fatalf("PurchaseBatch(%d purchases) = %d results, %v; want all answered", sale.PurchasesPerEntryMax, len(res), err)
 	}
 }
+
+// TestShardSnapshotsBySize: a shard whose commands add up to SnapshotBytes
+// takes a snapshot however few entries they were, so the log on disk stays
+// bounded when each entry carries hundreds of purchases.
+func TestShardSnapshotsBySize(t *testing.T) {
+	cfg := raftstoretest.StoreConfig(t.TempDir(), 1)
+	cfg.SnapshotThreshold = 1 << 30 // never by count
+	cfg.SnapshotBytes = 32 << 10
+	s := raftstoretest.OpenStore(t, cfg)
+	sh := s.Shard(0)
+	if _, err := sh.CreateItem(raftstore.CreateItem{ID: "a", Stock: 1 << 20, PerUserLimit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; sh.FSM().SnapshotStats().Count == 0; i++ {
+		if i == 200 {
+			t.Fatalf("no snapshot after %d batches of 100 purchases", i)
+		}
+		ps := make([]raftstore.Purchase, 100)
+		for j := range ps {
+			ps[j] = p(fmt.Sprintf("user-%d-%d", i, j), fmt.Sprintf("req-%d", j), 1)
+		}
+		if _, err := sh.PurchaseBatch("a", ps); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := sh.FSM().SnapshotStats()
+	if st.LastBytes == 0 || st.LastPersist == 0 {
+		t.Errorf("SnapshotStats() = %+v; want a persisted snapshot's size and time", st)
+	}
+}

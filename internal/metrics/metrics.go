@@ -80,6 +80,11 @@ func (m *Metrics) GaugeFunc(name, help string, f func() float64) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 }
 
+// CounterFunc registers a counter read at scrape time.
+func (m *Metrics) CounterFunc(name, help string, f func() float64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+}
+
 // BatchApplied implements actors.Observer.
 func (m *Metrics) BatchApplied(shard, size int, elapsed time.Duration, err error) {
 	if err != nil {
