@@ -45,4 +45,3 @@ func (e *expiry[K]) trim(now int64, full func() bool, forget func(K, int64)) {
 // write into it), so a snapshot may keep it and read it without the lock.
 func (e *expiry[K]) live() []expiryRef[K] { return e.q[e.head:] }
 
-func (e *expiry[K]) reset() { e.q, e.head = nil, 0 }

@@ -141,14 +141,6 @@ func (l *layered[K, V]) compact(budget int) int {
 	return moved
 }
 
-// clear empties the map; views already taken keep what they saw.
-func (l *layered[K, V]) clear() {
-	l.top = make(map[K]slot[V])
-	l.sealed = nil
-	l.base = make(map[K]V)
-	l.n = 0
-}
-
 // layeredView is a layered map as it was when the view was taken. Its maps
 // are never written while the view is held, so it may be read without the
 // FSM's lock.
