@@ -38,6 +38,11 @@ type Meta struct {
 	// for none): a leader hands a shard only to a node that hears it, and
 	// an empty Follows is a node of an earlier version, which never says.
 	Follows string `json:"follows,omitempty"`
+	// Features is the set of log entry kinds this node's version applies
+	// (raftstore.Features); a shard writes a new kind only once every
+	// voter says it reads it (FeatureGate). Zero is a node of a version
+	// before features were announced.
+	Features uint64 `json:"feat,omitempty"`
 }
 
 // LeadsShard reports whether the meta says its node leads shard.

@@ -907,3 +907,66 @@ func TestClusterRateUserAcrossNodes(t *testing.T) {
 	}
 	t.Logf("bought %d, rate limited %d in %.1fs", bought, limited, elapsed)
 }
+
+// TestClusterRollingUpgradeGatesNewEntries: a multi-item purchase entry is
+// a command a node of the earlier version cannot apply (it would crash on
+// it). While one voter announces no features, the shards write only
+// single-item entries; once it is restarted as the new version, the
+// shards start packing items together, and the sale never stops.
+func TestClusterRollingUpgradeGatesNewEntries(t *testing.T) {
+	var oldMu sync.Mutex
+	old := map[string]bool{"n2": true}
+	defer node.SetAnnouncedFeatures(func(name string) uint64 {
+		oldMu.Lock()
+		defer oldMu.Unlock()
+		if old[name] {
+			return 0
+		}
+		return uint64(raftstore.Features)
+	})()
+	tc := newTestCluster(t, 3, nil)
+	items := make([]string, 12)
+	for i := range items {
+		items[i] = fmt.Sprint("up-", i)
+		tc.mustDo(i%3, "POST", "/v1/items", "admin", map[string]any{"id": items[i], "stock": 1_000_000}, 201)
+	}
+	multi := func() (n uint64) {
+		for _, nd := range tc.nodes {
+			if nd == nil {
+				continue
+			}
+			for s := 0; s < nd.Store().Shards(); s++ {
+				n += nd.Store().Shard(s).PurchaseStats().MultiItemEntries
+			}
+		}
+		return n
+	}
+	sales := make([]*sale, len(items))
+	ctx, cancel := context.WithCancel(context.Background())
+	var wgs []*sync.WaitGroup
+	for i, it := range items {
+		sales[i] = newSale()
+		wgs = append(wgs, tc.buy(ctx, sales[i], it, 2))
+	}
+	time.Sleep(2 * time.Second)
+	if n := multi(); n != 0 {
+		t.Fatalf("%d multi-item entries written while n2 runs the earlier version; want none", n)
+	}
+	// Upgrade n2: stop it as a crash would, start it as the new version.
+	tc.nodes[2].Kill()
+	tc.nodes[2] = nil
+	oldMu.Lock()
+	old["n2"] = false
+	oldMu.Unlock()
+	tc.restart(2)
+	waitFor(t, 20*time.Second, "multi-item entries once every voter reads them", func() bool { return multi() > 0 })
+	cancel()
+	for _, wg := range wgs {
+		wg.Wait()
+	}
+	tc.waitReady()
+	for i, it := range items {
+		tc.checkSale(sales[i], it, 1_000_000)
+	}
+	t.Logf("%d multi-item entries after the upgrade", multi())
+}

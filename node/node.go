@@ -82,6 +82,7 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	undo = append(undo, func() { n.sink.Close() })
 
 	var engine atomic.Pointer[actors.Engine]
+	var gate atomic.Pointer[cluster.FeatureGate]
 	rc := raftstore.DefaultConfig()
 	rc.NodeID = cfg.Name
 	rc.DataDir = cfg.DataDir
@@ -95,6 +96,10 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 		OrderRetention: cfg.OrderRetention, OrderRetentionMax: 200_000}
 	rc.PayWindow = cfg.PaymentWindow
 	rc.Logger = log
+	rc.Allowed = func(shard int, f raftstore.Feature) bool {
+		g := gate.Load()
+		return g != nil && g.Allowed(shard, f) // none before gossip runs
+	}
 	rc.OnLeadership = func(shard int, leader bool) {
 		if e := engine.Load(); e != nil {
 			e.OnLeadership(shard, leader)
@@ -117,13 +122,14 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 		Fast:          cfg.GossipProfile == "local",
 		Meta: cluster.Meta{
 			ID: cfg.Name, RaftAddr: n.store.Addr(), HTTPAddr: cfg.HTTPAddr, ActorAddr: actorAdv,
-			ActorSys: sys.ID, Region: cfg.Region, Role: "node", Version: Version,
+			ActorSys: sys.ID, Region: cfg.Region, Role: "node", Version: Version, Features: announcedFeatures(cfg.Name),
 		},
 		Logger: log,
 	}); err != nil {
 		return nil, err
 	}
 	undo = append(undo, func() { n.members.Shutdown() })
+	gate.Store(cluster.NewFeatureGate(n.store, n.members))
 	if err := cluster.Bootstrap(ctx, n.store, n.members, cfg.Join, cfg.BootstrapExpect, cfg.Replicas, log); err != nil {
 		return nil, err
 	}
@@ -249,9 +255,29 @@ func (n *Node) registerGauges() {
 		snaps(func(s raftstore.SnapshotStats) float64 { return float64(s.LastBytes) }, sum))
 	n.metrics.GaugeFunc("flashstock_raft_dir_bytes", "Bytes on disk under the data dir's raft/ (logs and snapshots).",
 		func() float64 { return float64(dirBytes(filepath.Join(n.cfg.DataDir, "raft"))) })
+	purchases := func(f func(raftstore.PurchaseStats) uint64) func() float64 {
+		return func() float64 {
+			total := uint64(0)
+			for i := 0; i < n.store.Shards(); i++ {
+				total += f(n.store.Shard(i).PurchaseStats())
+			}
+			return float64(total)
+		}
+	}
+	n.metrics.CounterFunc("flashstock_raft_purchase_entries_total", "Purchase entries this node wrote as a shard leader (purchases per entry: purchases_total over this).",
+		purchases(func(s raftstore.PurchaseStats) uint64 { return s.Entries }))
+	n.metrics.CounterFunc("flashstock_raft_purchase_entries_multi_item_total", "Of those, entries carrying several items' purchases (the shard's group commit).",
+		purchases(func(s raftstore.PurchaseStats) uint64 { return s.MultiItemEntries }))
+	n.metrics.CounterFunc("flashstock_raft_entry_purchases_total", "Purchases in the purchase entries this node wrote as a shard leader.",
+		purchases(func(s raftstore.PurchaseStats) uint64 { return s.Purchases }))
 	n.metrics.GaugeFunc("flashstock_members_alive", "Live cluster members as this node sees them.",
 		func() float64 { return float64(len(n.members.Alive())) })
 }
+
+// announcedFeatures is what a node tells the others it applies: every
+// feature of this version. Tests play a node of an earlier version by
+// replacing it.
+var announcedFeatures = func(string) uint64 { return uint64(raftstore.Features) }
 
 // HTTPAddr returns the address the API listens on.
 func (n *Node) HTTPAddr() string { return n.ln.Addr().String() }

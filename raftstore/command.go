@@ -22,6 +22,11 @@ const (
 	CmdSetPaused   CommandType = 5
 	CmdPay         CommandType = 6
 	CmdExpire      CommandType = 7
+	// CmdPurchaseEntry carries the purchases of several items of one shard
+	// (the shard's group commit). A node of an earlier version cannot
+	// apply it: it is written only once every voter can (Config.Allowed,
+	// FeaturePurchaseEntry).
+	CmdPurchaseEntry CommandType = 8
 )
 
 // The decoder enforces sale's bounds on IDs, names and purchases per entry,
@@ -70,6 +75,22 @@ type PurchaseBatch struct {
 	// PayWindow is how long the buyers have to pay, in nanoseconds; 0
 	// means the orders are final when confirmed.
 	PayWindow int64
+}
+
+// PurchaseEntry carries the purchases of several items of one shard in one
+// log entry: what the shard's batcher gathered from every item actor while
+// the previous entry was in flight. Order positions run across the groups,
+// so they stay below sale.PurchasesPerEntryMax in all.
+type PurchaseEntry struct {
+	Stamp     int64
+	PayWindow int64 // as in PurchaseBatch
+	Groups    []PurchaseGroup
+}
+
+// PurchaseGroup is one item's purchases inside a PurchaseEntry.
+type PurchaseGroup struct {
+	ItemID    string
+	Purchases []Purchase
 }
 
 // Pay marks an order paid, if its payment window is still open.
@@ -149,6 +170,46 @@ func (b *PurchaseBatch) Encode(dst []byte) ([]byte, error) {
 		dst = binary.AppendVarint(dst, int64(p.Quantity))
 	}
 	return binary.AppendVarint(dst, b.PayWindow), nil
+}
+
+// Encode appends the wire form of e to dst. It refuses a command the
+// decoder would refuse: no groups, an empty group, more than
+// sale.PurchasesPerEntryMax purchases in all, IDs past their bounds.
+func (e *PurchaseEntry) Encode(dst []byte) ([]byte, error) {
+	total := 0
+	for _, g := range e.Groups {
+		total += len(g.Purchases)
+		if len(g.Purchases) == 0 {
+			return dst, fmt.Errorf("%w: an empty group", ErrOutOfBounds)
+		}
+		if err := checkLen("item id", g.ItemID, sale.IDLenMax); err != nil {
+			return dst, err
+		}
+		for i := range g.Purchases {
+			p := &g.Purchases[i]
+			if err := errors.Join(checkLen("user id", p.UserID, sale.IDLenMax), checkLen("request id", p.RequestID, sale.IDLenMax)); err != nil {
+				return dst, err
+			}
+		}
+	}
+	if len(e.Groups) == 0 || total > sale.PurchasesPerEntryMax {
+		return dst, fmt.Errorf("%w: %d groups, %d purchases in one entry, at most %d", ErrOutOfBounds, len(e.Groups), total, sale.PurchasesPerEntryMax)
+	}
+	dst = append(dst, byte(CmdPurchaseEntry))
+	dst = binary.AppendVarint(dst, e.Stamp)
+	dst = binary.AppendVarint(dst, e.PayWindow)
+	dst = binary.AppendUvarint(dst, uint64(len(e.Groups)))
+	for _, g := range e.Groups {
+		dst = wire.AppendString(dst, g.ItemID)
+		dst = binary.AppendUvarint(dst, uint64(len(g.Purchases)))
+		for i := range g.Purchases {
+			p := &g.Purchases[i]
+			dst = wire.AppendString(dst, p.UserID)
+			dst = wire.AppendString(dst, p.RequestID)
+			dst = binary.AppendVarint(dst, int64(p.Quantity))
+		}
+	}
+	return dst, nil
 }
 
 // Encode appends the wire form of p to dst. It refuses a command
@@ -238,6 +299,33 @@ func Decode(data []byte) (any, error) {
 		}
 		b.PayWindow = d.Varint()
 		cmd = b
+	case CmdPurchaseEntry:
+		e := &PurchaseEntry{}
+		e.Stamp = d.Varint()
+		e.PayWindow = d.Varint()
+		groups := d.Uvarint()
+		if groups == 0 || groups > sale.PurchasesPerEntryMax || groups > uint64(len(d.B)) {
+			return nil, fmt.Errorf("%w: %d groups", errMalformed, groups)
+		}
+		e.Groups = make([]PurchaseGroup, groups)
+		total := uint64(0)
+		for gi := range e.Groups {
+			g := &e.Groups[gi]
+			g.ItemID = d.String(sale.IDLenMax)
+			n := d.Uvarint()
+			total += n
+			if n == 0 || total > sale.PurchasesPerEntryMax || n > uint64(len(d.B)) {
+				return nil, fmt.Errorf("%w: %d purchases", errMalformed, total)
+			}
+			g.Purchases = make([]Purchase, n)
+			for i := range g.Purchases {
+				p := &g.Purchases[i]
+				p.UserID = d.String(sale.IDLenMax)
+				p.RequestID = d.String(sale.IDLenMax)
+				p.Quantity = d.Int32()
+			}
+		}
+		cmd = e
 	case CmdMarkFlushed:
 		m := &MarkFlushed{}
 		m.Stamp = d.Varint()

@@ -65,6 +65,11 @@ func commandCases() []struct {
 			{UserID: "u", Quantity: 0},
 		}}},
 		{"purchase max batch", &raftstore.PurchaseBatch{Stamp: 1, ItemID: "x", Purchases: manyPurchases(4096)}},
+		{"entry one group", &raftstore.PurchaseEntry{Stamp: 5, Groups: []raftstore.PurchaseGroup{{ItemID: "a", Purchases: []raftstore.Purchase{{UserID: "u1", RequestID: "r1", Quantity: 1}}}}}},
+		{"entry groups", &raftstore.PurchaseEntry{Stamp: 6, PayWindow: 900, Groups: []raftstore.PurchaseGroup{
+			{ItemID: "a", Purchases: manyPurchases(3)}, {ItemID: long, Purchases: manyPurchases(1)}, {ItemID: "a", Purchases: manyPurchases(2)}}}},
+		{"entry max purchases", &raftstore.PurchaseEntry{Stamp: 7, Groups: []raftstore.PurchaseGroup{
+			{ItemID: "a", Purchases: manyPurchases(4000)}, {ItemID: "b", Purchases: manyPurchases(96)}}}},
 		{"mark flushed", &raftstore.MarkFlushed{Stamp: 9, UpTo: 1 << 40}},
 		{"mark flushed max", &raftstore.MarkFlushed{Stamp: -1, UpTo: math.MaxUint64}},
 		{"mark flushed zero", &raftstore.MarkFlushed{}},
@@ -161,6 +166,10 @@ func TestDecodeRejects(t *testing.T) {
 		{"quantity over int32", cat([]byte{2}, varint(1), str("a"), uvarint(1), str("u"), str(""), varint(math.MaxInt32+1))},
 		{"varint overflow", cat([]byte{3}, bytes.Repeat([]byte{0xff}, 10), []byte{0x7f}, uvarint(1))},
 		{"pause flag missing", cat([]byte{5}, varint(1), str("a"))},
+		{"entry without groups", cat([]byte{8}, varint(1), varint(0), uvarint(0))},
+		{"entry with an empty group", cat([]byte{8}, varint(1), varint(0), uvarint(1), str("a"), uvarint(0))},
+		{"entry over the bound across groups", cat([]byte{8}, varint(1), varint(0), uvarint(2),
+			str("a"), uvarint(4000), bytes.Repeat([]byte{0, 0, 2}, 4000), str("b"), uvarint(97), bytes.Repeat([]byte{0, 0, 2}, 97))},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,6 +185,9 @@ func TestDecodeRejectsTruncated(t *testing.T) {
 	for _, tc := range commandCases() {
 		if _, ok := tc.cmd.(*raftstore.PurchaseBatch); ok && len(tc.cmd.(*raftstore.PurchaseBatch).Purchases) > 16 {
 			continue // quadratic; the small batches cover the same paths
+		}
+		if e, ok := tc.cmd.(*raftstore.PurchaseEntry); ok && len(e.Groups[0].Purchases) > 16 {
+			continue
 		}
 		t.Run(tc.name, func(t *testing.T) {
 			data := must(tc.cmd.Encode(nil))

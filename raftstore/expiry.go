@@ -44,4 +44,3 @@ func (e *expiry[K]) trim(now int64, full func() bool, forget func(K, int64)) {
 // never written again (push appends past it; trim and compaction never
 // write into it), so a snapshot may keep it and read it without the lock.
 func (e *expiry[K]) live() []expiryRef[K] { return e.q[e.head:] }
-

@@ -147,6 +147,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 	case *PurchaseBatch:
 		now := f.advanceLocked(c.Stamp)
 		return f.purchaseLocked(l.Index, now, c)
+	case *PurchaseEntry:
+		now := f.advanceLocked(c.Stamp)
+		return f.purchaseEntryLocked(l.Index, now, c)
 	case *MarkFlushed:
 		f.advanceLocked(c.Stamp)
 		f.markFlushedLocked(c.UpTo)

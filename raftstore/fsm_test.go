@@ -42,6 +42,8 @@ func stampOf(cmd encoder) int64 {
 		return c.Stamp
 	case *raftstore.PurchaseBatch:
 		return c.Stamp
+	case *raftstore.PurchaseEntry:
+		return c.Stamp
 	case *raftstore.MarkFlushed:
 		return c.Stamp
 	case *raftstore.Restock:
@@ -851,6 +853,19 @@ func randomLog(t testing.TB, seed uint64, n int, cfg raftstore.FSMConfig) (log [
 				b.Purchases = append(b.Purchases, pu)
 			}
 			cmd = b
+			if rng.IntN(3) == 0 { // a multi-item entry: this group and a few more
+				e := &raftstore.PurchaseEntry{Stamp: b.Stamp, PayWindow: b.PayWindow,
+					Groups: []raftstore.PurchaseGroup{{ItemID: b.ItemID, Purchases: b.Purchases}}}
+				for g := rng.IntN(4); g > 0; g-- {
+					other := raftstore.PurchaseGroup{ItemID: items[rng.IntN(len(items))]}
+					for j := rng.IntN(8); j >= 0; j-- {
+						other.Purchases = append(other.Purchases, raftstore.Purchase{UserID: users[rng.IntN(len(users))],
+							RequestID: requests[rng.IntN(len(requests))], Quantity: int32(rng.IntN(3))})
+					}
+					e.Groups = append(e.Groups, other)
+				}
+				cmd = e
+			}
 		case k < 85:
 			var upTo uint64
 			if pend := gen.f.Unflushed(math.MaxInt); len(pend) > 0 {
@@ -898,11 +913,22 @@ func TestFSMDeterminism(t *testing.T) {
 						outcomes[pr.Outcome]++
 					}
 				}
+				if groups, ok := ra.([][]raftstore.PurchaseResult); ok {
+					outcomes[0]++ // counts multi-item entries
+					for _, res := range groups {
+						for _, pr := range res {
+							outcomes[pr.Outcome]++
+						}
+					}
+				}
 			}
 			for o := C; o <= INV; o++ {
 				if outcomes[o] == 0 {
 					t.Errorf("the random log produced no %v outcome; want every outcome exercised", o.Err())
 				}
+			}
+			if outcomes[0] == 0 {
+				t.Errorf("the random log has no multi-item purchase entry")
 			}
 			wa := observe(a, items, users, requests)
 			if d := diffObserved(wa, observe(b, items, users, requests)); d != "" {

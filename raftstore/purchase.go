@@ -125,15 +125,34 @@ func (e dedupEntry) order(item, user, request string) orders.Order {
 // the entry, enters the outbox and, with a payment window, the deadline
 // heap.
 func (f *FSM) purchaseLocked(index uint64, now int64, b *PurchaseBatch) []PurchaseResult {
-	res := make([]PurchaseResult, len(b.Purchases))
-	it := f.mu.items[b.ItemID]
-	for i := range b.Purchases {
-		p := &b.Purchases[i]
+	return f.purchaseGroupLocked(index, now, b.PayWindow, b.ItemID, b.Purchases, 0)
+}
+
+// purchaseEntryLocked decides every group of a PurchaseEntry, in order,
+// with positions running across the groups (each order ID stays unique
+// in the entry), and returns each group's results.
+func (f *FSM) purchaseEntryLocked(index uint64, now int64, e *PurchaseEntry) [][]PurchaseResult {
+	out := make([][]PurchaseResult, len(e.Groups))
+	pos := 0
+	for i, g := range e.Groups {
+		out[i] = f.purchaseGroupLocked(index, now, e.PayWindow, g.ItemID, g.Purchases, pos)
+		pos += len(g.Purchases)
+	}
+	return out
+}
+
+// purchaseGroupLocked decides the purchases of one item; the first takes
+// order position first in the entry.
+func (f *FSM) purchaseGroupLocked(index uint64, now, payWindow int64, itemID string, ps []Purchase, first int) []PurchaseResult {
+	res := make([]PurchaseResult, len(ps))
+	it := f.mu.items[itemID]
+	for i := range ps {
+		p := &ps[i]
 		var key fingerprint
 		if p.RequestID != "" {
-			key = requestKey(p.UserID, b.ItemID, p.RequestID)
+			key = requestKey(p.UserID, itemID, p.RequestID)
 			if e, ok := f.mu.dedup.get(key); ok {
-				res[i] = PurchaseResult{Outcome: sale.OutcomeDuplicate, Order: e.order(b.ItemID, p.UserID, p.RequestID)}
+				res[i] = PurchaseResult{Outcome: sale.OutcomeDuplicate, Order: e.order(itemID, p.UserID, p.RequestID)}
 				continue
 			}
 		}
@@ -141,7 +160,7 @@ func (f *FSM) purchaseLocked(index uint64, now int64, b *PurchaseBatch) []Purcha
 			res[i].Outcome = sale.OutcomeItemNotFound
 			continue
 		}
-		buyer := buyerKey(b.ItemID, p.UserID)
+		buyer := buyerKey(itemID, p.UserID)
 		had, _ := f.mu.bought.get(buyer)
 		if err := sale.Admit(it, p.Quantity, had, now); err != nil {
 			res[i].Outcome = sale.OutcomeOf(err)
@@ -150,8 +169,8 @@ func (f *FSM) purchaseLocked(index uint64, now int64, b *PurchaseBatch) []Purcha
 		it.Remaining -= int64(p.Quantity)
 		f.mu.bought.set(buyer, had+p.Quantity)
 		o := orders.Order{
-			ID:        orders.MakeID(f.shard, index, i),
-			ItemID:    b.ItemID,
+			ID:        orders.MakeID(f.shard, index, first+i),
+			ItemID:    itemID,
 			UserID:    p.UserID,
 			RequestID: p.RequestID,
 			Quantity:  p.Quantity,
@@ -160,10 +179,10 @@ func (f *FSM) purchaseLocked(index uint64, now int64, b *PurchaseBatch) []Purcha
 			Shard:     f.shard,
 			LogIndex:  index,
 		}
-		if b.PayWindow > 0 {
-			o.PayBy = time.Unix(0, now+b.PayWindow).UTC()
+		if payWindow > 0 {
+			o.PayBy = time.Unix(0, now+payWindow).UTC()
 			f.mu.awaiting.set(o.ID, o)
-			heap.Push(&f.mu.deadlines, deadline{at: now + b.PayWindow, id: o.ID})
+			heap.Push(&f.mu.deadlines, deadline{at: now + payWindow, id: o.ID})
 		}
 		f.outboxLocked(o, false)
 		if p.RequestID != "" {

@@ -60,6 +60,11 @@ type Config struct {
 	PayWindow      time.Duration
 	ExpiryInterval time.Duration
 
+	// Allowed reports whether every voter of a shard runs a version that
+	// applies entries of a feature (a new command); the shard writes such
+	// entries only then. Nil means every node runs this version.
+	Allowed func(shard int, f Feature) bool
+
 	// OnLeadership, if set, is called when this node gains (after its
 	// barrier) or loses leadership of a shard. It must not block.
 	OnLeadership func(shard int, leader bool)
@@ -267,6 +272,7 @@ type Shard struct {
 	wal   *wal.WAL
 	trans *raft.NetworkTransport
 
+	batch  batcher     // group commit of purchases (batcher.go)
 	ready  atomic.Bool // leader and post-election barrier done
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -334,6 +340,7 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 		return nil, err
 	}
 	sh := &Shard{id: id, cfg: cfg, log: s.log.With("shard", id), fsm: NewFSM(id, cfg.FSM), wal: w, trans: trans, stop: make(chan struct{})}
+	sh.batch.sh = sh
 
 	if cfg.Bootstrap {
 		has, err := raft.HasExistingState(w, w, snaps)
@@ -630,9 +637,16 @@ func (sh *Shard) SetPaused(itemID string, paused bool) (sale.Item, error) {
 	return sh.applyItem(&SetPaused{Stamp: sh.stamp(), ItemID: itemID, Paused: paused})
 }
 
-// PurchaseBatch stamps and applies a batch of purchases of one item. On
-// success the results are in the batch's order.
+// PurchaseBatch applies a batch of purchases of one item through the
+// shard's batcher (batcher.go): with the batches other items sent while
+// the previous entry was in flight, in one entry. On success the results
+// are in the batch's order.
 func (sh *Shard) PurchaseBatch(itemID string, ps []Purchase) ([]PurchaseResult, error) {
+	return sh.batch.purchase(itemID, ps)
+}
+
+// purchaseBatch stamps and applies one item's batch as its own entry.
+func (sh *Shard) purchaseBatch(itemID string, ps []Purchase) ([]PurchaseResult, error) {
 	b := PurchaseBatch{Stamp: sh.stamp(), ItemID: itemID, Purchases: ps, PayWindow: int64(sh.cfg.PayWindow)}
 	resp, err := sh.apply(&b, 16+len(ps)*32)
 	if err != nil {
@@ -642,7 +656,28 @@ func (sh *Shard) PurchaseBatch(itemID string, ps []Purchase) ([]PurchaseResult, 
 	if !ok || len(res) != len(ps) {
 		return nil, fmt.Errorf("raftstore: unexpected purchase response %T", resp)
 	}
+	sh.batch.entries.Add(1)
+	sh.batch.purchases.Add(uint64(len(ps)))
 	return res, nil
+}
+
+// PurchaseStats counts the purchase entries this node wrote as the shard's
+// leader.
+type PurchaseStats struct {
+	Entries          uint64 // purchase entries, of either kind
+	MultiItemEntries uint64 // of which PurchaseEntry (several items)
+	Purchases        uint64 // purchases they carried
+}
+
+// PurchaseStats returns what this node wrote as the shard's leader.
+func (sh *Shard) PurchaseStats() PurchaseStats {
+	return PurchaseStats{Entries: sh.batch.entries.Load(), MultiItemEntries: sh.batch.multi.Load(), Purchases: sh.batch.purchases.Load()}
+}
+
+// allowed reports whether every voter of the shard reads entries of
+// feature f.
+func (sh *Shard) allowed(f Feature) bool {
+	return sh.cfg.Allowed == nil || sh.cfg.Allowed(sh.id, f)
 }
 
 // Pay pays an order within its payment window.
