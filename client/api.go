@@ -202,10 +202,10 @@ func (c *Client) CreateItem(ctx context.Context, target int, it NewItem) error {
 	return nil
 }
 
-// Ready reports whether target answers GET /readyz with 200 (every shard
+// Ready reports whether target answers GET /readyz?all=1 with 200 (every shard
 // has a leader and the node can serve); the error says why not.
 func (c *Client) Ready(ctx context.Context, target int) error {
-	return c.Do(ctx, target, http.MethodGet, "/readyz", nil, Auth{}).Expect(http.StatusOK)
+	return c.Do(ctx, target, http.MethodGet, "/readyz?all=1", nil, Auth{}).Expect(http.StatusOK)
 }
 
 // ClusterStatus reads GET /v1/cluster/status from target as admin; raw is

@@ -9,6 +9,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"reflect"
 	"sort"
 	"strconv"
 	"sync"
@@ -30,6 +31,10 @@ type Meta struct {
 	// Bootstrapped is set once this node's shard groups exist, so that a
 	// node started later joins them instead of bootstrapping new ones.
 	Bootstrapped bool `json:"boot,omitempty"`
+	// BootSet is the initial cluster this node bootstrapped the shard
+	// groups from, so that the other nodes of it bootstrap their own
+	// shards from the same set, however late they see it.
+	BootSet []string `json:"bset,omitempty"`
 	// Leads is the set of shards this node leads, a hex bit set, so that
 	// nodes outside a shard's group can still route to its leader.
 	Leads string `json:"leads,omitempty"`
@@ -220,7 +225,7 @@ func (m *Membership) UpdateMeta(f func(*Meta), timeout time.Duration) error {
 	defer m.metaMu.Unlock()
 	meta := m.Self()
 	f(&meta)
-	if meta == m.Self() {
+	if reflect.DeepEqual(meta, m.Self()) {
 		return nil
 	}
 	if err := m.del.setMeta(meta); err != nil {

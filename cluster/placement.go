@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -92,4 +93,40 @@ func mix(x uint64) uint64 {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
+}
+
+// PickSeats returns up to n of the candidates for a shard's seats, in
+// rendezvous order but spreading zones: a candidate whose zone none of
+// taken (the shard's current servers) and none of those already picked is
+// in comes first, so that a whole zone down leaves every shard a quorum.
+// Candidates without a zone count as a zone each. Every node computes the
+// same choice from the same members.
+func PickSeats(shard int, candidates []string, zoneOf func(id string) string, taken []string, n int) []string {
+	used := map[string]bool{}
+	for _, id := range taken {
+		if z := zoneOf(id); z != "" {
+			used[z] = true
+		}
+	}
+	order := Rendezvous(shard, candidates)
+	var picked []string
+	for pass := 0; pass < 2 && len(picked) < n; pass++ {
+		for _, id := range order {
+			if len(picked) == n {
+				break
+			}
+			if slices.Contains(picked, id) || slices.Contains(taken, id) {
+				continue
+			}
+			z := zoneOf(id)
+			if pass == 0 && z != "" && used[z] {
+				continue // a zone the shard has: only once every zone has a seat
+			}
+			picked = append(picked, id)
+			if z != "" {
+				used[z] = true
+			}
+		}
+	}
+	return picked
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -314,22 +315,88 @@ func (r *Reconciler) reconcileShard(sh shardGroup, alive map[string]Member, now 
 		r.log.Warn("remove dead server", "shard", sh.ID(), "node", s.ID, "dead_for", now.Sub(mb.Since).Round(time.Second))
 		return sh.RemoveServer(s.ID)
 	}
-	// Add one live member, in rendezvous order, while seats are free.
-	if voters+countNonvoters(servers) >= r.cfg.Replicas {
+	return r.spreadSeats(sh, servers, alive, voters)
+}
+
+// spreadSeats fills a shard's free seats, one live member per tick, and
+// moves a seat out of a zone that holds two while a zone without one has
+// a live member: that member joins as an extra non-voter (promoted like
+// any), and then the surplus voter of the doubled zone leaves. Seats go
+// by PickSeats: rendezvous order, zones spread.
+func (r *Reconciler) spreadSeats(sh shardGroup, servers []raftstore.Server, alive map[string]Member, voters int) error {
+	zoneOf := func(id string) string {
+		if mb, ok := alive[id]; ok {
+			return mb.Region
+		}
+		mb, _ := r.m.Member(id)
+		return mb.Region
+	}
+	var have, candidates []string
+	for _, s := range servers {
+		have = append(have, s.ID)
+	}
+	for id := range alive {
+		if !slices.Contains(have, id) {
+			candidates = append(candidates, id)
+		}
+	}
+	seats := voters + countNonvoters(servers)
+	if seats < r.cfg.Replicas {
+		if pick := PickSeats(sh.ID(), candidates, zoneOf, have, 1); len(pick) == 1 {
+			r.log.Info("add non-voter", "shard", sh.ID(), "node", pick[0])
+			return sh.AddNonvoter(pick[0], alive[pick[0]].RaftAddr)
+		}
 		return nil
 	}
-	ids := make([]string, 0, len(alive))
-	for id := range alive {
-		ids = append(ids, id)
-	}
-	for _, id := range Rendezvous(sh.ID(), ids) {
-		if _, ok := in[id]; ok {
-			continue
+	doubled := doubledZoneVoter(sh.ID(), servers, zoneOf, alive, r.m.Self().ID)
+	switch {
+	case doubled == "":
+		return nil
+	case voters > r.cfg.Replicas:
+		// The extra seat is a voter now: the doubled zone gives one up.
+		r.log.Info("remove voter of a doubled zone", "shard", sh.ID(), "node", doubled, "zone", zoneOf(doubled))
+		return sh.RemoveServer(doubled)
+	case seats == r.cfg.Replicas:
+		pick := PickSeats(sh.ID(), candidates, zoneOf, have, 1)
+		if len(pick) == 1 && zoneOf(pick[0]) != "" && !zoneTaken(servers, zoneOf, zoneOf(pick[0])) {
+			r.log.Info("add non-voter to spread zones", "shard", sh.ID(), "node", pick[0], "zone", zoneOf(pick[0]))
+			return sh.AddNonvoter(pick[0], alive[pick[0]].RaftAddr)
 		}
-		r.log.Info("add non-voter", "shard", sh.ID(), "node", id)
-		return sh.AddNonvoter(id, alive[id].RaftAddr)
 	}
 	return nil
+}
+
+// doubledZoneVoter returns a live voter, not self (the leader), whose zone
+// another voter also holds, the last such in rendezvous order; "" when
+// every voter's zone is its own.
+func doubledZoneVoter(shard int, servers []raftstore.Server, zoneOf func(string) string, alive map[string]Member, self string) string {
+	count := map[string]int{}
+	var ids []string
+	for _, s := range servers {
+		if s.Voter {
+			ids = append(ids, s.ID)
+			if z := zoneOf(s.ID); z != "" {
+				count[z]++
+			}
+		}
+	}
+	order := Rendezvous(shard, ids)
+	for i := len(order) - 1; i >= 0; i-- {
+		id := order[i]
+		if _, ok := alive[id]; ok && id != self && count[zoneOf(id)] > 1 {
+			return id
+		}
+	}
+	return ""
+}
+
+func zoneTaken(servers []raftstore.Server, zoneOf func(string) string, zone string) bool {
+	for _, s := range servers {
+		if zoneOf(s.ID) == zone {
+			return true
+		}
+	}
+	return false
 }
 
 func countNonvoters(servers []raftstore.Server) int {
@@ -416,12 +483,41 @@ func (r *Reconciler) balance(alive map[string]Member) {
 	}
 }
 
+// bootstrapShards bootstraps, with the voters PickSeats picks from ids
+// (rendezvous order, zones spread), every shard self is a voter of. It reports false (and does nothing)
+// while a voter's Raft address is unknown.
+func bootstrapShards(store *raftstore.Store, ids []string, addr, zone map[string]string, replicas int, self string) (bool, error) {
+	for _, id := range ids {
+		if addr[id] == "" {
+			return false, nil
+		}
+	}
+	zoneOf := func(id string) string { return zone[id] }
+	for i := 0; i < store.Shards(); i++ {
+		voters := PickSeats(i, ids, zoneOf, nil, replicas)
+		if !slices.Contains(voters, self) {
+			continue
+		}
+		servers := make([]raftstore.Server, len(voters))
+		for j, id := range voters {
+			servers[j] = raftstore.Server{ID: id, Addr: addr[id], Voter: true}
+		}
+		if err := store.Shard(i).Bootstrap(servers); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
 // Bootstrap creates the shard groups once bootstrapExpect members with
 // Raft addresses are alive, choosing each group's voters by rendezvous
 // hashing over them; every node computes the same choice. It returns at
 // once when this node's data dir belongs to a cluster (a restart: a node
-// never bootstraps twice) and without bootstrapping when another node
-// already bootstrapped (this node is added by the groups' leaders).
+// never bootstraps twice). When another node already bootstrapped, this
+// node bootstraps its own shards from the same initial set if it is of
+// it (gossiped as BootSet: with more nodes than replicas a shard's voters
+// may all be late), and otherwise waits to be added by the groups'
+// leaders.
 func Bootstrap(ctx context.Context, store *raftstore.Store, m *Membership, seeds []string, expect, replicas int, log *slog.Logger) error {
 	bootstrapped := func() bool {
 		for i := 0; i < store.Shards(); i++ {
@@ -431,57 +527,68 @@ func Bootstrap(ctx context.Context, store *raftstore.Store, m *Membership, seeds
 		}
 		return true
 	}
-	markDone := func() error {
+	markDone := func(set []string) error {
 		if err := store.MarkBootstrapped(); err != nil {
 			return err
 		}
-		return m.UpdateMeta(func(meta *Meta) { meta.Bootstrapped = true }, 2*time.Second)
+		err := m.UpdateMeta(func(meta *Meta) { meta.Bootstrapped, meta.BootSet = true, set }, 2*time.Second)
+		if err != nil && set != nil {
+			// The set does not fit in the meta's bound: say bootstrapped
+			// without it (the others then wait to be added).
+			err = m.UpdateMeta(func(meta *Meta) { meta.Bootstrapped, meta.BootSet = true, nil }, 2*time.Second)
+		}
+		return err
 	}
 	if store.Bootstrapped() || bootstrapped() {
-		return markDone()
+		return markDone(nil)
 	}
+	self := m.Self().ID
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	lastLog := time.Now()
 	lastJoin := time.Now()
 	for {
 		var ready []Member
+		addr, zone := map[string]string{}, map[string]string{}
+		var exists *Member
 		for _, mb := range m.Alive() {
 			if mb.RaftAddr == "" {
 				continue
 			}
-			if mb.Bootstrapped && mb.ID != m.Self().ID {
-				log.Info("cluster exists; waiting to be added by the shard leaders", "seen", mb.ID)
-				return markDone()
+			addr[mb.ID], zone[mb.ID] = mb.RaftAddr, mb.Region
+			if mb.Bootstrapped && mb.ID != self && exists == nil {
+				exists = &mb
 			}
 			ready = append(ready, mb)
 		}
-		if len(ready) >= expect {
+		switch {
+		case exists != nil && !slices.Contains(exists.BootSet, self):
+			// A cluster exists and this node is not of its initial set:
+			// the shard leaders add it.
+			log.Info("cluster exists; waiting to be added by the shard leaders", "seen", exists.ID)
+			return markDone(nil)
+		case exists != nil:
+			// This node is of the initial set another node bootstrapped
+			// from (with more nodes than replicas, some shards' voters
+			// may all be late): bootstrap its own shards from that set.
+			if done, err := bootstrapShards(store, exists.BootSet, addr, zone, replicas, self); err != nil || done {
+				if err == nil {
+					log.Info("bootstrapped shard groups", "nodes", exists.BootSet, "replicas", min(replicas, len(exists.BootSet)), "after", exists.ID)
+					err = markDone(exists.BootSet)
+				}
+				return err
+			}
+		case len(ready) >= expect:
 			ready = ready[:expect] // sorted by ID: the same on every node
 			ids := make([]string, len(ready))
-			addr := map[string]string{}
 			for i, mb := range ready {
-				ids[i], addr[mb.ID] = mb.ID, mb.RaftAddr
+				ids[i] = mb.ID
 			}
-			for i := 0; i < store.Shards(); i++ {
-				voters := Rendezvous(i, ids)
-				if len(voters) > replicas {
-					voters = voters[:replicas]
-				}
-				var servers []raftstore.Server
-				self := false
-				for _, id := range voters {
-					servers = append(servers, raftstore.Server{ID: id, Addr: addr[id], Voter: true})
-					self = self || id == m.Self().ID
-				}
-				if self {
-					if err := store.Shard(i).Bootstrap(servers); err != nil {
-						return err
-					}
-				}
+			if _, err := bootstrapShards(store, ids, addr, zone, replicas, self); err != nil {
+				return err
 			}
 			log.Info("bootstrapped shard groups", "nodes", ids, "replicas", min(replicas, len(ids)))
-			return markDone()
+			return markDone(ids)
 		}
 		if time.Since(lastLog) > 5*time.Second {
 			lastLog = time.Now()

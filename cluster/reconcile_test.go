@@ -747,3 +747,91 @@ func TestRendezvous(t *testing.T) {
 		t.Errorf("64 shards prefer only %d of 6 nodes first", len(firsts))
 	}
 }
+
+// zones sets members' zones (their --region).
+func (w *world) zones(zoneOf map[string]string) {
+	for id, z := range zoneOf {
+		mb := w.members[id]
+		mb.Region = z
+		w.members[id] = mb
+		if id == w.self.ID {
+			w.self.Region = z
+		}
+	}
+}
+
+// TestPickSeatsSpreadsZones: six nodes in three zones, three seats per
+// shard: every shard's seats are in three zones, whatever the rendezvous
+// order, and the choice is still the rendezvous one within that rule.
+func TestPickSeatsSpreadsZones(t *testing.T) {
+	ids := []string{"n1", "n2", "n3", "n4", "n5", "n6"}
+	zone := map[string]string{"n1": "a", "n2": "a", "n3": "b", "n4": "b", "n5": "c", "n6": "c"}
+	zoneOf := func(id string) string { return zone[id] }
+	spread := 0
+	for shard := range 64 {
+		seats := PickSeats(shard, ids, zoneOf, nil, 3)
+		zones := map[string]bool{}
+		for _, id := range seats {
+			zones[zone[id]] = true
+		}
+		if len(seats) != 3 || len(zones) != 3 {
+			t.Fatalf("shard %d: seats %v in zones %v; want 3 seats in 3 zones", shard, seats, zones)
+		}
+		if plain := Rendezvous(shard, ids)[:3]; !slices.Equal(plain, seats) {
+			spread++
+		}
+		if first := Rendezvous(shard, ids)[0]; seats[0] != first {
+			t.Errorf("shard %d: first seat %s; want the rendezvous favourite %s", shard, seats[0], first)
+		}
+	}
+	if spread == 0 {
+		t.Errorf("zones never changed the plain rendezvous choice over 64 shards; the test proves nothing")
+	}
+	// Without zones it is plain rendezvous.
+	none := func(string) string { return "" }
+	if got, want := PickSeats(5, ids, none, nil, 3), Rendezvous(5, ids)[:3]; !slices.Equal(got, want) {
+		t.Errorf("PickSeats without zones = %v; want %v", got, want)
+	}
+	// Fewer zones than seats: every zone first, then rendezvous order.
+	two := map[string]string{"n1": "a", "n2": "a", "n3": "a", "n4": "b"}
+	if got := PickSeats(0, []string{"n1", "n2", "n3", "n4"}, func(id string) string { return two[id] }, nil, 3); !slices.Contains(got, "n4") {
+		t.Errorf("PickSeats with zone b holding one node = %v; want n4 among the seats", got)
+	}
+}
+
+// TestReconcileSpreadsZones: a free seat goes to a zone the shard lacks;
+// a shard with two voters in one zone, while a third zone has a live
+// member, takes that member as an extra seat and, once it votes, lets the
+// doubled zone's other voter go (never this node, which leads).
+func TestReconcileSpreadsZones(t *testing.T) {
+	w := newWorld(1)
+	w.alive("n2", "n3", "n4", "n5")
+	w.zones(map[string]string{"n1": "a", "n2": "a", "n3": "a", "n4": "b", "n5": "c"})
+	w.lead([]int{0}) // n1 alone
+	r := w.reconciler(t, testConfig())
+	first := w.tick(r, 0)
+	if len(first) != 1 || !(strings.HasSuffix(first[0], "raft-n4") || strings.HasSuffix(first[0], "raft-n5")) {
+		t.Fatalf("first free seat: %q; want it given to zone b or c (n4 or n5)", first)
+	}
+
+	// A shard that bootstrapped with zones doubled: n1, n2 in a; n4 in b.
+	w = newWorld(1)
+	w.alive("n2", "n4", "n5")
+	w.zones(map[string]string{"n1": "a", "n2": "a", "n4": "b", "n5": "c"})
+	w.lead([]int{0}, "n2", "n4")
+	r = w.reconciler(t, testConfig())
+	runSteps(t, w, r, []step{
+		{at: 0, want: []string{"0 add-nonvoter n5 raft-n5"}},
+		{at: time.Second, want: nil},
+		{at: 5 * time.Second, want: []string{"0 promote n5 raft-n5"}},
+		{at: 6 * time.Second, want: []string{"0 remove n2"}},
+		{at: 7 * time.Second, want: nil},
+	})
+	zones := map[string]bool{}
+	for _, s := range w.groups[0].servers {
+		zones[w.members[s.ID].Region] = true
+	}
+	if len(w.groups[0].servers) != 3 || len(zones) != 3 {
+		t.Errorf("seats %+v; want three voters in three zones", w.groups[0].servers)
+	}
+}

@@ -65,7 +65,7 @@ type fakeNode struct {
 	cv ClusterView
 }
 
-func (n *fakeNode) Ready() bool                { return true }
+func (n *fakeNode) Readiness() Readiness       { return Readiness{Ready: true, All: true} }
 func (n *fakeNode) Status(context.Context) any { return nil }
 func (n *fakeNode) ClusterView(context.Context) ClusterView {
 	n.mu.Lock()

@@ -76,8 +76,9 @@ type Engine interface {
 
 // Node is what the API needs to report on this node.
 type Node interface {
-	// Ready reports whether the node can serve purchases.
-	Ready() bool
+	// Readiness reports what this node can serve now: each shard, and
+	// whether it can serve any (Ready) and all (All) of them.
+	Readiness() Readiness
 	// Status returns the cluster status document.
 	Status(ctx context.Context) any
 	// ClusterView returns the cluster as this node sees it, for the
@@ -287,11 +288,39 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// Readiness is what a node can serve: the body of GET /readyz.
+type Readiness struct {
+	// Ready: the node is up and reaches the leader of at least one shard,
+	// so a load balancer should send it shoppers. One shard without a
+	// quorum must not take every node, and the other shards with them,
+	// out of the pool: its items answer 503 on every node alike.
+	Ready bool `json:"ready"`
+	// All: every shard has a leader this node reaches.
+	All    bool             `json:"all"`
+	Shards []ShardReadiness `json:"shards"`
+}
+
+// ShardReadiness is one shard as this node can serve it.
+type ShardReadiness struct {
+	Shard  int    `json:"shard"`
+	Leader string `json:"leader,omitempty"` // the leader this node reaches; empty: none
+	Seat   bool   `json:"seat"`             // this node holds a replica of the shard
+	Served bool   `json:"served"`           // this node can serve the shard's items now
+}
+
+// readyz answers 200 while the node can serve (Readiness.Ready), or, with
+// ?all=1, while it can serve every shard; else 503. The body tells which
+// shards it can serve.
 func (s *Server) readyz(c echo.Context) error {
-	if !s.node.Ready() {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not_ready"})
+	r := s.node.Readiness()
+	ok := r.Ready
+	if all := c.QueryParam("all"); all != "" && all != "0" {
+		ok = r.All
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	if !ok {
+		return c.JSON(http.StatusServiceUnavailable, r)
+	}
+	return c.JSON(http.StatusOK, r)
 }
 
 func (s *Server) reconcile(c echo.Context) error {

@@ -29,7 +29,14 @@ var secret = []byte("jwt-secret-0123456789abcdef0123")
 // nodeView implements httpapi.Node over a store, as cmd/node does.
 type nodeView struct{ s *raftstore.Store }
 
-func (v nodeView) Ready() bool { return v.s.Ready() }
+func (v nodeView) Readiness() httpapi.Readiness {
+	r := httpapi.Readiness{Ready: v.s.Ready(), All: v.s.Ready()}
+	for i := 0; i < v.s.Shards(); i++ {
+		_, leader := v.s.Shard(i).Leader()
+		r.Shards = append(r.Shards, httpapi.ShardReadiness{Shard: i, Leader: leader, Seat: true, Served: leader != ""})
+	}
+	return r
+}
 
 func (v nodeView) Status(context.Context) any {
 	var shards []raftstore.ShardStatus
@@ -603,10 +610,20 @@ func TestServerJWTIdentity(t *testing.T) {
 	}
 }
 
-// notReady is a Node that reports not ready: fault injection for /readyz.
+// notReady is a Node that serves one shard of two: fault injection for
+// /readyz.
 type notReady struct{ nodeView }
 
-func (notReady) Ready() bool { return false }
+func (notReady) Readiness() httpapi.Readiness {
+	return httpapi.Readiness{Ready: false, Shards: []httpapi.ShardReadiness{{Shard: 0, Seat: true}}}
+}
+
+// partlyReady is a Node that serves one shard of two.
+type partlyReady struct{ nodeView }
+
+func (partlyReady) Readiness() httpapi.Readiness {
+	return httpapi.Readiness{Ready: true, Shards: []httpapi.ShardReadiness{{Shard: 0, Seat: true}, {Shard: 1, Leader: "n1", Seat: true, Served: true}}}
+}
 
 func TestServerUnavailable(t *testing.T) {
 	a := newAPI(t)
@@ -616,10 +633,20 @@ func TestServerUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var body map[string]string
+	var body httpapi.Readiness
 	rec := serve(s.Handler(), req{method: http.MethodGet, path: "/readyz"})
-	if err := json.Unmarshal(rec.Body.Bytes(), &body); rec.Code != http.StatusServiceUnavailable || err != nil || body["status"] != "not_ready" {
-		t.Errorf("GET /readyz on a node that is not ready = %d %s; want 503 not_ready", rec.Code, rec.Body)
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); rec.Code != http.StatusServiceUnavailable || err != nil || body.Ready || len(body.Shards) != 1 {
+		t.Errorf("GET /readyz on a node that is not ready = %d %s; want 503 with the shards", rec.Code, rec.Body)
+	}
+	// A node that serves some shards is ready; ?all=1 wants every one.
+	partly, err := httpapi.New(apiConfig(), a.n.Engine, partlyReady{nodeView{a.n.Store}}, a.n.Metrics, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]int{"/readyz": http.StatusOK, "/readyz?all=1": http.StatusServiceUnavailable, "/readyz?all=0": http.StatusOK} {
+		if rec := serve(partly.Handler(), req{method: http.MethodGet, path: path}); rec.Code != want {
+			t.Errorf("GET %s on a node serving 1 shard of 2 = %d %s; want %d", path, rec.Code, rec.Body, want)
+		}
 	}
 
 	// A closed engine answers 503 with Retry-After: the shopper retries

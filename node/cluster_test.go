@@ -161,6 +161,18 @@ func (tc *testCluster) restart(i int) {
 	tc.nodes[i] = nd
 }
 
+// replicas returns the live nodes that hold a seat in item's shard.
+func (tc *testCluster) replicas(item string) []int {
+	var out []int
+	for _, i := range tc.live() {
+		st := tc.nodes[i].Store()
+		if st.Shard(st.ShardFor(item)).HasConfiguration() {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 func (tc *testCluster) live() []int {
 	var out []int
 	for i, nd := range tc.nodes {
@@ -174,14 +186,21 @@ func (tc *testCluster) live() []int {
 // waitReady waits until every running node sees a leader for every shard.
 func (tc *testCluster) waitReady() {
 	tc.t.Helper()
-	waitFor(tc.t, 30*time.Second, "cluster ready", func() bool {
+	if !eventually(30*time.Second, func() bool {
 		for _, nd := range tc.nodes {
-			if nd != nil && !nd.Store().Ready() {
+			if nd != nil && !nd.Readiness().All {
 				return false
 			}
 		}
 		return true
-	})
+	}) {
+		for i, nd := range tc.nodes {
+			if nd != nil {
+				tc.t.Logf("n%d readiness %+v", i, nd.Readiness())
+			}
+		}
+		tc.t.Fatalf("cluster ready: not within 30s")
+	}
 }
 
 // leaderOf returns the index of the node leading the item's shard.
@@ -301,7 +320,7 @@ func (tc *testCluster) checkReplicas(item string) int64 {
 	waitFor(tc.t, 10*time.Second, "replicas agree on "+item, func() bool {
 		seen := map[int64]bool{}
 		leader := false
-		for _, i := range tc.live() {
+		for _, i := range tc.replicas(item) {
 			sh := tc.nodes[i].Store().Shard(tc.nodes[i].Store().ShardFor(item))
 			r, ok := sh.FSM().Remaining(item)
 			if !ok {
@@ -468,7 +487,7 @@ func (tc *testCluster) checkSale(s *sale, item string, stock int64) {
 			continue
 		}
 		user := strings.TrimSuffix(key, "/r")
-		for _, i := range tc.live() {
+		for _, i := range tc.replicas(item) {
 			if o, ok := tc.nodes[i].Store().Shard(tc.nodes[i].Store().ShardFor(item)).FSM().LookupRequest(item, user, "r"); ok {
 				tc.t.Fatalf("request %s was answered 503 %s (definite: not applied), but n%d holds its order %d", key, code, i, o.ID)
 			}
@@ -476,7 +495,7 @@ func (tc *testCluster) checkSale(s *sale, item string, stock int64) {
 	}
 	for key, id := range s.confirmed {
 		user := strings.TrimSuffix(key, "/r")
-		for _, i := range tc.live() {
+		for _, i := range tc.replicas(item) {
 			o, ok := tc.nodes[i].Store().Shard(tc.nodes[i].Store().ShardFor(item)).FSM().LookupRequest(item, user, "r")
 			if !ok || orders.FormatID(o.ID) != id {
 				tc.t.Fatalf("n%d: request %s -> %v %v; want order %s", i, key, o.ID, ok, id)
@@ -969,4 +988,106 @@ func TestClusterRollingUpgradeGatesNewEntries(t *testing.T) {
 		tc.checkSale(sales[i], it, 1_000_000)
 	}
 	t.Logf("%d multi-item entries after the upgrade", multi())
+}
+
+// TestClusterMoreNodesThanReplicas: six nodes, three voters per shard.
+// Every node is ready and serves every shard, seat or not: it creates
+// items, sells them and reads them by forwarding to the owner.
+func TestClusterMoreNodesThanReplicas(t *testing.T) {
+	tc := newTestClusterWith(t, 6, nil, func(c *config.Config) { c.Shards = 8 })
+	for i, nd := range tc.nodes {
+		seats := 0
+		for s := 0; s < nd.Store().Shards(); s++ {
+			if nd.Store().Shard(s).HasConfiguration() {
+				seats++
+			}
+		}
+		if seats == nd.Store().Shards() {
+			t.Errorf("n%d holds a seat in all %d shards; want 3 of 6 nodes per shard", i, seats)
+		}
+		if r := nd.Readiness(); !r.All {
+			t.Errorf("n%d: readiness %+v; want every shard served", i, r)
+		}
+	}
+	items := make([]string, 12)
+	sales := make([]*sale, len(items))
+	ctx, cancel := context.WithCancel(context.Background())
+	var wgs []*sync.WaitGroup
+	for i := range items {
+		items[i] = fmt.Sprint("wide-", i)
+		tc.mustDo(i%6, "POST", "/v1/items", "admin", map[string]any{"id": items[i], "stock": 300}, 201)
+		sales[i] = newSale()
+		wgs = append(wgs, tc.buy(ctx, sales[i], items[i], 3))
+	}
+	for _, s := range sales {
+		s.waitSales(t, "sales on every item", 20)
+	}
+	cancel()
+	for _, wg := range wgs {
+		wg.Wait()
+	}
+	for i, it := range items {
+		tc.checkSale(sales[i], it, 300)
+		for n := range tc.nodes { // every node reads every item
+			body := tc.mustDo(n, "GET", "/v1/items/"+it, "", nil, 200)
+			if body["id"] != it {
+				t.Errorf("n%d GET item %s = %v", n, it, body)
+			}
+		}
+	}
+}
+
+// TestClusterZoneDownMidSale: six nodes in three zones, three voters per
+// shard spread over the zones. A whole zone goes down mid-sale: every
+// shard keeps a quorum, and the sale goes on on every item.
+func TestClusterZoneDownMidSale(t *testing.T) {
+	zones := []string{"hk-1a", "hk-1a", "hk-1b", "hk-1b", "hk-1c", "hk-1c"}
+	tc := newTestClusterWith(t, 6, nil, func(c *config.Config) {
+		var i int
+		fmt.Sscanf(c.Name, "n%d", &i)
+		c.Region = zones[i]
+		c.Shards = 8
+	})
+	for s := 0; s < 8; s++ {
+		seen := map[string]bool{}
+		for i, nd := range tc.nodes {
+			if nd.Store().Shard(s).HasConfiguration() {
+				seen[zones[i]] = true
+			}
+		}
+		if len(seen) != 3 {
+			t.Fatalf("shard %d has seats in zones %v; want all three", s, seen)
+		}
+	}
+	items := make([]string, 16)
+	sales := make([]*sale, len(items))
+	ctx, cancel := context.WithCancel(context.Background())
+	var wgs []*sync.WaitGroup
+	for i := range items {
+		items[i] = fmt.Sprint("zone-", i)
+		tc.mustDo(i%6, "POST", "/v1/items", "admin", map[string]any{"id": items[i], "stock": 1_000_000}, 201)
+		sales[i] = newSale()
+		wgs = append(wgs, tc.buy(ctx, sales[i], items[i], 2))
+	}
+	for _, s := range sales {
+		s.waitSales(t, "sales before the zone goes down", 5)
+	}
+	before := make([]int, len(sales))
+	for i, s := range sales {
+		before[i] = s.count()
+	}
+	for _, i := range []int{0, 1} { // zone hk-1a
+		tc.nodes[i].Kill()
+		tc.nodes[i] = nil
+	}
+	for i, s := range sales {
+		s.waitSales(t, items[i]+" sells with zone hk-1a down", before[i]+20)
+	}
+	cancel()
+	for _, wg := range wgs {
+		wg.Wait()
+	}
+	for i, it := range items {
+		tc.checkSale(sales[i], it, 1_000_000)
+	}
 }

@@ -297,8 +297,32 @@ func (n *Node) Engine() *actors.Engine { return n.engine }
 // Sink returns the node's order store.
 func (n *Node) Sink() orders.Sink { return n.sink }
 
-// Ready implements httpapi.Node.
-func (n *Node) Ready() bool { return n.store.Ready() && !n.stopped.Load() }
+// Ready reports whether the node can serve shoppers (Readiness.Ready).
+func (n *Node) Ready() bool { return n.Readiness().Ready }
+
+// Readiness implements httpapi.Node: each shard is served when this node
+// reaches a leader for it, through its own replica (a leader past its
+// post-election barrier, or a follower that hears one) or, holding no seat
+// in the shard, through gossip (the leaders publish the shards they lead).
+func (n *Node) Readiness() httpapi.Readiness {
+	r := httpapi.Readiness{All: !n.stopped.Load(), Shards: make([]httpapi.ShardReadiness, n.store.Shards())}
+	for i := range r.Shards {
+		sh := n.store.Shard(i)
+		sr := httpapi.ShardReadiness{Shard: i, Seat: sh.HasConfiguration()}
+		if sr.Seat {
+			_, sr.Leader = sh.Leader()
+			sr.Served = sr.Leader != "" && (!sh.IsLeader() || sh.Ready())
+		} else if id := n.place.LeaderOf(i); id != "" {
+			m, ok := n.members.Member(id)
+			sr.Leader, sr.Served = id, ok && m.State == cluster.StateAlive
+		}
+		r.Shards[i] = sr
+		r.Ready = r.Ready || sr.Served
+		r.All = r.All && sr.Served
+	}
+	r.Ready = r.Ready && !n.stopped.Load()
+	return r
+}
 
 // Wait blocks until ctx ends or the HTTP server fails.
 func (n *Node) Wait(ctx context.Context) error {

@@ -139,7 +139,7 @@ for r in $(seq 1 "$rounds"); do
 	fi
 
 	rm -rf "$tmp/d1"
-	p=$(start_node solo "$tmp/d1" 0); pids+=("$p"); wait_ready http://127.0.0.1:18080/readyz
+	p=$(start_node solo "$tmp/d1" 0); pids+=("$p"); wait_ready "http://127.0.0.1:18080/readyz?all=1"
 	create_item 18080 1 100000000
 	create_item 18080 gone 0
 	record flashstock "$(run_wrk http://127.0.0.1:18080/ 1)"
@@ -149,7 +149,7 @@ for r in $(seq 1 "$rounds"); do
 	# Overload: the same hot item at 1x and 10x the concurrency, with the
 	# admission bound at 256 purchases in flight (loadgen, closed loop).
 	rm -rf "$tmp/d1"
-	p=$(start_node solo "$tmp/d1" 0 --admission-max 256 --queue-max 128); pids+=("$p"); wait_ready http://127.0.0.1:18080/readyz
+	p=$(start_node solo "$tmp/d1" 0 --admission-max 256 --queue-max 128); pids+=("$p"); wait_ready "http://127.0.0.1:18080/readyz?all=1"
 	for x in 1 10; do
 		"$tmp/loadgen" --targets http://127.0.0.1:18080 --admin-token bench-admin-token-0123456789 --create \
 			--item-prefix "ov$x-" --stock 100000000 --scenario hot --workers $((64 * x)) --duration "${secs}s" \
@@ -178,7 +178,7 @@ PY
 	if [ -n "$mysql_dsns" ]; then
 		mariadb -h127.0.0.1 -P13399 -uroot -e "DROP DATABASE IF EXISTS flashstock_0; DROP DATABASE IF EXISTS flashstock_1; CREATE DATABASE flashstock_0; CREATE DATABASE flashstock_1"
 		rm -rf "$tmp/d1"
-		p=$(start_node solo "$tmp/d1" 0 --orders-dsn "$mysql_dsns"); pids+=("$p"); wait_ready http://127.0.0.1:18080/readyz
+		p=$(start_node solo "$tmp/d1" 0 --orders-dsn "$mysql_dsns"); pids+=("$p"); wait_ready "http://127.0.0.1:18080/readyz?all=1"
 		create_item 18080 1 100000000
 		f0=$(flushed); t0=$(date +%s.%N)
 		record flashstock_mysql "$(run_wrk http://127.0.0.1:18080/ 1)"
@@ -194,7 +194,7 @@ PY
 		p=$(start_node "n$i" "$tmp/c$i" "$i" --bootstrap-expect 3 --join 127.0.0.1:17901 --gossip-profile local)
 		pids+=("$p"); cp+=("$p")
 	done
-	for i in 1 2 3; do wait_ready "http://127.0.0.1:$((18080 + i))/readyz"; done
+	for i in 1 2 3; do wait_ready "http://127.0.0.1:$((18080 + i))/readyz?all=1"; done
 	# Measure the steady state: the reconcilers spread the shard leaders
 	# (one move per node every 5 s), and a move is an election's pause.
 	for _ in $(seq 1 120); do

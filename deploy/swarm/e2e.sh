@@ -151,7 +151,7 @@ jwt() {
 	printf '%s.%s.%s' "$h" "$p" "$s"
 }
 admin() { curl -sS -m 10 -H "Authorization: Bearer $ADMIN_TOKEN" "$@"; }
-ready() { [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 200 ]; }
+ready() { [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$BASE/readyz?all=1")" = 200 ]; }
 members_alive() {
 	[ "$(admin "$BASE/v1/cluster/status" | jq '[.members[] | select(.state == "alive")] | length')" = "$1" ]
 }
@@ -250,7 +250,7 @@ log "waiting for Swarm to restart $KILL_NODE"
 node_ready() {
 	local c
 	c=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_$KILL_NODE" | head -n1)
-	[ -n "$c" ] && [ "$c" != "$CID" ] && docker exec "$c" /bin/busybox wget -qO- http://127.0.0.1:8080/readyz
+	[ -n "$c" ] && [ "$c" != "$CID" ] && docker exec "$c" /bin/busybox wget -qO- http://127.0.0.1:8080/readyz?all=1
 }
 wait_for "$WAIT" "a new $KILL_NODE task is ready" node_ready
 wait_for "$WAIT" "3 members alive again" members_alive 3
