@@ -226,12 +226,64 @@ func NewEngine(cfg Config, deps Deps) (e *Engine, err error) {
 	}
 	e.router.pid = pid
 	e.deadSub = e.sys.EventStream.Subscribe(e.onDeadLetter)
-	e.bg.Add(1)
+	e.bg.Add(2)
 	go func() {
 		defer e.bg.Done()
 		e.pulse.run(e.stop)
 	}()
+	go func() {
+		defer e.bg.Done()
+		e.warmLoop(e.stop)
+	}()
 	return e, nil
+}
+
+// Warm start: the first second of a flash crowd must not pay for actor
+// activation, the owner lookup and the first connection to the owner on
+// the hot path, all at once and once per shopper. Every warmInterval each
+// node resolves (and so activates, on the owner) the actors of the items
+// its replicas hold that are on sale or go on sale within warmAhead, and
+// caches where they live; a new leader's items are warm within a round.
+const (
+	warmInterval = time.Second
+	warmAhead    = 10 * time.Minute
+	warmMax      = 1024 // items resolved per round: bounded work
+)
+
+func (e *Engine) warmLoop(stop <-chan struct{}) {
+	t := time.NewTicker(warmInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			e.warm()
+		}
+	}
+}
+
+// warm resolves the actors of items about to sell, up to warmMax.
+func (e *Engine) warm() {
+	now := e.now().UnixNano()
+	n := 0
+	for i := 0; i < e.store.Shards() && n < warmMax; i++ {
+		sh := e.store.Shard(i)
+		if !sh.Replica() {
+			continue
+		}
+		for _, it := range sh.FSM().Items() {
+			if n == warmMax || e.closed.Load() {
+				return
+			}
+			ended := it.EndsAt != 0 && now >= it.EndsAt
+			if ended || it.Remaining <= 0 || it.StartsAt > now+int64(warmAhead) {
+				continue
+			}
+			e.pid(it.ID)
+			n++
+		}
+	}
 }
 
 // ActorAddr returns the actor remoting address.

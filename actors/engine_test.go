@@ -16,6 +16,7 @@ import (
 	"github.com/flashstock/flashstock/actors/enginetest"
 	"github.com/flashstock/flashstock/internal/testutil"
 	"github.com/flashstock/flashstock/orders"
+	"github.com/flashstock/flashstock/raftstore"
 	"github.com/flashstock/flashstock/sale"
 )
 
@@ -532,4 +533,30 @@ func BenchmarkEnginePurchase(b *testing.B) {
 		b.Fatalf("%d of %d purchases failed", f, b.N)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "purchases/s")
+}
+
+// TestEngineWarmsUpcomingSales: an item that goes on sale soon has its
+// actor activated before the first shopper comes (warm start), and an item
+// whose sale is far off, or over, does not.
+func TestEngineWarmsUpcomingSales(t *testing.T) {
+	n := enginetest.NewNode(t, enginetest.NodeOptions{Shards: 1})
+	now := time.Now()
+	sh := n.Store.Shard(0)
+	for _, c := range []raftstore.CreateItem{
+		{ID: "soon", Stock: 10, PerUserLimit: 1, StartsAt: now.Add(time.Minute).UnixNano()},
+		{ID: "later", Stock: 10, PerUserLimit: 1, StartsAt: now.Add(time.Hour).UnixNano()},
+		{ID: "over", Stock: 10, PerUserLimit: 1, EndsAt: now.Add(-time.Minute).UnixNano()},
+	} {
+		if _, err := sh.CreateItem(c); err != nil { // straight to Raft: no actor yet
+			t.Fatal(err)
+		}
+	}
+	if got := n.Engine.Activations(); got != 0 {
+		t.Fatalf("Activations() = %d before any request; want 0", got)
+	}
+	testutil.WaitFor(t, 5*time.Second, func() bool { return n.Engine.Activations() == 1 })
+	time.Sleep(1500 * time.Millisecond) // another warm round
+	if got := n.Engine.Activations(); got != 1 {
+		t.Errorf("Activations() = %d; want 1 (only the item on sale within 10 minutes)", got)
+	}
 }

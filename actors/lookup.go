@@ -43,13 +43,22 @@ type LeaderLookup struct {
 	activator *actor.PID
 	seq       atomic.Uint64
 
-	mu   sync.Mutex
-	acts map[string]*actor.PID // local activations by identity
+	mu      sync.Mutex
+	acts    map[string]*actor.PID // local activations by identity
+	flights map[string]*flight    // remote activations in flight, by owner and identity
+}
+
+// flight is one remote activation request that concurrent Gets of the
+// same identity share: a flash crowd's first second would otherwise send
+// the owner one request per shopper.
+type flight struct {
+	done chan struct{}
+	pid  *actor.PID
 }
 
 // NewLeaderLookup returns a lookup; timeout bounds a remote activation.
 func NewLeaderLookup(place Placement, timeout time.Duration, log *slog.Logger) *LeaderLookup {
-	return &LeaderLookup{place: place, timeout: timeout, log: log, acts: make(map[string]*actor.PID)}
+	return &LeaderLookup{place: place, timeout: timeout, log: log, acts: make(map[string]*actor.PID), flights: make(map[string]*flight)}
 }
 
 // Setup implements pcluster.IdentityLookup.
@@ -89,6 +98,26 @@ func (l *LeaderLookup) Get(ci *pcluster.ClusterIdentity) *actor.PID {
 	if local {
 		return l.activateLocal(ci)
 	}
+	key := addr + "/" + ci.Identity
+	l.mu.Lock()
+	if f, ok := l.flights[key]; ok {
+		l.mu.Unlock()
+		<-f.done // bounded by the first caller's timeout
+		return f.pid
+	}
+	f := &flight{done: make(chan struct{})}
+	l.flights[key] = f
+	l.mu.Unlock()
+	f.pid = l.activateRemote(addr, ci)
+	l.mu.Lock()
+	delete(l.flights, key)
+	l.mu.Unlock()
+	close(f.done)
+	return f.pid
+}
+
+// activateRemote asks the owner's activator for the identity's actor.
+func (l *LeaderLookup) activateRemote(addr string, ci *pcluster.ClusterIdentity) *actor.PID {
 	res, err := l.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(addr, ActivatorName),
 		&pcluster.ActivationRequest{ClusterIdentity: ci}, l.timeout).Result()
 	if err != nil {
