@@ -81,5 +81,15 @@ bench:
 console-shots:
 	FLASHSTOCK_CONSOLE_SHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run '^TestConsole$$' ./node/
 
+# bench-scale: does a bigger cluster sell more? Each node in its own cgroup
+# CPU quota (an emulated host); writes docs/scaling.md. Needs root.
+bench-scale:
+	@mkdir -p docs
+	scripts/bench-scale.sh $(SCALE_Q) $(SCALE_SECONDS) $(SCALE_ROUNDS) > docs/scaling-results.md.new && mv docs/scaling-results.md.new docs/scaling-results.md
+
+SCALE_Q ?= 0.25
+SCALE_SECONDS ?= 10
+SCALE_ROUNDS ?= 2
+
 clean:
 	rm -rf bin .tmp

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# bench-scale.sh: does a bigger cluster sell more? Each node process runs
+# in its own cgroup with a CPU quota (an emulated host of Q cores); wrk
+# runs outside them. Runs, back to back, for a sale of 64 items over all
+# shards and for one hot item:
+#
+#   A   1 core node at Q          A3  1 core node at 3Q
+#   B   3 core nodes at Q each    C   6 core nodes at Q each (3 replicas per shard)
+#
+# and prints Markdown: purchases/s, p50/p99, node CPU per purchase (from
+# cpuacct), idle CPU per node, purchases per Raft entry, and where a
+# 3-node run's CPU goes (a CPU profile of one node, by subsystem).
+#
+#   scripts/bench-scale.sh [Q] [SECONDS] [ROUNDS]     defaults: 0.25 10 1
+#
+# Needs root (cgroup v1 cpu and cpuacct under /sys/fs/cgroup), wrk, curl,
+# python3 and go. Everything listens on 127.0.0.1 and is stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+q=${1:-0.25}
+secs=${2:-10}
+rounds=${3:-1}
+conns=96 # closed-loop shoppers, split over the nodes
+token=scale-admin-token-0123456789
+tmp=$(mktemp -d)
+pids=()
+cgroups=()
+
+cleanup() {
+	for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	for c in "${cgroups[@]:-}"; do
+		[ -n "$c" ] && rmdir "/sys/fs/cgroup/cpu/$c" "/sys/fs/cgroup/cpuacct/$c" 2>/dev/null || true
+	done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+for t in wrk curl python3 go; do
+	command -v "$t" >/dev/null || { echo "bench-scale: $t not found" >&2; exit 1; }
+done
+[ -w /sys/fs/cgroup/cpu ] && [ -w /sys/fs/cgroup/cpuacct ] ||
+	{ echo "bench-scale: needs root and cgroup v1 cpu, cpuacct at /sys/fs/cgroup" >&2; exit 1; }
+
+echo "bench-scale: building" >&2
+go build -o "$tmp/node" ./cmd/node
+lua=$(pwd)/scripts/bench/buy.lua
+
+# cg_start name quota-cores log cmd... : run cmd in its own cgroup, its
+# output to log; prints its pid.
+cg_start() {
+	local name=flashstock-scale-$1 quota=$2 log=$3
+	shift 3
+	mkdir -p "/sys/fs/cgroup/cpu/$name" "/sys/fs/cgroup/cpuacct/$name"
+	echo 100000 >"/sys/fs/cgroup/cpu/$name/cpu.cfs_period_us"
+	local us
+	us=$(awk -v q="$quota" 'BEGIN { printf "%d", q * 100000 }')
+	echo "$us" >"/sys/fs/cgroup/cpu/$name/cpu.cfs_quota_us"
+	cgroups+=("$name")
+	sh -c 'echo $$ >/sys/fs/cgroup/cpu/'"$name"'/cgroup.procs; echo $$ >/sys/fs/cgroup/cpuacct/'"$name"'/cgroup.procs; exec "$@"' sh "$@" </dev/null >"$log" 2>&1 &
+	echo $!
+}
+cg_usage() { cat "/sys/fs/cgroup/cpuacct/flashstock-scale-$1/cpuacct.usage"; } # ns
+
+port() { echo $((28080 + $1)); }
+
+start_cluster() { # n quota [extra node args...]: starts n1..nN
+	local n=$1 quota=$2
+	shift 2
+	for i in $(seq 1 "$n"); do
+		local join=()
+		[ "$n" -gt 1 ] && join=(--join 127.0.0.1:27901 --gossip-profile local)
+		p=$(cg_start "n$i" "$quota" "$tmp/n$i.log" "$tmp/node" --name "n$i" --data-dir "$tmp/d$i" --trust-user-header \
+			--rate-user 0 --rate-ip 0 --http-addr 127.0.0.1:"$(port "$i")" --raft-addr 127.0.0.1:$((27000 + i)) \
+			--gossip-addr 127.0.0.1:$((27900 + i)) --actor-addr 127.0.0.1:$((27100 + i)) --bootstrap-expect "$n" \
+			--debug-addr 127.0.0.1:$((27200 + i)) "${join[@]}" --log-level error "$@")
+		pids+=("$p")
+	done
+	for i in $(seq 1 "$n"); do
+		for _ in $(seq 1 600); do
+			curl -fsS -o /dev/null "http://127.0.0.1:$(port "$i")/readyz?all=1" 2>/dev/null && break
+			sleep 0.1
+		done
+	done
+}
+
+stop_cluster() {
+	for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]:-}"; do [ -n "$p" ] && { wait "$p" 2>/dev/null || true; }; done
+	pids=()
+	for c in "${cgroups[@]:-}"; do
+		[ -n "$c" ] && rmdir "/sys/fs/cgroup/cpu/$c" "/sys/fs/cgroup/cpuacct/$c" 2>/dev/null || true
+	done
+	cgroups=()
+	rm -rf "$tmp"/d*
+}
+
+metric() { # node metric: sum of its samples
+	curl -fsS "http://127.0.0.1:$(port "$1")/metrics" 2>/dev/null |
+		awk -v n="$2" '$1 == n || index($1, n"{") == 1 { s += $2 } END { printf "%.0f\n", s }'
+}
+
+sum_metric() { # n metric
+	local s=0
+	for i in $(seq 1 "$1"); do s=$((s + $(metric "$i" "$2"))); done
+	echo "$s"
+}
+
+leaders_spread() { # n: wait until every node leads a shard (at most 30 s)
+	[ "$1" -eq 1 ] && return 0
+	for _ in $(seq 1 300); do
+		local ok=1
+		for i in $(seq 1 "$1"); do [ "$(metric "$i" flashstock_shards_led)" -ge 1 ] || ok=0; done
+		[ "$ok" = 1 ] && return 0
+		sleep 0.1
+	done
+	echo "bench-scale: leaders not spread over $1 nodes after 30 s" >&2
+}
+
+create_items() { # n items
+	for k in $(seq 1 "$2"); do
+		curl -fsS -o /dev/null -X POST "http://127.0.0.1:$(port $(((k - 1) % $1 + 1)))/v1/items" \
+			-H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+			-d "{\"id\":\"it-$k\",\"stock\":1000000000,\"per_user_limit\":1}"
+	done
+}
+
+usage_all() { # n: total cpuacct ns of the nodes
+	local s=0
+	for i in $(seq 1 "$1"); do s=$((s + $(cg_usage "n$i"))); done
+	echo "$s"
+}
+
+# run name n quota items [profile]: one measured run; prints a result line.
+run() {
+	local name=$1 n=$2 quota=$3 items=$4 profile=${5:-}
+	start_cluster "$n" "$quota" --admin-token "$token" --replicas 3
+	create_items "$n" "$items"
+	leaders_spread "$n"
+	sleep 3 # warm start: item actors and placement resolved everywhere
+	local u0 u1
+	u0=$(usage_all "$n"); sleep 5; u1=$(usage_all "$n")
+	local idle
+	idle=$(python3 -c "print(round(($u1 - $u0) / 5e9 / $n, 3))")
+	local e0 p0
+	e0=$(sum_metric "$n" flashstock_raft_purchase_entries_total)
+	p0=$(sum_metric "$n" flashstock_raft_entry_purchases_total)
+	u0=$(usage_all "$n")
+	local outs=()
+	for i in $(seq 1 "$n"); do
+		RUN="$name$i" ITEMS=$items PREFIX=it- wrk -t1 -c$((conns / n)) -d"${secs}s" -s "$lua" "http://127.0.0.1:$(port "$i")/" \
+			>"$tmp/wrk$i" 2>/dev/null &
+		outs+=($!)
+	done
+	if [ -n "$profile" ]; then
+		sleep 2
+		curl -fsS -o "$tmp/$name.pprof" "http://127.0.0.1:27201/debug/pprof/profile?seconds=5" 2>/dev/null || true
+	fi
+	for p in "${outs[@]}"; do wait "$p"; done
+	u1=$(usage_all "$n")
+	local e1 p1
+	e1=$(sum_metric "$n" flashstock_raft_purchase_entries_total)
+	p1=$(sum_metric "$n" flashstock_raft_entry_purchases_total)
+	if [ -n "$profile" ] && [ -s "$tmp/$name.pprof" ]; then
+		python3 scripts/bench/subsystems.py "$tmp/node" "$tmp/$name.pprof" >"$tmp/$name.subsystems" || true
+	fi
+	stop_cluster
+	python3 - "$name" "$n" "$quota" "$items" "$idle" "$u0" "$u1" "$e0" "$e1" "$p0" "$p1" "$tmp"/wrk* <<'PY'
+import re, statistics, sys
+name, n, quota, items, idle, u0, u1, e0, e1, p0, p1 = sys.argv[1:12]
+ok = dur = 0; p50s = []; p99s = []; bad = 0
+for f in sys.argv[12:]:
+    line = open(f).read().strip().splitlines()[-1]
+    kv = dict(x.split("=") for x in line.split())
+    ok += int(kv["requests"]) - int(kv["non2xx"]); bad += int(kv["non2xx"]) + int(kv["errors"])
+    dur = max(dur, int(kv["duration_us"])); p50s.append(int(kv["p50_us"])); p99s.append(int(kv["p99_us"]))
+rps = ok / (dur / 1e6)
+cpu_us = (int(u1) - int(u0)) / 1e3 / max(ok, 1)
+entries = int(e1) - int(e0); purchases = int(p1) - int(p0)
+ppe = purchases / entries if entries else 0
+print(f"{name} nodes={n} quota={quota} items={items} rps={rps:.0f} p50_ms={statistics.median(p50s)/1e3:.1f} "
+      f"p99_ms={max(p99s)/1e3:.1f} cpu_us={cpu_us:.0f} idle_cores={idle} per_entry={ppe:.1f} failed={bad}")
+PY
+}
+
+for r in $(seq 1 "$rounds"); do
+	for sale in multi hot; do
+		items=64
+		[ "$sale" = hot ] && items=1
+		q3=$(python3 -c "print($q * 3)")
+		echo "bench-scale: round $r, $sale sale" >&2
+		run "A-$sale" 1 "$q" "$items" | tee -a "$tmp/results" >&2
+		run "A3-$sale" 1 "$q3" "$items" | tee -a "$tmp/results" >&2
+		prof=""; [ "$r" = 1 ] && prof=profile
+		run "B-$sale" 3 "$q" "$items" $prof | tee -a "$tmp/results" >&2
+		run "C-$sale" 6 "$q" "$items" | tee -a "$tmp/results" >&2
+	done
+done
+
+python3 scripts/bench/scale_report.py "$q" "$secs" "$rounds" "$tmp/results" "$tmp"/B-*.subsystems
