@@ -61,6 +61,9 @@ func (e *Engine) admit() error {
 	if e.closed.Load() {
 		return sale.ErrClosed
 	}
+	if e.store.DiskTrouble() {
+		return sale.ErrDiskFull // and the node is not ready: shoppers go elsewhere
+	}
 	if n := e.inflight.Add(1); n > int64(e.cfg.AdmissionMax) {
 		e.inflight.Add(-1)
 		return sale.ErrOverloaded

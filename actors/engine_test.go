@@ -560,3 +560,28 @@ func TestEngineWarmsUpcomingSales(t *testing.T) {
 		t.Errorf("Activations() = %d; want 1 (only the item on sale within 10 minutes)", got)
 	}
 }
+
+// TestEngineRefusesPurchasesOnAFullDisk: under its disk reserve a node
+// takes no purchase (the log must keep room for what it confirms) and
+// says so with 503 unavailable, a definite "not bought".
+func TestEngineRefusesPurchasesOnAFullDisk(t *testing.T) {
+	n := enginetest.NewNode(t, enginetest.NodeOptions{Shards: 1})
+	n.CreateItem(t, sale.Item{ID: "x", Stock: 10, PerUserLimit: 1})
+	if _, _, err := n.Engine.Purchase(context.Background(), sale.Request{ItemID: "x", UserID: "before", Quantity: 1}); err != nil {
+		t.Fatalf("Purchase with room on disk = %v", err)
+	}
+	n.Store.SetDiskReserveForTest(1 << 62) // more than any disk has free
+	testutil.WaitFor(t, 3*time.Second, n.Store.DiskTrouble)
+	_, _, err := n.Engine.Purchase(context.Background(), sale.Request{ItemID: "x", UserID: "after", Quantity: 1})
+	if !errors.Is(err, sale.ErrDiskFull) || !sale.Definite(err) {
+		t.Fatalf("Purchase on a full disk = %v; want sale.ErrDiskFull, a definite refusal", err)
+	}
+	if h := n.Store.DiskHealth(); !h.Low || h.FreeBytes == 0 {
+		t.Errorf("DiskHealth() = %+v; want low, with the free bytes read", h)
+	}
+	n.Store.SetDiskReserveForTest(1) // space freed
+	testutil.WaitFor(t, 3*time.Second, func() bool { return !n.Store.DiskTrouble() })
+	if _, _, err := n.Engine.Purchase(context.Background(), sale.Request{ItemID: "x", UserID: "later", Quantity: 1}); err != nil {
+		t.Fatalf("Purchase once space is back = %v; want it to sell without a restart", err)
+	}
+}

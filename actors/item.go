@@ -106,6 +106,12 @@ func (a *itemActor) enqueue(ctx actor.Context, w waiting) {
 		ans.send()
 		return
 	}
+	if a.e.store.DiskTrouble() { // the log must keep room for what it confirms
+		ans := answers{e: a.e}
+		ans.add(w, &Rejected{Err: sale.ErrDiskFull})
+		ans.send()
+		return
+	}
 	if !a.e.allowShopper(a.id, w.req.UserID) {
 		ans := answers{e: a.e}
 		ans.add(w, &Rejected{Err: sale.ErrRateLimited})

@@ -59,6 +59,8 @@ type Config struct {
 	DedupMax       int
 	OrderRetention time.Duration
 	PaymentWindow  time.Duration // 0: orders are final when confirmed
+	WALSegmentMB   int           // Raft log segment size per shard
+	DiskReserveMB  int           // free space under which purchases are refused; 0 = derived
 	FlushBatch     int
 	FlushInterval  time.Duration
 	DrainTimeout   time.Duration
@@ -94,6 +96,7 @@ func Default() Config {
 		DedupRetention:   24 * time.Hour,
 		DedupMax:         1_000_000,
 		OrderRetention:   10 * time.Minute,
+		WALSegmentMB:     16,
 		FlushBatch:       500,
 		FlushInterval:    50 * time.Millisecond,
 		DrainTimeout:     30 * time.Second,
@@ -160,6 +163,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--batch-max %d: want at most %d", c.BatchMax, sale.PurchasesPerEntryMax)
 	case c.RateNode < 0, c.RateUser < 0, c.RateIP < 0:
 		return errors.New("--rate-node, --rate-user and --rate-ip must not be negative (0 turns one off)")
+	case c.WALSegmentMB < 1 || c.WALSegmentMB > 1024:
+		return fmt.Errorf("--wal-segment-mb %d: want 1..1024", c.WALSegmentMB)
+	case c.DiskReserveMB < 0:
+		return errors.New("--disk-reserve-mb must not be negative")
 	case c.OrderRetention < 0:
 		return errors.New("--order-retention must not be negative")
 	case c.PaymentWindow < 0:

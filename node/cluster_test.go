@@ -92,6 +92,7 @@ func newTestClusterWith(t *testing.T, n int, dsns []string, tune func(*config.Co
 		c.RequestTimeout = 3 * time.Second
 		c.OrdersDSN = dsns
 		c.LogLevel = "warn"
+		c.DiskReserveMB = 1 // a CI machine's disk may be nearly full
 		if tune != nil {
 			tune(&c)
 		}

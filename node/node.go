@@ -92,6 +92,8 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	rc.Bootstrap = false // cluster.Bootstrap decides, for one node or many
 	rc.HeartbeatTimeout, rc.ElectionTimeout = cfg.HeartbeatTimeout, cfg.HeartbeatTimeout
 	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	rc.WALSegmentSize = cfg.WALSegmentMB << 20
+	rc.DiskReserve = uint64(cfg.DiskReserveMB) << 20
 	rc.FSM = raftstore.FSMConfig{DedupRetention: cfg.DedupRetention, DedupMax: cfg.DedupMax,
 		OrderRetention: cfg.OrderRetention, OrderRetentionMax: 200_000}
 	rc.PayWindow = cfg.PaymentWindow
@@ -270,6 +272,19 @@ func (n *Node) registerGauges() {
 		purchases(func(s raftstore.PurchaseStats) uint64 { return s.MultiItemEntries }))
 	n.metrics.CounterFunc("flashstock_raft_entry_purchases_total", "Purchases in the purchase entries this node wrote as a shard leader.",
 		purchases(func(s raftstore.PurchaseStats) uint64 { return s.Purchases }))
+	n.metrics.GaugeFunc("flashstock_disk_free_bytes", "Free bytes on the data dir's file system, as last read.",
+		func() float64 { return float64(n.store.DiskHealth().FreeBytes) })
+	n.metrics.GaugeFunc("flashstock_disk_trouble", "1 while the disk is under its reserve or a write failed for want of space lately: purchases refused, node not ready.",
+		func() float64 {
+			if n.store.DiskTrouble() {
+				return 1
+			}
+			return 0
+		})
+	n.metrics.CounterFunc("flashstock_disk_write_failures_total", "Writes that failed for want of space (log entries, snapshots).",
+		func() float64 { return float64(n.store.DiskHealth().WriteFails) })
+	n.metrics.CounterFunc("flashstock_raft_snapshot_failures_total", "Snapshots that failed to persist.",
+		snaps(func(s raftstore.SnapshotStats) float64 { return float64(s.Failures) }, sum))
 	n.metrics.GaugeFunc("flashstock_members_alive", "Live cluster members as this node sees them.",
 		func() float64 { return float64(len(n.members.Alive())) })
 }
@@ -320,7 +335,8 @@ func (n *Node) Readiness() httpapi.Readiness {
 		r.Ready = r.Ready || sr.Served
 		r.All = r.All && sr.Served
 	}
-	r.Ready = r.Ready && !n.stopped.Load()
+	r.Ready = r.Ready && !n.stopped.Load() && !n.store.DiskTrouble()
+	r.All = r.All && !n.store.DiskTrouble()
 	return r
 }
 

@@ -49,6 +49,9 @@ type FSM struct {
 	appliedBytes atomic.Uint64 // bytes of commands applied since start
 	snapBytes    atomic.Uint64 // appliedBytes at the last snapshot
 	snaps        snapStats
+	// onWriteError hears of writes that failed (a snapshot's); the shard
+	// sets it before Raft starts.
+	onWriteError func(error)
 
 	mu struct {
 		sync.RWMutex

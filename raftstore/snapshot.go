@@ -69,11 +69,13 @@ type SnapshotStats struct {
 	LastSnapshot time.Duration // the last Snapshot call: Apply waits this long
 	LastPersist  time.Duration // the last Persist: encoding and writing, concurrent with Apply
 	LastBytes    int64         // the last snapshot's size
+	Failures     uint64        // snapshots that failed to persist (a full disk, say)
 }
 
 // snapStats holds SnapshotStats, updated without the FSM lock.
 type snapStats struct {
 	count             atomic.Uint64
+	failures          atomic.Uint64
 	snapshot, persist atomic.Int64
 	bytes             atomic.Int64
 }
@@ -81,7 +83,7 @@ type snapStats struct {
 // SnapshotStats returns what the last snapshots cost.
 func (f *FSM) SnapshotStats() SnapshotStats {
 	return SnapshotStats{Count: f.snaps.count.Load(), LastSnapshot: time.Duration(f.snaps.snapshot.Load()),
-		LastPersist: time.Duration(f.snaps.persist.Load()), LastBytes: f.snaps.bytes.Load()}
+		LastPersist: time.Duration(f.snaps.persist.Load()), LastBytes: f.snaps.bytes.Load(), Failures: f.snaps.failures.Load()}
 }
 
 // fsmSnapshot is a sealed view of the state, waiting to be persisted.
@@ -158,15 +160,26 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	cw := &countingWriter{w: sink}
 	if err := s.write(cw, false); err != nil {
 		sink.Cancel()
+		s.f.persistFailed(err)
 		return fmt.Errorf("raftstore: write snapshot: %w", err)
 	}
 	if err := sink.Close(); err != nil {
+		s.f.persistFailed(err)
 		return fmt.Errorf("raftstore: close snapshot: %w", err)
 	}
 	s.f.snaps.persist.Store(int64(time.Since(start)))
 	s.f.snaps.bytes.Store(cw.n)
 	s.f.snaps.count.Add(1)
 	return nil
+}
+
+// persistFailed counts a snapshot that could not be written and tells the
+// store's disk monitor.
+func (f *FSM) persistFailed(err error) {
+	f.snaps.failures.Add(1)
+	if f.onWriteError != nil {
+		f.onWriteError(err)
+	}
 }
 
 // Release returns the view: the layers below it may be compacted again.

@@ -60,6 +60,15 @@ type Config struct {
 	PayWindow      time.Duration
 	ExpiryInterval time.Duration
 
+	// WALSegmentSize is the size of the log's preallocated segment files
+	// (raft-wal); 0 means 16 MiB. A shard's log holds two to three
+	// segments, so it sets most of a fresh node's disk footprint.
+	WALSegmentSize int
+	// DiskReserve is the free space under which the store stops taking
+	// purchases (DiskHealth), so that the log never runs out of room for
+	// what it would confirm; 0 means one segment per shard plus 32 MiB.
+	DiskReserve uint64
+
 	// Allowed reports whether every voter of a shard runs a version that
 	// applies entries of a feature (a new command); the shard writes such
 	// entries only then. Nil means every node runs this version.
@@ -100,6 +109,26 @@ func DefaultConfig() Config {
 	}
 }
 
+// walSegmentSizeDefault is raft-wal's segment size unless configured:
+// smaller than raft-wal's 64 MiB, since a shard snapshots every 64 MiB of
+// commands and eight shards' preallocated segments made a fresh node take
+// half a gigabyte of disk.
+const walSegmentSizeDefault = 16 << 20
+
+func (c Config) walSegmentSize() int {
+	if c.WALSegmentSize > 0 {
+		return c.WALSegmentSize
+	}
+	return walSegmentSizeDefault
+}
+
+func (c Config) diskReserve() uint64 {
+	if c.DiskReserve > 0 {
+		return c.DiskReserve
+	}
+	return uint64(c.walSegmentSize()*c.Shards) + 32<<20
+}
+
 // Validate reports the first invalid setting.
 func (c Config) Validate() error {
 	switch {
@@ -111,6 +140,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raftstore: shards must be 1..%d", orders.ShardsMax)
 	case c.ApplyTimeout <= 0:
 		return errors.New("raftstore: apply timeout must be positive")
+	case c.WALSegmentSize < 0 || (c.WALSegmentSize > 0 && c.WALSegmentSize < 1<<20):
+		return errors.New("raftstore: WAL segment size must be at least 1 MiB")
 	case c.FSM.DedupMax < 1 || c.FSM.DedupRetention <= 0:
 		return errors.New("raftstore: dedup retention and max must be positive")
 	case c.FSM.OrderRetention < 0 || c.FSM.OrderRetentionMax < 0:
@@ -127,6 +158,7 @@ type Store struct {
 	log    *slog.Logger
 	mux    *mux.Listener
 	shards []*Shard
+	disk   diskMonitor
 }
 
 // Open creates or recovers every shard group under cfg.DataDir and starts
@@ -165,6 +197,8 @@ func Open(cfg Config) (*Store, error) {
 		}
 		s.shards = append(s.shards, sh)
 	}
+	s.disk = diskMonitor{dir: cfg.DataDir, reserve: cfg.diskReserve(), log: s.log.Warn}
+	s.disk.start()
 	return s, nil
 }
 
@@ -252,6 +286,7 @@ func (s *Store) Ready() bool {
 
 // Close shuts every group down and closes the listener.
 func (s *Store) Close() error {
+	s.disk.close()
 	var errs []error
 	for _, sh := range s.shards {
 		if err := sh.close(); err != nil {
@@ -272,8 +307,9 @@ type Shard struct {
 	wal   *wal.WAL
 	trans *raft.NetworkTransport
 
-	batch  batcher     // group commit of purchases (batcher.go)
-	ready  atomic.Bool // leader and post-election barrier done
+	batch  batcher      // group commit of purchases (batcher.go)
+	disk   *diskMonitor // the store's
+	ready  atomic.Bool  // leader and post-election barrier done
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -301,7 +337,7 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 	if err := os.MkdirAll(walDir, 0o750); err != nil {
 		return nil, err
 	}
-	w, err := wal.Open(walDir, wal.WithLogger(hlog))
+	w, err := wal.Open(walDir, wal.WithLogger(hlog), wal.WithSegmentSize(cfg.walSegmentSize()))
 	if err != nil {
 		return nil, fmt.Errorf("open wal: %w", err)
 	}
@@ -341,6 +377,8 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 	}
 	sh := &Shard{id: id, cfg: cfg, log: s.log.With("shard", id), fsm: NewFSM(id, cfg.FSM), wal: w, trans: trans, stop: make(chan struct{})}
 	sh.batch.sh = sh
+	sh.disk = &s.disk
+	sh.fsm.onWriteError = s.disk.noteWriteError
 
 	if cfg.Bootstrap {
 		has, err := raft.HasExistingState(w, w, snaps)
@@ -584,6 +622,7 @@ func (sh *Shard) Apply(cmd []byte) (any, error) {
 	select {
 	case err := <-errc:
 		if err != nil {
+			sh.disk.noteWriteError(err)
 			return nil, mapRaftError(err)
 		}
 		return f.Response(), nil

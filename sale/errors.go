@@ -48,6 +48,9 @@ var (
 	// ErrRateLimited: the shopper sends purchases faster than the rate
 	// limit; nothing was applied.
 	ErrRateLimited = errors.New("sale: rate limited")
+	// ErrDiskFull: a node's disk is too full to take purchases; nothing
+	// was applied.
+	ErrDiskFull = errors.New("sale: disk full")
 	// ErrClosed: the node is shutting down; nothing was applied.
 	ErrClosed = errors.New("sale: node shutting down")
 	// ErrUnknownOutcome: the command may or may not have been committed
@@ -97,6 +100,7 @@ var codes = []Code{
 	{ErrTimeout, 17, http.StatusServiceUnavailable, "unknown_outcome", "no answer in time; retry with the same request_id to learn the outcome", 1, false},
 	{ErrInvalidRequest, 19, http.StatusBadRequest, "invalid_argument", "an id, a name or a batch is outside the sale's bounds", 0, true},
 	{ErrRateLimited, 20, http.StatusTooManyRequests, "rate_limited", "too many purchases from this shopper; retry shortly", 1, true},
+	{ErrDiskFull, 21, http.StatusServiceUnavailable, "unavailable", "a node's disk is full; retry shortly or on another node", 5, true},
 	{ErrPaymentNotRequired, 18, http.StatusConflict, "payment_not_required", "orders are final when confirmed; no payment window is configured", 0, true},
 }
 

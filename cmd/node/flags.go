@@ -61,6 +61,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.IntVar(&c.DedupMax, "dedup-max", c.DedupMax, "how many request_ids each shard remembers")
 	fs.DurationVar(&c.OrderRetention, "order-retention", c.OrderRetention, "how long flushed orders stay readable from Raft (at most 200000 per shard); older ones are read from the order store")
 	fs.DurationVar(&c.PaymentWindow, "payment-window", c.PaymentWindow, "time a buyer has to pay (POST /v1/orders/{id}/pay) before the order expires and its stock returns; 0 = off, orders are final")
+	fs.IntVar(&c.WALSegmentMB, "wal-segment-mb", c.WALSegmentMB, "size of each shard's preallocated Raft log segment files, MiB")
+	fs.IntVar(&c.DiskReserveMB, "disk-reserve-mb", c.DiskReserveMB, "free disk space under which the node refuses purchases and is not ready, MiB (0 = one log segment per shard plus 32)")
 	fs.IntVar(&c.FlushBatch, "flush-batch", c.FlushBatch, "orders per order-store write")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "order flush poll interval")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long SIGTERM waits for in-flight work")

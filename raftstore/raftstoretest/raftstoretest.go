@@ -34,6 +34,7 @@ func StoreConfig(dir string, shards int) raftstore.Config {
 	c.LeaderLeaseTimeout = 100 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 	c.SnapshotInterval = time.Hour // tests take snapshots explicitly
+	c.DiskReserve = 1 << 20        // a CI machine's disk may be nearly full
 	c.ApplyTimeout = 5 * time.Second
 	c.Logger = slog.New(slog.DiscardHandler)
 	c.RaftLog = io.Discard
