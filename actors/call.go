@@ -66,6 +66,9 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 		if pid != nil {
 			left := time.Until(deadline)
 			if left <= 0 {
+				if brk != nil {
+					brk.Cancel() // nothing was sent: not the peer's failure
+				}
 				return refuse(sale.ErrTimeout)
 			}
 			var res any
@@ -84,10 +87,13 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 				res, err = e.await(ctx, id, pid, env, left)
 			}
 			if brk != nil {
-				if err != nil {
-					brk.Failure()
-				} else {
+				switch {
+				case err == nil:
 					brk.Success()
+				case ctx.Err() != nil:
+					brk.Cancel() // the shopper left: says nothing of the peer
+				default:
+					brk.Failure()
 				}
 			}
 			switch {
@@ -175,7 +181,14 @@ func (e *Engine) breaker(addr string) *breaker.Breaker {
 	if b, ok := e.breakers.Load(addr); ok {
 		return b.(*breaker.Breaker)
 	}
-	b, _ := e.breakers.LoadOrStore(addr, breaker.New(breakerThreshold, breakerCooldown, e.now))
+	nb := breaker.New(breakerThreshold, breakerCooldown, e.now)
+	nb.OnChange(func(from, to breaker.State) {
+		e.log.Warn("circuit breaker", "peer", addr, "from", from.String(), "to", to.String())
+		if e.obs != nil {
+			e.obs.BreakerChanged(addr, to.String())
+		}
+	})
+	b, _ := e.breakers.LoadOrStore(addr, nb)
 	return b.(*breaker.Breaker)
 }
 

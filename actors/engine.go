@@ -88,6 +88,9 @@ func (c Config) Validate() error {
 // Observer receives engine events, for metrics. Methods must not block.
 type Observer interface {
 	BatchApplied(shard, size int, elapsed time.Duration, err error)
+	// BreakerChanged tells of a circuit breaker's new state ("closed",
+	// "open", "half_open") for calls to a peer's actor address.
+	BreakerChanged(peer, state string)
 }
 
 // Deps are the engine's collaborators.

@@ -173,6 +173,7 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	n.flusher.Start()
 	undo = append(undo, n.flusher.Stop)
 	n.registerGauges()
+	n.metrics.InitShards(cfg.Shards)
 
 	hc := httpapi.DefaultConfig()
 	hc.Addr = cfg.HTTPAddr

@@ -40,6 +40,20 @@ type Breaker struct {
 	failures  int
 	openUntil time.Time
 	trial     bool // a half-open trial call is in flight
+
+	onChange func(from, to State) // may be nil
+}
+
+// OnChange sets a function called, outside the breaker's lock, on every
+// change of state (closed -> open, open -> half-open when a trial starts,
+// half-open -> closed or open). It must not block. Set it before use.
+func (b *Breaker) OnChange(f func(from, to State)) { b.onChange = f }
+
+// changed tells onChange of a move from one state to another.
+func (b *Breaker) changed(from, to State) {
+	if from != to && b.onChange != nil {
+		b.onChange(from, to)
+	}
 }
 
 // New returns a closed breaker. now may be nil.
@@ -51,44 +65,71 @@ func New(threshold int, cooldown time.Duration, now func() time.Time) *Breaker {
 }
 
 // Allow reports whether a call may proceed. Every allowed call must be
-// followed by Success or Failure.
+// followed by exactly one of Success, Failure or Cancel: a half-open
+// breaker lets one trial through and waits for its outcome, so a trial
+// never reported would keep the breaker shut for good.
 func (b *Breaker) Allow() bool {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.failures < b.threshold {
+		b.mu.Unlock()
 		return true
 	}
 	if b.now().Before(b.openUntil) || b.trial {
+		b.mu.Unlock()
 		return false
 	}
 	b.trial = true // half-open: one trial
+	b.mu.Unlock()
+	b.changed(Open, HalfOpen)
 	return true
 }
 
 // Success records a successful call and closes the breaker.
 func (b *Breaker) Success() {
 	b.mu.Lock()
+	from := b.stateLocked()
 	b.failures, b.trial = 0, false
 	b.mu.Unlock()
+	b.changed(from, Closed)
 }
 
 // Failure records a failed call; the threshold-th in a row opens the
 // breaker, and a failed trial re-opens it.
 func (b *Breaker) Failure() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	from := b.stateLocked()
 	b.failures++
 	b.trial = false
 	if b.failures >= b.threshold {
 		b.openUntil = b.now().Add(b.cooldown)
 	}
+	to := b.stateLocked()
+	b.mu.Unlock()
+	if from == HalfOpen && to == Open || from == Closed && to == Open {
+		b.changed(from, to)
+	}
+}
+
+// Cancel ends an allowed call that said nothing about the peer (it was
+// never sent, or its caller gave up): a trial's slot is free again, and
+// the counts do not change.
+func (b *Breaker) Cancel() {
+	b.mu.Lock()
+	b.trial = false
+	b.mu.Unlock()
 }
 
 // State returns the current state.
 func (b *Breaker) State() State {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.stateLocked()
+}
+
+func (b *Breaker) stateLocked() State {
 	switch {
+	case b.trial:
+		return HalfOpen
 	case b.failures < b.threshold:
 		return Closed
 	case b.now().Before(b.openUntil):

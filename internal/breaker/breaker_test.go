@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -49,5 +50,36 @@ func TestSuccessResetsCount(t *testing.T) {
 	b.Failure()
 	if b.State() != Closed {
 		t.Fatalf("state %v after non-consecutive failures; want closed", b.State())
+	}
+}
+
+// TestBreakerCancelledTrialAndChanges: a trial that ends without an
+// outcome (its caller ran out of time before sending) frees the trial
+// slot, so the breaker recovers once the peer answers; every change of
+// state is told, once.
+func TestBreakerCancelledTrialAndChanges(t *testing.T) {
+	now := time.Unix(0, 0)
+	b := New(2, time.Second, func() time.Time { return now })
+	var changes []string
+	b.OnChange(func(from, to State) { changes = append(changes, from.String()+">"+to.String()) })
+	b.Allow()
+	b.Failure()
+	b.Allow()
+	b.Failure() // opens
+	now = now.Add(time.Second)
+	if !b.Allow() {
+		t.Fatal("no trial after the cooldown")
+	}
+	b.Cancel() // the trial was never sent
+	if !b.Allow() {
+		t.Fatal("a cancelled trial kept the breaker from trying again")
+	}
+	b.Success() // the peer is back
+	if b.State() != Closed {
+		t.Fatalf("State() = %v after a successful trial; want closed", b.State())
+	}
+	want := []string{"closed>open", "open>half_open", "open>half_open", "half_open>closed"}
+	if fmt.Sprint(changes) != fmt.Sprint(want) {
+		t.Errorf("changes %v; want %v", changes, want)
 	}
 }

@@ -25,6 +25,8 @@ type Metrics struct {
 	FlushedOrders *prometheus.CounterVec // shard
 	FlushErrors   *prometheus.CounterVec // shard
 	FlushDuration prometheus.Histogram
+	BreakerState  *prometheus.GaugeVec   // peer: 0 closed, 1 half open, 2 open
+	BreakerMoves  *prometheus.CounterVec // to: changes of state
 }
 
 // latencyBuckets cover 50 µs to 5 s.
@@ -49,7 +51,7 @@ func New() *Metrics {
 			Buckets: latencyBuckets,
 		}),
 		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "flashstock_raft_batch_size", Help: "Purchases per Raft log entry.",
+			Name: "flashstock_raft_batch_size", Help: "Purchases per item actor batch (the shard's batcher packs several into one Raft entry; see flashstock_raft_entry_purchases_total).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 13),
 		}),
 		ApplyErrors: prometheus.NewCounter(prometheus.CounterOpts{
@@ -65,12 +67,21 @@ func New() *Metrics {
 			Name: "flashstock_order_flush_duration_seconds", Help: "Time to write one batch and commit its watermark.",
 			Buckets: latencyBuckets,
 		}),
+		BreakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flashstock_breaker_state", Help: "Circuit breaker of calls to a peer's actors: 0 closed, 1 half open, 2 open.",
+		}, []string{"peer"}),
+		BreakerMoves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flashstock_breaker_changes_total", Help: "Circuit breaker changes of state, by the state entered.",
+		}, []string{"to"}),
+	}
+	for _, st := range []string{"closed", "open", "half_open"} {
+		m.BreakerMoves.WithLabelValues(st) // present from the start, at 0
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.HTTPRequests, m.HTTPDuration, m.Purchases, m.ApplyDuration, m.BatchSize, m.ApplyErrors,
-		m.FlushedOrders, m.FlushErrors, m.FlushDuration,
+		m.FlushedOrders, m.FlushErrors, m.FlushDuration, m.BreakerState, m.BreakerMoves,
 	)
 	return m
 }
@@ -83,6 +94,22 @@ func (m *Metrics) GaugeFunc(name, help string, f func() float64) {
 // CounterFunc registers a counter read at scrape time.
 func (m *Metrics) CounterFunc(name, help string, f func() float64) {
 	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+}
+
+// InitShards creates the per-shard series at 0, so that dashboards and
+// alerts see 0 rather than no data before the first flush or error.
+func (m *Metrics) InitShards(shards int) {
+	for i := range shards {
+		m.FlushedOrders.WithLabelValues(strconv.Itoa(i))
+		m.FlushErrors.WithLabelValues(strconv.Itoa(i))
+	}
+}
+
+// BreakerChanged implements actors.Observer.
+func (m *Metrics) BreakerChanged(peer, state string) {
+	v := map[string]float64{"closed": 0, "half_open": 1, "open": 2}[state]
+	m.BreakerState.WithLabelValues(peer).Set(v)
+	m.BreakerMoves.WithLabelValues(state).Inc()
 }
 
 // BatchApplied implements actors.Observer.
