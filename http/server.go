@@ -290,6 +290,9 @@ func (s *Server) healthz(c echo.Context) error {
 
 // Readiness is what a node can serve: the body of GET /readyz.
 type Readiness struct {
+	// Status is "ready" or "not_ready": the answer to what was asked
+	// (every shard with ?all=1).
+	Status string `json:"status"`
 	// Ready: the node is up and reaches the leader of at least one shard,
 	// so a load balancer should send it shoppers. One shard without a
 	// quorum must not take every node, and the other shards with them,
@@ -318,8 +321,10 @@ func (s *Server) readyz(c echo.Context) error {
 		ok = r.All
 	}
 	if !ok {
+		r.Status = "not_ready"
 		return c.JSON(http.StatusServiceUnavailable, r)
 	}
+	r.Status = "ready"
 	return c.JSON(http.StatusOK, r)
 }
 

@@ -344,9 +344,10 @@ func TestServerHappyPaths(t *testing.T) {
 	if health["status"] != "ok" {
 		t.Errorf("GET /healthz = %v; want status ok", health)
 	}
-	a.mustDo(t, req{method: http.MethodGet, path: "/readyz"}, http.StatusOK, &health)
-	if health["status"] != "ready" {
-		t.Errorf("GET /readyz = %v; want status ready", health)
+	var ready httpapi.Readiness
+	a.mustDo(t, req{method: http.MethodGet, path: "/readyz"}, http.StatusOK, &ready)
+	if ready.Status != "ready" || !ready.All || len(ready.Shards) == 0 {
+		t.Errorf("GET /readyz = %+v; want status ready with every shard", ready)
 	}
 	var status struct {
 		Shards []raftstore.ShardStatus `json:"shards"`
@@ -635,7 +636,7 @@ func TestServerUnavailable(t *testing.T) {
 	}
 	var body httpapi.Readiness
 	rec := serve(s.Handler(), req{method: http.MethodGet, path: "/readyz"})
-	if err := json.Unmarshal(rec.Body.Bytes(), &body); rec.Code != http.StatusServiceUnavailable || err != nil || body.Ready || len(body.Shards) != 1 {
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); rec.Code != http.StatusServiceUnavailable || err != nil || body.Ready || body.Status != "not_ready" || len(body.Shards) != 1 {
 		t.Errorf("GET /readyz on a node that is not ready = %d %s; want 503 with the shards", rec.Code, rec.Body)
 	}
 	// A node that serves some shards is ready; ?all=1 wants every one.
