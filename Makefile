@@ -5,7 +5,8 @@ GO        ?= go
 MYSQL_DIR ?= $(CURDIR)/.tmp/mariadb
 MYSQL_PORT ?= 13306
 RACE_PKGS := ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... ./sale/... ./client/... ./loadgen/... \
-	./internal/backoff/... ./internal/metrics/... ./internal/ratelimit/... ./internal/breaker/... ./internal/testutil/... ./internal/wire/... ./internal/clock/... ./cmd/loadgen/... ./faults/...
+	./internal/backoff/... ./internal/metrics/... ./internal/ratelimit/... ./internal/breaker/... ./internal/testutil/... ./internal/wire/... ./internal/clock/... ./cmd/loadgen/... ./faults/... \
+	./internal/clustertls/... ./internal/refusal/...
 # protoactor's cluster layer has data races of its own (shared/research/protoactor.md §6):
 # multi-node tests run without -race.
 CLUSTER_PKGS := ./node/... ./cluster/...
@@ -46,9 +47,11 @@ unit:
 # e2e: in-process clusters and tests that run the real node binary. One
 # package at a time (-p 1): each test runs a three-node cluster that keeps
 # both cores of a small CI machine busy, and two of them side by side turn
-# election and failover waits into CPU-starvation tests.
+# election and failover waits into CPU-starvation tests. The actor port's
+# raw-gRPC tests run here, without -race (actors/remoteguard_test.go).
 e2e:
 	$(GO) test -p 1 -count=1 -timeout 15m $(CLUSTER_PKGS) ./cmd/node/...
+	$(GO) test -count=1 -timeout 5m -run '^TestActorPort' ./actors/
 
 # faults: the fault-injection suite (docs/reliability.md): three nodes in
 # network namespaces, MariaDB, real kills, pauses, partitions, delay and
@@ -66,15 +69,17 @@ fuzz:
 	$(FUZZ) '^FuzzDecode$$' -fuzztime 60000x ./raftstore/
 	$(FUZZ) '^FuzzPurchaseBody$$' -fuzztime 40000x ./http/
 	$(FUZZ) '^FuzzPurchaseBodyFast$$' -fuzztime 50000x ./http/
+	$(FUZZ) '^FuzzDecodePurchaseBody$$' -fuzztime 20000x ./http/
 	$(FUZZ) '^FuzzDecodeOrder$$' -fuzztime 80000x ./client/
 	$(FUZZ) '^FuzzDecodeMessage$$' -fuzztime 50000x ./actors/
 
 # bench: Flashstock against the ../shared/bench baselines back to back, the
-# load generator's scenarios, failover and the Go benchmarks; writes
-# docs/benchmarks.md.
+# load generator's scenarios, failover and the Go benchmarks, then the cost
+# of the cluster's keys (scripts/bench-security.sh); writes docs/benchmarks.md.
 bench:
 	@mkdir -p docs
-	scripts/bench.sh > docs/benchmarks.md.new && mv docs/benchmarks.md.new docs/benchmarks.md
+	scripts/bench.sh > docs/benchmarks.md.new && scripts/bench-security.sh >> docs/benchmarks.md.new && \
+	  mv docs/benchmarks.md.new docs/benchmarks.md
 
 # console-shots: the admin console's browser test (three nodes, headless
 # chromium), saving its screenshots in docs/console for the README.

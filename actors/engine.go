@@ -27,6 +27,8 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/flashstock/flashstock/internal/ratelimit"
 	"github.com/flashstock/flashstock/orders"
@@ -113,6 +115,11 @@ type Deps struct {
 	// the host:port other nodes reach it at.
 	ActorAddr      string
 	ActorAdvertise string
+	// Credentials, if set, secure actor remoting (protoactor's gRPC) in
+	// both directions: its server takes only peers these credentials
+	// accept, and its dials present them (internal/clustertls: mutual
+	// TLS). Nil: plain gRPC, for loopback-only nodes.
+	Credentials credentials.TransportCredentials
 }
 
 // NewActorSystem returns an actor system that logs through log.
@@ -122,6 +129,9 @@ func NewActorSystem(log *slog.Logger) *actor.ActorSystem {
 		actor.WithDeadLetterRequestLogging(false),
 	)
 }
+
+// handshakeTimeout bounds a secured actor connection's handshake.
+const handshakeTimeout = 10 * time.Second
 
 // Engine routes item operations to item actors, on this node or another.
 type Engine struct {
@@ -139,6 +149,8 @@ type Engine struct {
 
 	closed   atomic.Bool
 	applies  sync.WaitGroup // Raft applies started by item actors
+	adminMu  []sync.Mutex   // per shard: a checked admin command, from its check to its commit
+	itemsMax int            // items per shard: sale.ItemsPerShardMax (tests lower it)
 	inflight atomic.Int64   // this node's purchases in flight
 
 	breakers sync.Map           // remote actor address -> *breaker.Breaker
@@ -194,6 +206,7 @@ func NewEngine(cfg Config, deps Deps) (e *Engine, err error) {
 	e = &Engine{
 		cfg: cfg, store: deps.Store, sink: deps.Sink, obs: deps.Observer, log: deps.Logger, now: deps.Now,
 		sys: deps.System, provider: deps.Provider, place: deps.Placement,
+		adminMu: make([]sync.Mutex, deps.Store.Shards()), itemsMax: sale.ItemsPerShardMax,
 	}
 	// A remote activation takes milliseconds; a dead owner never answers, and
 	// the caller retries once placement has moved on.
@@ -206,6 +219,15 @@ func NewEngine(cfg Config, deps Deps) (e *Engine, err error) {
 	if deps.ActorAdvertise != "" {
 		ropts = append(ropts, remote.WithAdvertisedHost(deps.ActorAdvertise))
 	}
+	sopts := []grpc.ServerOption{grpc.UnaryInterceptor(refuseUnary), grpc.StreamInterceptor(recoverStream(deps.Logger))}
+	if deps.Credentials != nil {
+		// The handshake of a connection that never completes one (a port
+		// scan, a stranger) is cut after handshakeTimeout.
+		sopts = append(sopts, grpc.Creds(deps.Credentials), grpc.ConnectionTimeout(handshakeTimeout))
+		// Replaces protoactor's default, grpc.WithInsecure.
+		ropts = append(ropts, remote.WithDialOptions(grpc.WithTransportCredentials(deps.Credentials)))
+	}
+	ropts = append(ropts, remote.WithServerOptions(sopts...))
 	cc := pcluster.Configure("flashstock", deps.Provider, e.lookup, remote.Configure(host, port, ropts...),
 		pcluster.WithKinds(kind),
 		pcluster.WithRequestTimeout(cfg.RequestTimeout),

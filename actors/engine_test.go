@@ -585,3 +585,73 @@ func TestEngineRefusesPurchasesOnAFullDisk(t *testing.T) {
 		t.Fatalf("Purchase once space is back = %v; want it to sell without a restart", err)
 	}
 }
+
+// TestEngineBounds: a restock that would take an item past sale.StockMax
+// and a create on a full shard are refused before Raft, exactly, even
+// when many are sent at once.
+func TestEngineBounds(t *testing.T) {
+	n := enginetest.NewNode(t, enginetest.NodeOptions{Shards: 1})
+	ctx := context.Background()
+	n.CreateItem(t, sale.Item{ID: "big", Stock: sale.StockMax - 10, PerUserLimit: 1})
+	// Twenty concurrent restocks of one unit each: ten fit.
+	var wg sync.WaitGroup
+	var ok, refused atomic.Int32
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := n.Engine.Restock(ctx, "big", 1)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, sale.ErrStockMax):
+				refused.Add(1)
+			default:
+				t.Errorf("Restock(big, 1) = %v; want nil or %v", err, sale.ErrStockMax)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 10 || refused.Load() != 10 {
+		t.Fatalf("20 concurrent restocks of 1 at StockMax-10: %d applied, %d refused; want 10 and 10", ok.Load(), refused.Load())
+	}
+	it, err := n.Engine.Item(ctx, "big")
+	if err != nil || it.Stock != sale.StockMax {
+		t.Fatalf("Item(big) = %+v, %v; want stock %d", it, err, sale.StockMax)
+	}
+	if _, err := n.Engine.Restock(ctx, "big", -5); err != nil {
+		t.Fatalf("Restock(big, -5) at StockMax = %v; want nil", err)
+	}
+
+	const itemsMax = 5
+	n.Engine.SetItemsMaxForTest(itemsMax)
+	var created, full atomic.Int32
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := n.Engine.CreateItem(ctx, sale.Item{ID: fmt.Sprintf("i%d", i), Stock: 1, PerUserLimit: 1})
+			switch {
+			case err == nil:
+				created.Add(1)
+			case errors.Is(err, sale.ErrItemsFull):
+				full.Add(1)
+			default:
+				t.Errorf("CreateItem(i%d) = %v; want nil or %v", i, err, sale.ErrItemsFull)
+			}
+		}()
+	}
+	wg.Wait()
+	// "big" is one of the five.
+	if created.Load() != itemsMax-1 || full.Load() != 10-(itemsMax-1) {
+		t.Fatalf("10 concurrent creates on a shard with room for %d: %d created, %d refused", itemsMax-1, created.Load(), full.Load())
+	}
+	if got := n.Store.Shard(0).FSM().Stats().Items; got != itemsMax {
+		t.Fatalf("shard holds %d items; want %d", got, itemsMax)
+	}
+	// An existing ID on a full shard still answers item_exists (a create
+	// sent again after an unknown outcome learns it exists).
+	if _, err := n.Engine.CreateItem(ctx, sale.Item{ID: "big", Stock: 1, PerUserLimit: 1}); !errors.Is(err, sale.ErrItemExists) {
+		t.Fatalf("CreateItem(big) on a full shard = %v; want %v", err, sale.ErrItemExists)
+	}
+}

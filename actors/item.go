@@ -138,11 +138,17 @@ func (a *itemActor) receive(ctx actor.Context, sender *actor.PID, msg message) {
 		}
 		a.e.reply(sender, &itemReply{item: it})
 	case *createItem:
-		a.admin(sender, func(sh *raftstore.Shard) (sale.Item, error) { return sh.CreateItem(m.cmd) })
+		a.admin(sender, a.e.checkCreate(m.cmd.ID), func(sh *raftstore.Shard) (sale.Item, error) { return sh.CreateItem(m.cmd) })
 	case *restock:
-		a.admin(sender, func(sh *raftstore.Shard) (sale.Item, error) { return sh.Restock(a.id, m.delta) })
+		id := a.id
+		a.admin(sender, func(sh *raftstore.Shard) error {
+			if it, ok := sh.FSM().Item(id); ok {
+				return it.CheckRestock(m.delta)
+			}
+			return nil // the FSM answers item_not_found
+		}, func(sh *raftstore.Shard) (sale.Item, error) { return sh.Restock(id, m.delta) })
 	case *setPaused:
-		a.admin(sender, func(sh *raftstore.Shard) (sale.Item, error) { return sh.SetPaused(a.id, m.paused) })
+		a.admin(sender, nil, func(sh *raftstore.Shard) (sale.Item, error) { return sh.SetPaused(a.id, m.paused) })
 	case *pay:
 		e, sh := a.e, a.shard
 		e.applies.Add(1)
@@ -160,13 +166,40 @@ func (a *itemActor) receive(ctx actor.Context, sender *actor.PID, msg message) {
 	}
 }
 
+// checkCreate refuses a new item on a shard that holds
+// sale.ItemsPerShardMax items (e.itemsMax). An ID that exists is let through: the FSM
+// answers item_exists, which a create sent again after an unknown outcome
+// relies on.
+func (e *Engine) checkCreate(id string) func(*raftstore.Shard) error {
+	return func(sh *raftstore.Shard) error {
+		if _, exists := sh.FSM().Item(id); !exists && sh.FSM().Stats().Items >= e.itemsMax {
+			return sale.ErrItemsFull
+		}
+		return nil
+	}
+}
+
 // admin applies an admin command on its own goroutine, so that the Raft
-// round does not hold up purchases, and answers the caller.
-func (a *itemActor) admin(sender *actor.PID, apply func(*raftstore.Shard) (sale.Item, error)) {
+// round does not hold up purchases, and answers the caller. A command with
+// a check (a bound the committed state must allow) holds its shard's admin
+// lock from the check to the commit, so that two checked commands of one
+// shard cannot both pass against the same state: the check is exact on
+// this leader. (The FSM applies what it is given; the bounds are checked
+// here, before Raft.)
+func (a *itemActor) admin(sender *actor.PID, check func(*raftstore.Shard) error, apply func(*raftstore.Shard) (sale.Item, error)) {
 	e, sh := a.e, a.shard
 	e.applies.Add(1)
 	go func() {
 		defer e.applies.Done()
+		if check != nil {
+			mu := &e.adminMu[sh.ID()]
+			mu.Lock()
+			defer mu.Unlock()
+			if err := check(sh); err != nil {
+				e.reply(sender, &Rejected{Err: err})
+				return
+			}
+		}
 		it, err := apply(sh)
 		if err != nil {
 			e.reply(sender, &Rejected{Err: err})

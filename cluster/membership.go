@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -10,12 +11,16 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/flashstock/flashstock/internal/refusal"
 )
 
 // Meta is what a node tells the others about itself.
@@ -121,11 +126,19 @@ type Config struct {
 	// Fast selects memberlist's local-network timing (tests, one machine).
 	Fast   bool
 	Logger *slog.Logger
+	// Keys encrypt and authenticate gossip (AES-GCM, memberlist's keyring):
+	// the first encrypts, all decrypt, and a packet or stream no key opens
+	// is dropped. Empty: gossip is plain text (loopback-only nodes).
+	Keys [][]byte
+	// Refusals receives the peers whose gossip no key opened; nil logs
+	// nothing.
+	Refusals *refusal.Log
 }
 
 // Membership is this node's view of the cluster.
 type Membership struct {
 	ml      *memberlist.Memberlist
+	keyring *memberlist.Keyring // nil when gossip is plain text
 	log     *slog.Logger
 	del     *delegate
 	changed chan struct{} // signalled (never blocking) on any change
@@ -165,8 +178,16 @@ func Start(cfg Config) (*Membership, error) {
 			return nil, fmt.Errorf("cluster: gossip advertise address: %w", err)
 		}
 	}
-	mc.Logger = log.New(io.Discard, "", 0)
+	mc.Logger = log.New(&libLog{log: cfg.Logger, refusals: cfg.Refusals}, "", 0)
 	m := &Membership{log: cfg.Logger, changed: make(chan struct{}, 1)}
+	if len(cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("cluster: gossip keys: %w", err)
+		}
+		mc.Keyring, m.keyring = kr, kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 	d := &delegate{states: make(map[string]memberState), notify: m.signal}
 	if err := d.setMeta(cfg.Meta); err != nil {
 		return nil, err
@@ -184,6 +205,50 @@ func Start(cfg Config) (*Membership, error) {
 		}
 	}
 	return m, nil
+}
+
+// Encrypted reports whether gossip is encrypted.
+func (m *Membership) Encrypted() bool { return m.keyring != nil }
+
+// SetKeys replaces the gossip keys of a running node, the primary first,
+// without a restart: new keys are installed first, then the primary
+// switches, then keys no longer listed are dropped. Rolling a key across a
+// cluster is three such steps on every node (docs/security.md).
+func (m *Membership) SetKeys(keys [][]byte) error {
+	if m.keyring == nil {
+		return errors.New("cluster: gossip was started without a key: restart the node to turn encryption on")
+	}
+	if len(keys) == 0 {
+		return errors.New("cluster: no gossip key")
+	}
+	for _, k := range keys {
+		if err := m.keyring.AddKey(k); err != nil {
+			return fmt.Errorf("cluster: gossip key: %w", err)
+		}
+	}
+	if err := m.keyring.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("cluster: gossip key: %w", err)
+	}
+	var stale [][]byte
+	for _, have := range m.keyring.GetKeys() {
+		if !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, have) }) {
+			stale = append(stale, bytes.Clone(have))
+		}
+	}
+	for _, k := range stale {
+		if err := m.keyring.RemoveKey(k); err != nil {
+			return fmt.Errorf("cluster: gossip key: %w", err)
+		}
+	}
+	return nil
+}
+
+// KeyCount returns how many gossip keys are installed (0: plain text).
+func (m *Membership) KeyCount() int {
+	if m.keyring == nil {
+		return 0
+	}
+	return len(m.keyring.GetKeys())
 }
 
 // Join contacts seeds; it returns how many answered.
@@ -353,4 +418,30 @@ func (d *delegate) members() []Member {
 	d.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// libLog receives memberlist's log lines. A packet or stream that no gossip
+// key opened is a refusal (logged once per peer by refusals); everything
+// else memberlist says goes to the debug level.
+type libLog struct {
+	log      *slog.Logger
+	refusals *refusal.Log
+}
+
+func (l *libLog) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	if from := strings.Index(line, "from="); from >= 0 && strings.Contains(strings.ToLower(line), "crypt") {
+		peer := line[from+len("from="):]
+		if i := strings.IndexByte(peer, ' '); i >= 0 {
+			peer = peer[:i]
+		}
+		reason := strings.TrimSpace(line[:from])
+		if i := strings.Index(reason, "memberlist: "); i >= 0 {
+			reason = reason[i+len("memberlist: "):]
+		}
+		l.refusals.Refused("gossip", peer, reason)
+		return len(p), nil
+	}
+	l.log.Debug("memberlist", "msg", line)
+	return len(p), nil
 }

@@ -5,9 +5,12 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,6 +70,27 @@ type Config struct {
 
 	LogLevel  string
 	DebugAddr string // pprof listener; empty = off
+
+	// The cluster plane's keys (docs/security.md). On a node whose gossip,
+	// Raft or actor address is not loopback all of them are required,
+	// unless InsecureCluster.
+	GossipKeys    []string // base64 AES keys from --gossip-key; the first encrypts, all decrypt
+	GossipKeyFile string   // the same, one per line, re-read on SIGHUP and when it changes
+	TLSCA         string   // files: the cluster CA, this node's certificate and key
+	TLSCert       string
+	TLSKey        string
+	// InsecureCluster lets a node on a non-loopback address run its cluster
+	// ports without the keys (logged as a warning on every start).
+	InsecureCluster bool
+	// MetricsAddr, when set, serves /metrics there instead of on HTTPAddr.
+	MetricsAddr string
+	// RateAuthFail caps failed authentications per client IP and second
+	// (burst: twice the rate); past it the IP gets 429 before its token is
+	// even checked. 0 = off.
+	RateAuthFail float64
+	// AdminTokenFile is where AdminToken was read from (SECKILL_ADMIN_TOKEN_FILE),
+	// so that the node can warn when the file is readable by others.
+	AdminTokenFile string
 }
 
 // Default returns the defaults: a single node on loopback.
@@ -86,6 +110,7 @@ func Default() Config {
 		OrderTables:      16,
 		RateUser:         5,
 		RateIP:           100,
+		RateAuthFail:     10,
 		AdmissionMax:     20000,
 		ItemCacheTTL:     time.Second,
 		QueueMax:         4096,
@@ -125,6 +150,16 @@ func IsLoopback(addr string) bool {
 
 // Validate reports the first invalid setting, in words a user can act on.
 func (c *Config) Validate() error {
+	if err := c.validateAddrs(); err != nil {
+		return err
+	}
+	if err := c.validateSettings(); err != nil {
+		return err
+	}
+	return c.validateSecurity()
+}
+
+func (c *Config) validateAddrs() error {
 	for _, a := range []struct{ flag, v string }{
 		{"http-addr", c.HTTPAddr}, {"raft-addr", c.RaftAddr}, {"gossip-addr", c.GossipAddr}, {"actor-addr", c.ActorAddr},
 		{"gossip-advertise", c.GossipAdvertise}, {"actor-advertise", c.ActorAdvertise}, {"raft-advertise", c.RaftAdvertise},
@@ -136,6 +171,18 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--%s %q: want host:port", a.flag, a.v)
 		}
 	}
+	for _, a := range []struct{ flag, v string }{{"debug-addr", c.DebugAddr}, {"metrics-addr", c.MetricsAddr}} {
+		if a.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return fmt.Errorf("--%s %q: want host:port", a.flag, a.v)
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateSettings() error {
 	switch {
 	case c.Name == "":
 		return errors.New("--name is required")
@@ -161,8 +208,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--inflight-max %d: want 1..64", c.InflightMax)
 	case c.BatchMax > sale.PurchasesPerEntryMax:
 		return fmt.Errorf("--batch-max %d: want at most %d", c.BatchMax, sale.PurchasesPerEntryMax)
-	case c.RateNode < 0, c.RateUser < 0, c.RateIP < 0:
-		return errors.New("--rate-node, --rate-user and --rate-ip must not be negative (0 turns one off)")
+	case c.RateNode < 0, c.RateUser < 0, c.RateIP < 0, c.RateAuthFail < 0:
+		return errors.New("--rate-node, --rate-user, --rate-ip and --rate-auth-fail must not be negative (0 turns one off)")
 	case c.WALSegmentMB < 1 || c.WALSegmentMB > 1024:
 		return fmt.Errorf("--wal-segment-mb %d: want 1..1024", c.WALSegmentMB)
 	case c.DiskReserveMB < 0:
@@ -185,6 +232,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--trusted-proxies %q: want CIDRs such as 10.0.0.0/8", p)
 		}
 	}
+	if c.AuthSecret != "" && c.TrustUserHeader {
+		return errors.New("--auth-secret and --trust-user-header together would let a request without a JWT buy as any X-User-ID: give one of them (JWTs, or an authenticating gateway)")
+	}
 	if !IsLoopback(c.HTTPAddr) && c.AuthSecret == "" && !c.TrustUserHeader {
 		return fmt.Errorf("--http-addr %s is not loopback: give --auth-secret (verify shopper JWTs) or --trust-user-header (behind an authenticating gateway)", c.HTTPAddr)
 	}
@@ -194,6 +244,123 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	return nil
+}
+
+// validateSecurity checks the cluster plane's keys: well-formed when given,
+// and required on a node whose cluster ports are not loopback only.
+func (c *Config) validateSecurity() error {
+	if len(c.GossipKeys) > 0 && c.GossipKeyFile != "" {
+		return errors.New("give --gossip-key or --gossip-key-file, not both")
+	}
+	if len(c.GossipKeys) > 0 {
+		if _, err := ParseGossipKeys(strings.Join(c.GossipKeys, ",")); err != nil {
+			return fmt.Errorf("--gossip-key: %w", err)
+		}
+	}
+	n := 0
+	for _, f := range []string{c.TLSCA, c.TLSCert, c.TLSKey} {
+		if f != "" {
+			n++
+		}
+	}
+	if n != 0 && n != 3 {
+		return errors.New("--tls-ca, --tls-cert and --tls-key go together: give all three (node tls ca / node tls cert make them)")
+	}
+	if c.InsecureCluster || c.ClusterLoopback() {
+		return nil
+	}
+	var missing []string
+	if !c.GossipEncrypted() {
+		missing = append(missing, "a gossip key (--gossip-key-file)")
+	}
+	if !c.TLSEnabled() {
+		missing = append(missing, "TLS files (--tls-ca, --tls-cert, --tls-key)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("cluster ports on %s are reachable from other hosts: give %s (see docs/security.md; `node tls` makes certificates), or --insecure-cluster to run them open",
+			c.exposedClusterAddr(), strings.Join(missing, " and "))
+	}
+	return nil
+}
+
+// ClusterLoopback reports whether the gossip, Raft and actor ports all bind
+// loopback only: then no other host can reach them, and the keys are
+// optional.
+func (c *Config) ClusterLoopback() bool { return c.exposedClusterAddr() == "" }
+
+func (c *Config) exposedClusterAddr() string {
+	for _, a := range []string{c.GossipAddr, c.RaftAddr, c.ActorAddr} {
+		if !IsLoopback(a) {
+			return a
+		}
+	}
+	return ""
+}
+
+// GossipEncrypted reports whether gossip has a key.
+func (c *Config) GossipEncrypted() bool { return len(c.GossipKeys) > 0 || c.GossipKeyFile != "" }
+
+// TLSEnabled reports whether Raft and actor traffic use mutual TLS.
+func (c *Config) TLSEnabled() bool { return c.TLSCA != "" && c.TLSCert != "" && c.TLSKey != "" }
+
+// GossipKeyring returns the gossip keys, the primary first: from
+// --gossip-key, or read from --gossip-key-file. None when gossip is not
+// encrypted.
+func (c *Config) GossipKeyring() ([][]byte, error) {
+	if c.GossipKeyFile != "" {
+		return ReadGossipKeyFile(c.GossipKeyFile)
+	}
+	if len(c.GossipKeys) == 0 {
+		return nil, nil
+	}
+	return ParseGossipKeys(strings.Join(c.GossipKeys, ","))
+}
+
+// Gossip key sizes memberlist accepts: AES-128, AES-192, AES-256.
+var gossipKeySizes = []int{16, 24, 32}
+
+// ParseGossipKeys parses base64 gossip keys separated by commas or new
+// lines, the primary (the one that encrypts) first. Blank lines and lines
+// starting with # are skipped. Errors never quote a key.
+func ParseGossipKeys(s string) ([][]byte, error) {
+	var keys [][]byte
+	seen := map[string]bool{}
+	for i, line := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == '\n' }) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, err := base64.StdEncoding.DecodeString(line)
+		if err != nil {
+			return nil, fmt.Errorf("key %d is not base64 (make one with: openssl rand -base64 32)", i+1)
+		}
+		if !slices.Contains(gossipKeySizes, len(k)) {
+			return nil, fmt.Errorf("key %d is %d bytes; want 16, 24 or 32 (AES-128, -192, -256)", i+1, len(k))
+		}
+		if seen[string(k)] {
+			continue
+		}
+		seen[string(k)] = true
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no key given")
+	}
+	return keys, nil
+}
+
+// ReadGossipKeyFile reads a gossip key file: one base64 key per line, the
+// primary first.
+func ReadGossipKeyFile(path string) ([][]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("gossip key file: %w", err)
+	}
+	keys, err := ParseGossipKeys(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("gossip key file %s: %w", path, err)
+	}
+	return keys, nil
 }
 
 // UserHeaderTrusted reports whether X-User-ID identifies shoppers: when

@@ -59,6 +59,7 @@ type Cluster struct {
 	logDir string
 	dsns   []string
 	api    *client.Client
+	keys   clusterKeys
 	mu     sync.Mutex
 	procs  [nodes]*proc
 	starts [nodes]int
@@ -67,6 +68,10 @@ type Cluster struct {
 // startCluster launches the three nodes and waits until all are ready.
 func (e *Env) startCluster(ctx context.Context, dataDir, logDir string, dsns []string) (*Cluster, error) {
 	c := &Cluster{e: e, dir: dataDir, logDir: logDir, dsns: dsns}
+	var err error
+	if c.keys, err = makeClusterKeys(filepath.Join(dataDir, "keys"), e); err != nil {
+		return nil, err
+	}
 	urls := make([]string, nodes)
 	for i := range urls {
 		urls[i] = fmt.Sprintf("http://%s:%d", e.nodeIP(i), httpPort)
@@ -119,6 +124,9 @@ func (c *Cluster) launch(i int) error {
 		"--trust-user-header",
 		"--log-level", "info",
 	}
+	// The cluster's keys, as production runs: the nodes' addresses are not
+	// loopback, so a node would refuse to start without them.
+	args = append(args, c.keys.args(i)...)
 	logf, err := os.OpenFile(filepath.Join(c.logDir, fmt.Sprintf("n%d.log", i)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err

@@ -18,7 +18,10 @@
 // from ./cmd/node), fresh data directories and two fresh databases. The
 // nodes run with --bootstrap-expect 3, --gossip-profile local,
 // --raft-heartbeat-timeout 400ms, --dead-node-grace 5s, --shards 4,
-// --trust-user-header and the two databases as --orders-dsn.
+// --trust-user-header and the two databases as --orders-dsn, and with the
+// cluster's keys on, as production runs: a fresh CA, a certificate per node
+// and a gossip key per scenario (keys.go), so that every invariant is
+// checked with gossip encrypted and Raft and actor traffic over mutual TLS.
 //
 // # Faults
 //

@@ -56,9 +56,17 @@ func (s *Server) shopper(c echo.Context) (string, error) {
 	return "", errUnauthorized
 }
 
+// The identity middlewares first ask authGate whether the client's IP has
+// failed too often (429 before any check), then check, and count a
+// failure against the IP.
+
 func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if err := s.authGate(c); err != nil {
+			return err
+		}
 		if !s.isAdmin(bearer(c)) {
+			s.authFailed(c)
 			return errUnauthorized
 		}
 		c.Set(ctxAdmin, true)
@@ -68,21 +76,33 @@ func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (s *Server) requireShopper(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		u, err := s.shopper(c)
-		if err != nil {
+		if err := s.authGate(c); err != nil {
 			return err
 		}
-		c.Set(ctxUser, u)
-		return next(c)
+		return s.asShopper(c, next)
 	}
+}
+
+// asShopper identifies the shopper and calls next, or counts the failure.
+func (s *Server) asShopper(c echo.Context, next echo.HandlerFunc) error {
+	u, err := s.shopper(c)
+	if err != nil {
+		s.authFailed(c)
+		return err
+	}
+	c.Set(ctxUser, u)
+	return next(c)
 }
 
 func (s *Server) requireShopperOrAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if err := s.authGate(c); err != nil {
+			return err
+		}
 		if s.isAdmin(bearer(c)) {
 			c.Set(ctxAdmin, true)
 			return next(c)
 		}
-		return s.requireShopper(next)(c)
+		return s.asShopper(c, next)
 	}
 }

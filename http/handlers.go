@@ -82,7 +82,18 @@ func decode(c echo.Context, v any, allowEmpty bool) error {
 	if err := checkJSON(r); err != nil {
 		return err
 	}
-	err := decodeStrict(r.Body, v)
+	buf := bufPool.Get().(*[]byte)
+	defer bufPool.Put(buf)
+	data, err := readAll(r.Body, (*buf)[:0])
+	*buf = data[:0]
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errTooLarge
+		}
+		return invalid("reading the body: %v", err)
+	}
+	err = decodeStrict(data, v)
 	if errors.Is(err, io.EOF) {
 		if allowEmpty {
 			return nil
@@ -106,10 +117,16 @@ func checkJSON(r *http.Request) error {
 	return errContentType
 }
 
-// decodeStrict decodes one JSON object: unknown fields and trailing data
-// are errors; an empty input is io.EOF.
-func decodeStrict(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
+// decodeStrict decodes one JSON object into the struct v points to: a key
+// that is not exactly one of v's JSON field names (encoding/json alone
+// would match "QUANTITY" to "quantity"), a key given twice (it would keep
+// the last), unknown fields and trailing data are errors; an empty input
+// is io.EOF.
+func decodeStrict(data []byte, v any) error {
+	if err := checkKeys(data, jsonKeys(v)); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
@@ -169,6 +186,8 @@ func (b *createItemBody) validate() (sale.Item, error) {
 		return c, invalid("stock must be 0..%d", sale.StockMax)
 	case b.PerUserLimit != nil && (*b.PerUserLimit < 1 || *b.PerUserLimit > sale.PerUserLimitMax):
 		return c, invalid("per_user_limit must be 1..%d", sale.PerUserLimitMax)
+	case b.StartsAt != nil && !sale.ValidSaleTime(*b.StartsAt), b.EndsAt != nil && !sale.ValidSaleTime(*b.EndsAt):
+		return c, invalid("starts_at and ends_at must be between %s and %s", sale.SaleTimeMin.Format(time.RFC3339), sale.SaleTimeMax.Format(time.RFC3339))
 	case b.StartsAt != nil && b.EndsAt != nil && !b.EndsAt.After(*b.StartsAt):
 		return c, invalid("ends_at must be after starts_at")
 	}
@@ -323,13 +342,21 @@ func decodePurchase(c echo.Context) (purchaseBody, error) {
 		}
 		return b, invalid("reading the body: %v", err)
 	}
+	return decodePurchaseBody(data)
+}
+
+// decodePurchaseBody decodes a purchase body: the fast path, else the
+// strict decoder, which holds the same rules (each key exactly "quantity"
+// or "request_id", at most once). Blank means all defaults.
+func decodePurchaseBody(data []byte) (purchaseBody, error) {
 	if fast, ok := parsePurchaseFast(data); ok {
 		return fast, nil
 	}
+	var b purchaseBody
 	if len(bytes.TrimSpace(data)) == 0 {
 		return b, nil
 	}
-	return b, decodeStrict(bytes.NewReader(data), &b)
+	return b, decodeStrict(data, &b)
 }
 
 // readAll appends r to buf, growing it as needed.

@@ -17,6 +17,9 @@ const limitBuckets = 1 << 16
 // limits are the token buckets of the rate limits; a nil limiter is off.
 type limits struct {
 	node, user, ip *ratelimit.Limiter
+	// authFail counts failed authentications per client IP: an empty
+	// bucket turns the IP away before its credential is checked.
+	authFail *ratelimit.Limiter
 }
 
 func newLimits(cfg Config, now func() time.Time) limits {
@@ -26,7 +29,8 @@ func newLimits(cfg Config, now func() time.Time) limits {
 		}
 		return ratelimit.New(rate, int(math.Max(1, 2*rate)), n, now)
 	}
-	return limits{node: mk(cfg.RateNode, 1), user: mk(cfg.RateUser, limitBuckets), ip: mk(cfg.RateIP, limitBuckets)}
+	return limits{node: mk(cfg.RateNode, 1), user: mk(cfg.RateUser, limitBuckets), ip: mk(cfg.RateIP, limitBuckets),
+		authFail: mk(cfg.RateAuthFail, limitBuckets)}
 }
 
 func rateLimited(wait time.Duration) error {
@@ -81,5 +85,29 @@ func (s *Server) limitIP(next echo.HandlerFunc) echo.HandlerFunc {
 			return rateLimited(wait)
 		}
 		return next(c)
+	}
+}
+
+// authGate turns away a client IP that failed authentication more than
+// RateAuthFail times a second (burst twice that), before its credential is
+// checked: a flood of invalid tokens costs a bucket lookup, not a JWT
+// verification, and cannot guess tokens faster than the limit.
+func (s *Server) authGate(c echo.Context) error {
+	if s.limits.authFail == nil {
+		return nil
+	}
+	if empty, wait := s.limits.authFail.Exhausted(c.RealIP()); empty {
+		return &apiError{status: http.StatusTooManyRequests, code: "rate_limited",
+			message: "too many failed authentications from this address; retry after " + wait.Round(time.Millisecond).String(),
+			retry:   retryAfter(wait)}
+	}
+	return nil
+}
+
+// authFailed counts a failed authentication against the client's IP.
+func (s *Server) authFailed(c echo.Context) {
+	s.m.AuthFailures.Inc()
+	if s.limits.authFail != nil {
+		s.limits.authFail.Allow(c.RealIP())
 	}
 }

@@ -115,3 +115,115 @@ func TestAppendOrderJSONMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// topKeys lists the keys of a top-level JSON object in order, duplicates
+// included: the test's own reading, independent of checkKeys.
+func topKeys(b []byte) ([]string, bool) {
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(b, &raw) != nil {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil {
+		return nil, false
+	}
+	var keys []string
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return nil, false
+		}
+		keys = append(keys, k.(string))
+		var v json.RawMessage
+		if dec.Decode(&v) != nil {
+			return nil, false
+		}
+	}
+	return keys, true
+}
+
+func TestDecodePurchaseBodyStrict(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{`{"quantity":1}`, true},
+		{`{"request_id":"r1"}`, true},
+		{`{"quantity":1,"request_id":"r\u0031"}`, true}, // escapes: the slow path
+		{`{"quantity":1, "request_id": "r1" }`, true},
+		{`  `, true},
+		// Last key wins in encoding/json: refused, on both paths.
+		{`{"quantity":1,"quantity":5}`, false},
+		{`{"quantity":1,"request_id":"r\u0031","quantity":5}`, false},
+		{`{"request_id":"a","request_id":"b"}`, false},
+		{`{"request_id":"a\u0062","request_id":"b"}`, false},
+		// Case-insensitive matching in encoding/json: refused.
+		{`{"QUANTITY":3}`, false},
+		{`{"Quantity":3}`, false},
+		{`{"quantity":1,"Request_ID":"r"}`, false},
+		{`{"quantıty":3}`, false}, // dotless i
+		{`{"qty":1}`, false},
+		{`{"quantity":{"a":1}}`, false},
+	}
+	for _, tt := range tests {
+		_, err := decodePurchaseBody([]byte(tt.in))
+		if (err == nil) != tt.ok {
+			t.Errorf("decodePurchaseBody(%s) = %v; want ok %v", tt.in, err, tt.ok)
+		}
+	}
+}
+
+func TestDecodeStrictOtherBodies(t *testing.T) {
+	var c createItemBody
+	for _, in := range []string{
+		`{"id":"a","stock":1,"stock":1000000000}`,
+		`{"ID":"a","stock":1}`,
+		`{"id":"a","Stock":1}`,
+		`{"id":"a","stock":1,"per_user_limit":1,"PER_USER_LIMIT":2}`,
+	} {
+		if err := decodeStrict([]byte(in), &c); err == nil {
+			t.Errorf("decodeStrict(%s, createItemBody) = nil; want an error", in)
+		}
+	}
+	if err := decodeStrict([]byte(`{"id":"a","name":"A","stock":1,"per_user_limit":2,"starts_at":"2026-11-11T00:00:00Z","ends_at":null}`), &c); err != nil {
+		t.Errorf("decodeStrict(a full create body) = %v; want nil", err)
+	}
+	var r restockBody
+	if err := decodeStrict([]byte(`{"delta":1,"delta":-1}`), &r); err == nil {
+		t.Error("decodeStrict(duplicate delta) = nil; want an error")
+	}
+}
+
+// FuzzDecodePurchaseBody: whatever the purchase decoder accepts names each
+// field exactly and at most once, and decodes to what encoding/json makes
+// of it.
+func FuzzDecodePurchaseBody(f *testing.F) {
+	for _, s := range []string{`{}`, `{"quantity":1}`, `{"quantity":1,"quantity":5}`, `{"QUANTITY":3}`,
+		`{"request_id":"r\u0031","quantity":2}`, `{"Request_id":"x"}`, ` `, `{"quantity":null}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := decodePurchaseBody(b)
+		if err != nil || len(bytes.TrimSpace(b)) == 0 {
+			return
+		}
+		keys, ok := topKeys(b)
+		if !ok {
+			t.Fatalf("accepted %q, which is not one JSON object", b)
+		}
+		seen := map[string]bool{}
+		for _, k := range keys {
+			if k != "quantity" && k != "request_id" {
+				t.Fatalf("accepted %q with key %q", b, k)
+			}
+			if seen[k] {
+				t.Fatalf("accepted %q with key %q twice", b, k)
+			}
+			seen[k] = true
+		}
+		ref, err := decodeGeneral(b)
+		if err != nil || !samePurchaseBody(got, ref) {
+			t.Fatalf("%q: decoded %+v; encoding/json %+v, %v", b, got, ref, err)
+		}
+	})
+}

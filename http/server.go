@@ -103,6 +103,13 @@ type Config struct {
 	RateNode float64
 	RateUser float64
 	RateIP   float64
+	// RateAuthFail caps failed authentications per client IP and second
+	// (burst: twice the rate); past it the IP gets 429 on shopper and
+	// admin routes before its credential is checked. 0 turns it off.
+	RateAuthFail float64
+	// MetricsElsewhere leaves /metrics off this server: the node serves it
+	// on its own listener (--metrics-addr).
+	MetricsElsewhere bool
 	// TrustedProxies are the CIDRs of proxies (e.g. the Nginx tier) whose
 	// X-Forwarded-For names the client. Empty: the socket's address is the
 	// client, and forwarding headers are ignored.
@@ -112,7 +119,7 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{Addr: "127.0.0.1:8080", BodyLimit: 4 << 10, RequestTimeout: 5 * time.Second,
-		RateUser: 5, RateIP: 100}
+		RateUser: 5, RateIP: 100, RateAuthFail: 10}
 }
 
 // Validate reports the first invalid setting.
@@ -130,7 +137,7 @@ func (c Config) Validate() error {
 		return errors.New("httpapi: body limit must be at least 64 bytes")
 	case c.RequestTimeout <= 0:
 		return errors.New("httpapi: request timeout must be positive")
-	case c.RateNode < 0 || c.RateUser < 0 || c.RateIP < 0:
+	case c.RateNode < 0 || c.RateUser < 0 || c.RateIP < 0 || c.RateAuthFail < 0:
 		return errors.New("httpapi: rate limits must not be negative")
 	}
 	if _, err := parseCIDRs(c.TrustedProxies); err != nil {
@@ -195,7 +202,9 @@ func New(cfg Config, engine Engine, node Node, m *metrics.Metrics, log *slog.Log
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})))
+	if !cfg.MetricsElsewhere {
+		e.GET("/metrics", echo.WrapHandler(MetricsHandler(m)))
+	}
 
 	v1 := e.Group("/v1")
 	v1.GET("/items/:id", s.getItem, s.limitIP)
@@ -213,6 +222,11 @@ func New(cfg Config, engine Engine, node Node, m *metrics.Metrics, log *slog.Log
 	s.routeConsole(e, v1)
 	s.echo = e
 	return s, nil
+}
+
+// MetricsHandler serves the Prometheus text of m.
+func MetricsHandler(m *metrics.Metrics) http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 }
 
 // Handler returns the HTTP handler, for tests.
@@ -328,12 +342,30 @@ func (s *Server) readyz(c echo.Context) error {
 	return c.JSON(http.StatusOK, r)
 }
 
+// reconcilePageMax caps the items of one GET /v1/admin/reconcile answer.
+const reconcilePageMax = 1000
+
+// reconcile answers one page of the reconciliation report: ?limit=n (at
+// most reconcilePageMax, the default) items after the item ID ?after=,
+// with "next" naming the cursor of the next page.
 func (s *Server) reconcile(c echo.Context) error {
+	limit := reconcilePageMax
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > reconcilePageMax {
+			return invalid("limit must be 1..%d", reconcilePageMax)
+		}
+		limit = n
+	}
+	after := c.QueryParam("after")
+	if after != "" && !sale.ValidID(after) {
+		return invalid("after must be an item id (" + sale.IDRule + ")")
+	}
 	rep, err := s.engine.Reconcile(c.Request().Context())
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, rep)
+	return c.JSON(http.StatusOK, rep.Page(after, limit))
 }
 
 func (s *Server) clusterStatus(c echo.Context) error {

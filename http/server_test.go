@@ -70,7 +70,7 @@ func apiConfig() httpapi.Config {
 	c.TrustUserHeader = true
 	// Rate limits are off: these tests send many requests as one user.
 	// TestServerRateLimit turns them on.
-	c.RateNode, c.RateUser, c.RateIP = 0, 0, 0
+	c.RateNode, c.RateUser, c.RateIP, c.RateAuthFail = 0, 0, 0, 0
 	return c
 }
 
@@ -97,6 +97,7 @@ type req struct {
 	user               string // X-User-ID
 	bearer             string // Authorization: Bearer
 	chunked            bool   // no Content-Length
+	remote             string // the client's address; "" means httptest's 192.0.2.1:1234
 }
 
 func (r req) String() string { return r.method + " " + r.path + " " + strconv.Quote(r.body) }
@@ -119,6 +120,9 @@ func serve(h http.Handler, r req) *httptest.ResponseRecorder {
 	}
 	if r.bearer != "" {
 		hr.Header.Set("Authorization", "Bearer "+r.bearer)
+	}
+	if r.remote != "" {
+		hr.RemoteAddr = r.remote
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, hr)

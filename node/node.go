@@ -52,6 +52,8 @@ type Node struct {
 	flusher    *orders.Flusher
 	api        *httpapi.Server
 	ln         net.Listener
+	sec        *security      // cluster TLS and gossip keys
+	metricsSrv *metricsServer // nil unless --metrics-addr
 	serveErr   chan error
 	adminToken string
 	stopped    atomic.Bool
@@ -74,6 +76,12 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	if n.adminToken, err = loadAdminToken(cfg, stdout); err != nil {
+		return nil, err
+	}
+	if cfg.AdminToken == "" {
+		warnReadable(log, "admin token", filepath.Join(cfg.DataDir, "admin-token"))
+	}
+	if n.sec, err = newSecurity(cfg, log); err != nil {
 		return nil, err
 	}
 	if n.sink, err = openSink(ctx, cfg, mysql); err != nil {
@@ -102,6 +110,10 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 		g := gate.Load()
 		return g != nil && g.Allowed(shard, f) // none before gossip runs
 	}
+	if n.sec.tls != nil {
+		rc.WrapListener = func(ln net.Listener) net.Listener { return n.sec.tls.Listener(ln, "raft") }
+		rc.Dial = n.sec.tls.Dial
+	}
 	rc.OnLeadership = func(shard int, leader bool) {
 		if e := engine.Load(); e != nil {
 			e.OnLeadership(shard, leader)
@@ -122,6 +134,8 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 		AdvertiseAddr: cfg.GossipAdvertise,
 		Join:          cfg.Join,
 		Fast:          cfg.GossipProfile == "local",
+		Keys:          n.sec.keys,
+		Refusals:      n.sec.refusals,
 		Meta: cluster.Meta{
 			ID: cfg.Name, RaftAddr: n.store.Addr(), HTTPAddr: cfg.HTTPAddr, ActorAddr: actorAdv,
 			ActorSys: sys.ID, Region: cfg.Region, Role: "node", Version: Version, Features: announcedFeatures(cfg.Name),
@@ -137,14 +151,18 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	}
 
 	n.place = cluster.NewLeaderPlacement(n.store, n.members)
-	eng, err := actors.NewEngine(actors.Config{
-		QueueMax: cfg.QueueMax, BatchMax: cfg.BatchMax, InflightMax: cfg.InflightMax, RequestTimeout: cfg.RequestTimeout, MaxUnflushed: cfg.MaxUnflushed,
-		AdmissionMax: cfg.AdmissionMax, ItemCacheTTL: cfg.ItemCacheTTL, RateUser: cfg.RateUser,
-	}, actors.Deps{
+	deps := actors.Deps{
 		Store: n.store, Sink: n.sink, Observer: n.metrics, Logger: log, System: sys,
 		Provider: actors.NewProvider(n.members, cfg.DeadNodeGrace), Placement: n.place,
 		ActorAddr: cfg.ActorAddr, ActorAdvertise: cfg.ActorAdvertise,
-	})
+	}
+	if n.sec.tls != nil {
+		deps.Credentials = n.sec.tls.Credentials()
+	}
+	eng, err := actors.NewEngine(actors.Config{
+		QueueMax: cfg.QueueMax, BatchMax: cfg.BatchMax, InflightMax: cfg.InflightMax, RequestTimeout: cfg.RequestTimeout, MaxUnflushed: cfg.MaxUnflushed,
+		AdmissionMax: cfg.AdmissionMax, ItemCacheTTL: cfg.ItemCacheTTL, RateUser: cfg.RateUser,
+	}, deps)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +198,8 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	hc.AdminToken = n.adminToken
 	hc.TrustUserHeader = cfg.UserHeaderTrusted()
 	hc.RequestTimeout = cfg.RequestTimeout
-	hc.RateNode, hc.RateUser, hc.RateIP = cfg.RateNode, cfg.RateUser, cfg.RateIP
+	hc.RateNode, hc.RateUser, hc.RateIP, hc.RateAuthFail = cfg.RateNode, cfg.RateUser, cfg.RateIP, cfg.RateAuthFail
+	hc.MetricsElsewhere = cfg.MetricsAddr != ""
 	hc.TrustedProxies = cfg.TrustedProxies
 	if cfg.AuthSecret != "" {
 		hc.AuthSecret = []byte(cfg.AuthSecret)
@@ -188,9 +207,16 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	if n.api, err = httpapi.New(hc, eng, n, n.metrics, log); err != nil {
 		return nil, err
 	}
+	if cfg.MetricsAddr != "" {
+		if n.metricsSrv, err = n.serveMetrics(cfg.MetricsAddr); err != nil {
+			return nil, err
+		}
+		undo = append(undo, n.metricsSrv.close)
+	}
 	if n.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
+	n.sec.start()
 	go func() { n.serveErr <- n.api.Serve(n.ln) }()
 	log.Info("node started", "name", cfg.Name, "http", n.ln.Addr().String(), "raft", n.store.Addr(),
 		"gossip", cfg.GossipAddr, "actor", eng.ActorAddr(), "shards", cfg.Shards, "orders", sinkName(cfg),
@@ -286,6 +312,14 @@ func (n *Node) registerGauges() {
 		func() float64 { return float64(n.store.DiskHealth().WriteFails) })
 	n.metrics.CounterFunc("flashstock_raft_snapshot_failures_total", "Snapshots that failed to persist.",
 		snaps(func(s raftstore.SnapshotStats) float64 { return float64(s.Failures) }, sum))
+	if n.sec.tls != nil {
+		n.metrics.GaugeFunc("flashstock_tls_cert_expiry_timestamp_seconds", "When this node's cluster TLS certificate expires (unix seconds).",
+			func() float64 { return float64(n.sec.tls.NotAfter().Unix()) })
+		n.metrics.CounterFunc("flashstock_tls_handshakes_total", "Mutual TLS handshakes completed on the Raft and actor ports, both directions.",
+			func() float64 { return float64(n.sec.tls.Handshakes()) })
+	}
+	n.metrics.GaugeFunc("flashstock_gossip_keys", "Gossip encryption keys installed (0: gossip is plain text).",
+		func() float64 { return float64(n.members.KeyCount()) })
 	n.metrics.GaugeFunc("flashstock_members_alive", "Live cluster members as this node sees them.",
 		func() float64 { return float64(len(n.members.Alive())) })
 }
@@ -371,6 +405,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	n.log.Info("draining")
 	errs := []error{n.api.Shutdown(ctx)}
+	n.sec.close()
+	n.metricsSrv.close()
 	n.reconciler.Stop()
 	n.flusher.Stop()
 	errs = append(errs, n.flusher.Drain(ctx))
@@ -400,6 +436,8 @@ func (n *Node) Kill() {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_ = n.api.Shutdown(ctx)
+	n.sec.close()
+	n.metricsSrv.close()
 	_ = n.members.Shutdown()
 	n.reconciler.Stop()
 	n.flusher.Stop()

@@ -22,6 +22,13 @@ type Status struct {
 		ShardsLed int    `json:"shards_led"`
 		Actors    int    `json:"item_actors"`
 		Time      string `json:"time"`
+		// Security says how the cluster plane is protected: gossip keys
+		// installed (0: plain text) and mutual TLS for Raft and actors.
+		Security struct {
+			GossipKeys   int    `json:"gossip_keys"`
+			TLS          bool   `json:"tls"`
+			CertNotAfter string `json:"cert_not_after,omitempty"`
+		} `json:"security"`
 	} `json:"node"`
 	Members  []cluster.Member        `json:"members"`
 	Shards   []raftstore.ShardStatus `json:"shards"`
@@ -37,6 +44,11 @@ func (n *Node) Status(ctx context.Context) any {
 	s.Node.Ready = n.Ready()
 	s.Node.Actors = n.engine.Activations()
 	s.Node.Time = time.Now().UTC().Format(time.RFC3339Nano)
+	s.Node.Security.GossipKeys = n.members.KeyCount()
+	if n.sec.tls != nil {
+		s.Node.Security.TLS = true
+		s.Node.Security.CertNotAfter = n.sec.tls.NotAfter().UTC().Format(time.RFC3339)
+	}
 	s.Members = n.members.Members()
 	s.Breakers = n.engine.Breakers()
 	for i := 0; i < n.store.Shards(); i++ {

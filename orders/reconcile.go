@@ -1,6 +1,9 @@
 package orders
 
-import "time"
+import (
+	"sort"
+	"time"
+)
 
 // ItemReconciliation compares one item's sales in Raft with the order store.
 type ItemReconciliation struct {
@@ -16,6 +19,27 @@ type ItemReconciliation struct {
 type Reconciliation struct {
 	CheckedAt     time.Time            `json:"checked_at"`
 	Items         []ItemReconciliation `json:"items"`
-	Differences   int                  `json:"differences"`
+	Differences   int                  `json:"differences"`    // in the whole report, not only this page
 	SkippedShards []int                `json:"skipped_shards"` // no current replica on this node
+	// Next, when set, is the cursor of the next page (pass it as after);
+	// empty on the last page.
+	Next string `json:"next,omitempty"`
+}
+
+// Page returns the part of the report after the item ID after (every item
+// when after is empty), at most limit items, with Next set when more
+// follow. Items must be sorted by ItemID, as Reconcile returns them.
+func (r Reconciliation) Page(after string, limit int) Reconciliation {
+	i := 0
+	if after != "" {
+		i = sort.Search(len(r.Items), func(i int) bool { return r.Items[i].ItemID > after })
+	}
+	items := r.Items[i:]
+	r.Next = ""
+	if limit > 0 && len(items) > limit {
+		items = items[:limit]
+		r.Next = items[limit-1].ItemID
+	}
+	r.Items = items
+	return r
 }

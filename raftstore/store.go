@@ -78,6 +78,13 @@ type Config struct {
 	// barrier) or loses leadership of a shard. It must not block.
 	OnLeadership func(shard int, leader bool)
 
+	// WrapListener, if set, wraps the one Raft listener before the mux
+	// accepts on it, and Dial, if set, opens the connections to peers: the
+	// seams of the cluster's mutual TLS (internal/clustertls). Nil: plain
+	// TCP.
+	WrapListener func(net.Listener) net.Listener
+	Dial         mux.Dialer
+
 	Now    func() time.Time
 	Logger *slog.Logger
 	// RaftLog receives hashicorp/raft's own warnings and errors; nil means
@@ -188,7 +195,10 @@ func Open(cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("raftstore: advertise address: %w", err)
 		}
 	}
-	s := &Store{cfg: cfg, log: cfg.Logger, mux: mux.New(ln, mux.Config{Shards: cfg.Shards, Advertise: adv, Logger: cfg.Logger})}
+	if cfg.WrapListener != nil {
+		ln = cfg.WrapListener(ln)
+	}
+	s := &Store{cfg: cfg, log: cfg.Logger, mux: mux.New(ln, mux.Config{Shards: cfg.Shards, Advertise: adv, Dial: cfg.Dial, Logger: cfg.Logger})}
 	for i := 0; i < cfg.Shards; i++ {
 		sh, err := s.openShard(i, filepath.Join(root, strconv.Itoa(i)))
 		if err != nil {

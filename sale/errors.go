@@ -3,6 +3,7 @@ package sale
 import (
 	"errors"
 	"net/http"
+	"strconv"
 )
 
 // Errors a purchase, an order or an admin action can end in. Callers match
@@ -33,6 +34,12 @@ var (
 	// ErrPaymentNotRequired: no payment window is configured; orders are
 	// final when confirmed.
 	ErrPaymentNotRequired = errors.New("sale: payment not required")
+	// ErrStockMax: a restock would take the item's stock past StockMax;
+	// nothing was applied.
+	ErrStockMax = errors.New("sale: stock would exceed the maximum")
+	// ErrItemsFull: the item's shard holds ItemsPerShardMax items; nothing
+	// was created.
+	ErrItemsFull = errors.New("sale: too many items")
 
 	// ErrOverloaded: a bounded queue is full; nothing was applied.
 	ErrOverloaded = errors.New("sale: overloaded")
@@ -100,8 +107,10 @@ var codes = []Code{
 	{ErrTimeout, 17, http.StatusServiceUnavailable, "unknown_outcome", "no answer in time; retry with the same request_id to learn the outcome", 1, false},
 	{ErrInvalidRequest, 19, http.StatusBadRequest, "invalid_argument", "an id, a name or a batch is outside the sale's bounds", 0, true},
 	{ErrRateLimited, 20, http.StatusTooManyRequests, "rate_limited", "too many purchases from this shopper; retry shortly", 1, true},
-	{ErrDiskFull, 21, http.StatusServiceUnavailable, "unavailable", "a node's disk is full; retry shortly or on another node", 5, true},
+	{ErrDiskFull, 23, http.StatusServiceUnavailable, "unavailable", "a node's disk is full; retry shortly or on another node", 5, true},
 	{ErrPaymentNotRequired, 18, http.StatusConflict, "payment_not_required", "orders are final when confirmed; no payment window is configured", 0, true},
+	{ErrStockMax, 21, http.StatusBadRequest, "invalid_argument", "the restock would take the item's stock past " + strconv.Itoa(StockMax) + " units", 0, true},
+	{ErrItemsFull, 22, http.StatusConflict, "too_many_items", "the shard this item id maps to holds the most items it may (" + strconv.Itoa(ItemsPerShardMax) + " per shard)", 0, true},
 }
 
 // byWire indexes codes by wire number.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 )
 
 func TestOutcomeErr(t *testing.T) {
@@ -156,5 +157,54 @@ func TestCodes(t *testing.T) {
 	unknown := errors.New("something else")
 	if _, ok := CodeOf(unknown); ok || Definite(unknown) || WireOf(unknown) != 11 {
 		t.Errorf("an error the table does not know: want no code, not definite, and wire 11 (unknown outcome)")
+	}
+}
+
+func TestCheckRestock(t *testing.T) {
+	tests := []struct {
+		stock, remaining, delta int64
+		want                    error
+	}{
+		{100, 40, 10, nil},
+		{100, 40, -40, nil},
+		{100, 40, -41, ErrInvalidStock},
+		{StockMax - 5, 0, 5, nil},
+		{StockMax - 5, 0, 6, ErrStockMax},
+		{StockMax, StockMax, 1, ErrStockMax},
+		{StockMax, StockMax, -1, nil},
+		{1, 1, StockMax, ErrStockMax},
+	}
+	for _, tt := range tests {
+		it := Item{Stock: tt.stock, Remaining: tt.remaining}
+		if got := it.CheckRestock(tt.delta); got != tt.want {
+			t.Errorf("Item{Stock: %d, Remaining: %d}.CheckRestock(%d) = %v; want %v", tt.stock, tt.remaining, tt.delta, got, tt.want)
+		}
+	}
+}
+
+func TestValidSaleTime(t *testing.T) {
+	tests := []struct {
+		t    time.Time
+		want bool
+	}{
+		{time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC), true},
+		{SaleTimeMin, true},
+		{SaleTimeMax, true},
+		{SaleTimeMin.Add(-time.Nanosecond), false},
+		{SaleTimeMax.Add(time.Nanosecond), false},
+		{time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), false},    // wraps in UnixNano
+		{time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), false}, // wraps in UnixNano
+		{time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), false}, // 0: "no bound"
+	}
+	for _, tt := range tests {
+		if got := ValidSaleTime(tt.t); got != tt.want {
+			t.Errorf("ValidSaleTime(%v) = %v; want %v", tt.t, got, tt.want)
+		}
+	}
+	// Every accepted time survives the round trip through UnixNano.
+	for _, b := range []time.Time{SaleTimeMin, SaleTimeMax} {
+		if got := time.Unix(0, b.UnixNano()).UTC(); !got.Equal(b) {
+			t.Errorf("%v does not survive UnixNano: %v", b, got)
+		}
 	}
 }

@@ -52,6 +52,7 @@ type testNode struct {
 	token   string
 	cmd     *exec.Cmd
 	stderr  *bytes.Buffer
+	errw    *lockedWriter // writes stderr; logText reads it under its lock
 	done    chan struct{}
 	exitErr error
 	api     *client.Client // with the admin token once it is known
@@ -82,6 +83,12 @@ type nodeAddrs struct{ http, raft, gossip, actor string }
 // launchNode starts the node binary without waiting for it.
 func launchNode(t *testing.T, dir string, a nodeAddrs, name string, extra ...string) *testNode {
 	t.Helper()
+	return launchNodeEnv(t, dir, a, name, nil, extra...)
+}
+
+// launchNodeEnv is launchNode with more environment variables (KEY=VALUE).
+func launchNodeEnv(t *testing.T, dir string, a nodeAddrs, name string, env []string, extra ...string) *testNode {
+	t.Helper()
 	args := append([]string{
 		"--name", name, "--data-dir", dir, "--http-addr", a.http, "--raft-addr", a.raft,
 		"--gossip-addr", a.gossip, "--actor-addr", a.actor, "--shards", "4", "--log-level", "warn",
@@ -89,7 +96,11 @@ func launchNode(t *testing.T, dir string, a nodeAddrs, name string, extra ...str
 	n := &testNode{t: t, dir: dir, url: "http://" + a.http, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	n.connect()
 	n.cmd = exec.Command(nodeBin, args...)
-	n.cmd.Stderr = &lockedWriter{w: n.stderr}
+	if env != nil {
+		n.cmd.Env = append(os.Environ(), env...)
+	}
+	n.errw = &lockedWriter{w: n.stderr}
+	n.cmd.Stderr = n.errw
 	n.cmd.Stdout = io.Discard
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -109,6 +120,14 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// logText returns what the node wrote to standard error so far; safe while
+// it runs.
+func (n *testNode) logText() string {
+	n.errw.mu.Lock()
+	defer n.errw.mu.Unlock()
+	return n.stderr.String()
 }
 
 func (n *testNode) waitReady() {

@@ -14,6 +14,11 @@ import (
 // secretFlags may also be read from the file named by SECKILL_<FLAG>_FILE.
 var secretFlags = map[string]bool{"auth-secret": true, "admin-token": true, "orders-dsn": true}
 
+// pathFlags name files already; SECKILL_<FLAG>_FILE is another name for
+// SECKILL_<FLAG> (the file's path), so that Swarm secrets are wired the same
+// way for every secret.
+var pathFlags = map[string]bool{"tls-ca": true, "tls-cert": true, "tls-key": true}
+
 // parseFlags reads the command line over the environment over the
 // defaults.
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config.Config, error) {
@@ -21,7 +26,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if h, err := os.Hostname(); err == nil {
 		c.Name = h
 	}
-	var join, dsn, proxies string
+	var join, dsn, proxies, gossipKeys string
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.Name, "name", c.Name, "node name, unique in the cluster (default: hostname)")
@@ -67,7 +72,15 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "order flush poll interval")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long SIGTERM waits for in-flight work")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
-	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go pprof profiles on this address (keep it on loopback; default off)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go pprof profiles on this address (default off); off loopback every request needs the admin token")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this address instead of the API's (default: on --http-addr)")
+	fs.Float64Var(&c.RateAuthFail, "rate-auth-fail", c.RateAuthFail, "failed authentications per second per client IP before it gets 429 unchecked (0 = off)")
+	fs.StringVar(&gossipKeys, "gossip-key", "", "base64 gossip encryption keys (16, 24 or 32 bytes), comma-separated, the first encrypts; prefer --gossip-key-file (a command line is visible to every user)")
+	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", "", "file of base64 gossip keys, one per line, the first encrypts; re-read on SIGHUP and when it changes")
+	fs.StringVar(&c.TLSCA, "tls-ca", "", "cluster CA certificate (PEM) that Raft and actor peers must chain to")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "this node's certificate (PEM; node tls cert makes one); re-read on SIGHUP and when it changes")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "this node's private key (PEM)")
+	fs.BoolVar(&c.InsecureCluster, "insecure-cluster", false, "run non-loopback cluster ports without a gossip key and TLS (anyone who reaches them can join)")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -87,6 +100,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 			return
 		}
 		v := getenv(config.EnvName(f.Name))
+		if v == "" && pathFlags[f.Name] {
+			v = getenv(config.EnvName(f.Name) + "_FILE")
+		}
 		if v == "" && secretFlags[f.Name] {
 			if path := getenv(config.EnvName(f.Name) + "_FILE"); path != "" {
 				b, err := os.ReadFile(path)
@@ -95,6 +111,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 					return
 				}
 				v = strings.TrimSpace(string(b))
+				if f.Name == "admin-token" {
+					c.AdminTokenFile = path
+				}
 			}
 		}
 		if v != "" {
@@ -109,6 +128,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	c.Join = splitList(join)
 	c.OrdersDSN = splitList(dsn)
 	c.TrustedProxies = splitList(proxies)
+	c.GossipKeys = splitList(gossipKeys)
 	if err := c.Validate(); err != nil {
 		return c, usageError{err}
 	}

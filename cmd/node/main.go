@@ -4,6 +4,8 @@
 //	node [flags]                 serve (see README.md for every flag)
 //	node status --addr URL       print the cluster status as a table
 //	node reconcile --addr URL    compare sales in Raft with the order store
+//	node tls ca|cert ...         make the cluster CA and node certificates
+//	node gossip-key [--out F]    make a gossip encryption key
 //	node version                 print the version
 //
 // Every flag can also be set from the environment as SECKILL_<FLAG>
@@ -70,6 +72,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runStatus(ctx, args[1:], getenv, stdout, stderr)
 		case "reconcile":
 			return runReconcile(ctx, args[1:], getenv, stdout, stderr)
+		case "tls":
+			return runTLS(args[1:], stdout, stderr)
+		case "gossip-key":
+			return runGossipKey(args[1:], stdout)
 		}
 	}
 	cfg, err := parseFlags(args, getenv, stderr)
@@ -83,12 +89,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
 	node.Version = version
 	log := newLogger(cfg.LogLevel, stderr)
+	// SIGHUP re-reads the cluster's TLS files and gossip key file. It is
+	// caught from the start: its default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	n, err := node.Start(ctx, cfg, openMySQL, stdout, log)
 	if err != nil {
 		return err
 	}
+	stopReload := make(chan struct{})
+	reloadDone := make(chan struct{})
+	go func() {
+		defer close(reloadDone)
+		for {
+			select {
+			case <-hup:
+				if err := n.Reload(); err == nil {
+					log.Info("SIGHUP: cluster keys and certificates checked")
+				}
+			case <-stopReload:
+				return
+			}
+		}
+	}()
+	defer func() { close(stopReload); <-reloadDone }()
 	if cfg.DebugAddr != "" {
-		stopDebug, err := serveDebug(cfg.DebugAddr, log)
+		stopDebug, err := serveDebug(cfg.DebugAddr, n.AdminToken(), log)
 		if err != nil {
 			return errors.Join(err, n.Shutdown(context.Background()))
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -108,12 +109,29 @@ func shardList(sets ...string) string {
 	return strings.Join(parts, ",")
 }
 
+// reconcilePagesMax bounds the pages `node reconcile` follows (1000 items
+// each: well past sale.ItemsPerShardMax times the largest shard count).
+const reconcilePagesMax = 10_000
+
 // runReconcile prints the reconciliation report and fails when it finds a
 // difference.
 func runReconcile(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	// The report comes in pages; the last one says no next.
 	var rep orders.Reconciliation
-	if err := adminGet(ctx, args, getenv, "/v1/admin/reconcile", &rep); err != nil {
-		return fmt.Errorf("reconcile: %w", err)
+	for after, pages := "", 0; ; pages++ {
+		if pages > reconcilePagesMax {
+			return fmt.Errorf("reconcile: more than %d pages", reconcilePagesMax)
+		}
+		var page orders.Reconciliation
+		if err := adminGet(ctx, args, getenv, "/v1/admin/reconcile?after="+url.QueryEscape(after), &page); err != nil {
+			return fmt.Errorf("reconcile: %w", err)
+		}
+		items := append(rep.Items, page.Items...)
+		rep, rep.Items = page, items
+		if page.Next == "" || page.Next == after {
+			break
+		}
+		after = page.Next
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ITEM\tSHARD\tRAFT_SOLD\tUNFLUSHED\tSTORE_SOLD\tDIFF")

@@ -5,6 +5,7 @@
 #   1. `docker swarm init` if this Docker is not in a swarm (left initialised)
 #   2. build.sh (all images; E2E_SKIP_BUILD=1 to reuse them)
 #   3. label this host (zone=e2e, edge=true, monitoring=true), create secrets
+#      (secrets.sh: the cluster's CA, node certificates and gossip key)
 #   4. deploy stack.yml as stack "fse2e": node1..3, nginx, mysql0/1, prometheus
 #   5. wait until /readyz answers 200 through nginx and 3 members are alive
 #   6. create an item, buy a few units with shopper JWTs
@@ -35,9 +36,11 @@ for c in docker curl openssl jq timeout; do command -v "$c" >/dev/null || die "$
 # ------------------------------------------------------------------ teardown
 ADDED_LABELS=()
 SELF=
+CA_TMP=
 teardown() {
 	local rc=$?
 	set +e
+	[ -n "$CA_TMP" ] && rm -rf "$CA_TMP"
 	trap '' INT TERM # finish the cleanup even if interrupted again
 	if [ "${E2E_KEEP:-0}" = 1 ]; then
 		log "E2E_KEEP=1: leaving stack $STACK in place"
@@ -125,6 +128,10 @@ printf '%s' "$ADMIN_TOKEN" | docker secret create "${STACK}_admin_token" - >/dev
 printf '%s' "$DB_PASSWORD" | docker secret create "${STACK}_mysql_password" - >/dev/null
 printf 'flashstock:%s@tcp(mysql0:3306)/flashstock,flashstock:%s@tcp(mysql1:3306)/flashstock' \
 	"$DB_PASSWORD" "$DB_PASSWORD" | docker secret create "${STACK}_orders_dsn" - >/dev/null
+# The cluster's keys: a throwaway CA, node certificates and a gossip key,
+# made by the node binary build.sh staged (or `go build`).
+CA_TMP=$(mktemp -d)
+"$HERE/secrets.sh" --prefix "${STACK}_" --ca-dir "$CA_TMP/ca" >/dev/null 2>&1 || die "secrets.sh failed"
 
 # ------------------------------------------------------------------- deploy
 log "deploying stack $STACK (nginx on 127.0.0.1:$PORT)"

@@ -18,7 +18,8 @@ type Metrics struct {
 
 	HTTPRequests  *prometheus.CounterVec   // route, code
 	HTTPDuration  *prometheus.HistogramVec // route, outcome
-	Purchases     *prometheus.CounterVec   // outcome
+	AuthFailures  prometheus.Counter
+	Purchases     *prometheus.CounterVec // outcome
 	ApplyDuration prometheus.Histogram
 	BatchSize     prometheus.Histogram
 	ApplyErrors   prometheus.Counter
@@ -43,6 +44,9 @@ func New() *Metrics {
 			Name: "flashstock_http_request_duration_seconds", Help: "HTTP request latency by route and outcome.",
 			Buckets: latencyBuckets,
 		}, []string{"route", "outcome"}),
+		AuthFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flashstock_http_auth_failures_total", Help: "Requests refused for a missing or invalid shopper or admin credential.",
+		}),
 		Purchases: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flashstock_purchases_total", Help: "Purchase answers by outcome.",
 		}, []string{"outcome"}),
@@ -80,7 +84,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.HTTPRequests, m.HTTPDuration, m.Purchases, m.ApplyDuration, m.BatchSize, m.ApplyErrors,
+		m.HTTPRequests, m.HTTPDuration, m.AuthFailures, m.Purchases, m.ApplyDuration, m.BatchSize, m.ApplyErrors,
 		m.FlushedOrders, m.FlushErrors, m.FlushDuration, m.BreakerState, m.BreakerMoves,
 	)
 	return m

@@ -56,6 +56,30 @@ func (l *Limiter) AllowPair(a, b string) (bool, time.Duration) {
 	return l.take(maphash.Comparable(l.seed, [2]string{a, b}))
 }
 
+// Exhausted reports, without taking a token, whether key's bucket is
+// empty, and how long until it holds one: a gate in front of work whose
+// failures (not its attempts) take tokens.
+func (l *Limiter) Exhausted(key string) (bool, time.Duration) {
+	hash := maphash.String(l.seed, key)
+	idx := hash & uint64(len(l.buckets)-1)
+	s := &l.stripes[idx%uint64(len(l.stripes))]
+	now := l.now().UnixNano()
+	s.Lock()
+	defer s.Unlock()
+	b := &l.buckets[idx]
+	if b.last == 0 {
+		return false, 0
+	}
+	tokens := b.tokens
+	if elapsed := now - b.last; elapsed > 0 {
+		tokens = math.Min(l.burst, tokens+float64(elapsed)*l.rate/1e9)
+	}
+	if tokens >= 1 {
+		return false, 0
+	}
+	return true, time.Duration((1 - tokens) / l.rate * 1e9)
+}
+
 func (l *Limiter) take(hash uint64) (bool, time.Duration) {
 	idx := hash & uint64(len(l.buckets)-1)
 	s := &l.stripes[idx%uint64(len(l.stripes))]

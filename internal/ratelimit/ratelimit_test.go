@@ -141,3 +141,26 @@ func BenchmarkAllow(b *testing.B) {
 		}
 	})
 }
+
+func TestExhaustedTakesNothing(t *testing.T) {
+	now := time.Unix(100, 0)
+	l := New(1, 2, 16, func() time.Time { return now })
+	for i := 0; i < 10; i++ {
+		if empty, _ := l.Exhausted("ip"); empty {
+			t.Fatalf("Exhausted(ip) = true after %d looks and no failures; want false", i)
+		}
+	}
+	l.Allow("ip")
+	l.Allow("ip")
+	empty, wait := l.Exhausted("ip")
+	if !empty || wait != time.Second {
+		t.Fatalf("Exhausted after the burst = %v, %v; want true, 1s", empty, wait)
+	}
+	now = now.Add(time.Second)
+	if empty, _ := l.Exhausted("ip"); empty {
+		t.Fatal("Exhausted a second later = true; want a token back")
+	}
+	if ok, _ := l.Allow("ip"); !ok {
+		t.Fatal("Allow after the refill = false; Exhausted must not have taken the token")
+	}
+}

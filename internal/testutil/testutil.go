@@ -57,25 +57,46 @@ func Logger(tb testing.TB) *slog.Logger {
 // record, to the test's log, with Logger's guarantees. It suits loggers
 // that take an io.Writer, such as hashicorp/raft's hclog
 // (raftstore.Config.RaftLog).
+//
+// A fuzz target's *testing.F may not log while the fuzz function runs (the
+// testing package panics, which kills the fuzz worker), and background
+// goroutines log at any time. For an F the writer keeps the last
+// fuzzLogLines lines and hands them to the F's log at cleanup, outside the
+// fuzz function, if the fuzz test failed.
 func LogWriter(tb testing.TB) io.Writer {
 	w := &tbWriter{tb: tb}
+	if _, ok := tb.(*testing.F); ok {
+		w.held = make([]string, 0, fuzzLogLines)
+	}
 	tb.Cleanup(w.end)
 	return w
 }
+
+// fuzzLogLines bounds the lines a fuzz test's logger holds back.
+const fuzzLogLines = 200
 
 // tbWriter forwards writes to tb.Logf until the test ends. The mutex orders
 // every forwarded write before end, so none can reach a finished test.
 type tbWriter struct {
 	mu    sync.Mutex
 	tb    testing.TB
+	held  []string // non-nil for a *testing.F: the newest lines, oldest first
 	ended bool
 }
 
 func (w *tbWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.ended {
-		w.tb.Logf("%s", bytes.TrimRight(p, "\n"))
+	line := string(bytes.TrimRight(p, "\n"))
+	switch {
+	case w.ended:
+	case w.held != nil:
+		if len(w.held) == fuzzLogLines {
+			w.held = append(w.held[:0], w.held[1:]...)
+		}
+		w.held = append(w.held, line)
+	default:
+		w.tb.Logf("%s", line)
 	}
 	return len(p), nil
 }
@@ -86,6 +107,11 @@ func (w *tbWriter) Write(p []byte) (int, error) {
 func (w *tbWriter) end() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.held != nil && w.tb.Failed() {
+		for _, line := range w.held {
+			w.tb.Logf("%s", line)
+		}
+	}
 	w.ended = true
 }
 
