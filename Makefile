@@ -11,7 +11,7 @@ RACE_PKGS := ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... .
 # multi-node tests run without -race.
 CLUSTER_PKGS := ./node/... ./cluster/...
 
-.PHONY: build run test check unit e2e fuzz faults bench console-shots clean
+.PHONY: build run test check unit e2e fuzz faults bench soak bench-scale console-shots clean
 
 build:
 	$(GO) build -o bin/node ./cmd/node
@@ -75,11 +75,23 @@ fuzz:
 
 # bench: Flashstock against the ../shared/bench baselines back to back, the
 # load generator's scenarios, failover and the Go benchmarks, then the cost
-# of the cluster's keys (scripts/bench-security.sh); writes docs/benchmarks.md.
+# of the cluster's keys (scripts/bench-security.sh) and a one-minute soak;
+# writes docs/benchmarks.md.
 bench:
 	@mkdir -p docs
 	scripts/bench.sh > docs/benchmarks.md.new && scripts/bench-security.sh >> docs/benchmarks.md.new && \
-	  mv docs/benchmarks.md.new docs/benchmarks.md
+	  scripts/soak.sh 1 60 10 >> docs/benchmarks.md.new && mv docs/benchmarks.md.new docs/benchmarks.md
+
+# soak: a long sale (scripts/soak.sh): one node for SOAK_SECONDS, then three
+# with a follower restarted half way; writes docs/soak-results.md and the
+# p99/RSS charts docs/soak-1.svg, docs/soak-3.svg.
+soak:
+	@mkdir -p docs
+	SOAK_SVG=docs/soak-1.svg scripts/soak.sh 1 $(SOAK_SECONDS) 10 > docs/soak-results.md.new && \
+	  SOAK_SVG=docs/soak-3.svg scripts/soak.sh 3 $(SOAK_SECONDS) 10 >> docs/soak-results.md.new && \
+	  mv docs/soak-results.md.new docs/soak-results.md
+
+SOAK_SECONDS ?= 300
 
 # console-shots: the admin console's browser test (three nodes, headless
 # chromium), saving its screenshots in docs/console for the README.

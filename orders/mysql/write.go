@@ -182,10 +182,12 @@ func validate(o *orders.Order) error {
 // The first attempt is optimistic: a flush almost always carries only new
 // orders, so it inserts them all without the locking read. If any order is
 // already stored (a re-flush, a status change), the insert fails with a
-// duplicate key, the transaction rolls back, and the careful path runs.
+// duplicate key, the transaction rolls back, and the careful path runs. So it
+// does when the optimistic insert loses a race with another writer (a
+// deadlock, a lock wait timeout): its transaction is rolled back whole.
 func (s *Sink) writeDB(ctx context.Context, d *database, tables []tableRows) error {
 	err := s.writeTx(ctx, d, tables, true)
-	if err == nil || !isDupEntry(err) {
+	if err == nil || !retryable(err) {
 		return err
 	}
 	wait := retryBackoff
@@ -205,11 +207,6 @@ func (s *Sink) writeDB(ctx context.Context, d *database, tables []tableRows) err
 		}
 		wait *= 2
 	}
-}
-
-func isDupEntry(err error) bool {
-	var me *gomysql.MySQLError
-	return errors.As(err, &me) && me.Number == erDupEntry
 }
 
 // retryable reports whether err means the transaction lost a race that a
