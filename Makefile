@@ -99,7 +99,8 @@ console-shots:
 	FLASHSTOCK_CONSOLE_SHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run '^TestConsole$$' ./node/
 
 # bench-scale: does a bigger cluster sell more? Each node in its own cgroup
-# CPU quota (an emulated host); writes docs/scaling.md. Needs root.
+# CPU quota (an emulated host); writes docs/scaling-results.md (docs/scaling.md
+# reads it). Needs root.
 bench-scale:
 	@mkdir -p docs
 	scripts/bench-scale.sh $(SCALE_Q) $(SCALE_SECONDS) $(SCALE_ROUNDS) > docs/scaling-results.md.new && mv docs/scaling-results.md.new docs/scaling-results.md

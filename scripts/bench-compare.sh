@@ -71,11 +71,11 @@ for r in $(seq 1 "$rounds"); do
 	for c in $order; do run "$c" "$r" | tee -a "$tmp/results" >&2; done
 done
 
-python3 - "$old" "$new" "$secs" <"$tmp/results" <<'PY'
+python3 - "$old" "$new" "$secs" "$tmp/results" <<'PY'
 import statistics, sys
-old, new, secs = sys.argv[1:4]
+old, new, secs, results = sys.argv[1:5]
 runs = {old: [], new: []}
-for line in sys.stdin:
+for line in open(results):
     parts = line.split()
     kv = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
     runs[parts[0]].append(kv)
@@ -90,5 +90,8 @@ for c in (old, new):
     each = ", ".join(f"{float(r['rps']):.0f}" for r in runs[c])
     print(f"| {c} | {med(c, 'rps'):.0f} | {med(c, 'p50_us') / 1e3:.1f} | {med(c, 'p99_us') / 1e3:.1f} | "
           f"{sum(int(r['non2xx']) for r in runs[c])} | {each} |")
-print(f"\n{new} sells at {med(new, 'rps') / med(old, 'rps'):.2f}x {old}'s rate.")
+ratios = [float(b["rps"]) / float(a["rps"]) for a, b in zip(runs[old], runs[new])]
+print(f"\n{new} sells at {med(new, 'rps') / med(old, 'rps'):.2f}x {old}'s rate (medians); the median of the "
+      f"per-round ratios, which cancels drift across rounds, is {statistics.median(ratios):.2f} "
+      f"({', '.join(f'{r:.2f}' for r in ratios)}).")
 PY

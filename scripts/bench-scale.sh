@@ -86,8 +86,16 @@ start_cluster() { # n quota [extra node args...]: starts n1..nN
 }
 
 stop_cluster() {
+	# The nodes were started in command substitutions, so they are not this
+	# shell's children and `wait` cannot wait for them: poll until they are
+	# gone (a node drains for a few seconds on SIGTERM), then kill what is
+	# left, so the next cluster finds its ports free.
 	for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]:-}"; do [ -n "$p" ] && { wait "$p" 2>/dev/null || true; }; done
+	for p in "${pids[@]:-}"; do
+		[ -n "$p" ] || continue
+		for _ in $(seq 1 400); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
+	done
 	pids=()
 	for c in "${cgroups[@]:-}"; do
 		[ -n "$c" ] && rmdir "/sys/fs/cgroup/cpu/$c" "/sys/fs/cgroup/cpuacct/$c" 2>/dev/null || true
@@ -118,11 +126,19 @@ leaders_spread() { # n: wait until every node leads a shard (at most 30 s)
 	echo "bench-scale: leaders not spread over $1 nodes after 30 s" >&2
 }
 
-create_items() { # n items
+create_items() { # n items: each from the next node; a 503 (a node at its quota, a
+	# shard between leaders) is retried, as a client must, at most 20 times; 409
+	# item_exists on a retry means an earlier try took
 	for k in $(seq 1 "$2"); do
-		curl -fsS -o /dev/null -X POST "http://127.0.0.1:$(port $(((k - 1) % $1 + 1)))/v1/items" \
-			-H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-			-d "{\"id\":\"it-$k\",\"stock\":1000000000,\"per_user_limit\":1}"
+		local code=000
+		for _ in $(seq 1 20); do
+			code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$(port $(((k - 1) % $1 + 1)))/v1/items" \
+				-H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+				-d "{\"id\":\"it-$k\",\"stock\":1000000000,\"per_user_limit\":1}" 2>/dev/null || true)
+			case "$code" in 201 | 409) break ;; esac
+			sleep 0.5
+		done
+		case "$code" in 201 | 409) ;; *) echo "bench-scale: creating it-$k: HTTP $code" >&2; exit 1 ;; esac
 	done
 }
 

@@ -71,11 +71,11 @@ wait_ready() { # i: bounded wait for /readyz?all=1
 	exit 1
 }
 metric() { # i name: sum of the samples of a metric (empty when the node is down)
-	curl -fsS -m 5 "http://127.0.0.1:$(port "$1")/metrics" 2>/dev/null |
+	{ curl -fsS -m 5 "http://127.0.0.1:$(port "$1")/metrics" 2>/dev/null || true; } |
 		awk -v n="$2" '$1 == n || index($1, n"{") == 1 { s += $2; f = 1 } END { if (f) printf "%.6f\n", s }'
 }
-status() { # i: the node's cluster status (JSON)
-	curl -fsS -m 5 -H "Authorization: Bearer $token" "http://127.0.0.1:$(port "$1")/v1/cluster/status" 2>/dev/null
+status() { # i: the node's cluster status (JSON; {} when the node is down)
+	curl -fsS -m 5 -H "Authorization: Bearer $token" "http://127.0.0.1:$(port "$1")/v1/cluster/status" 2>/dev/null || echo '{}'
 }
 # shard_field i shard field: a field of one shard in node i's status.
 shard_field() {
@@ -140,7 +140,7 @@ for w in $(seq 1 "$windows"); do
 	fi
 	outs=()
 	for i in $targets; do
-		RUN="$w" ITEM=$item wrk -t1 -c$((conns / ntargets)) -d"${window}s" -s "$lua" "http://127.0.0.1:$(port "$i")/" \
+		RUN="$w-$i" ITEM=$item wrk -t1 -c$((conns / ntargets)) -d"${window}s" -s "$lua" "http://127.0.0.1:$(port "$i")/" \
 			>"$tmp/wrk-$w-$i" 2>/dev/null &
 		outs+=($!)
 	done

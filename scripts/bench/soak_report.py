@@ -160,10 +160,10 @@ def main():
           f"windows over 50 ms: {over} of {len(rows)}; median window p99 "
           f"{ms(sorted(r['p99'] for r in rows)[len(rows) // 2])} ms.")
     rss_b = per_order(windows, "process_resident_memory_bytes", victim)
-    heap_b = per_order(windows, "go_memstats_heap_inuse_bytes", victim)
     if rss_b is not None:
-        print(f"- Memory per order over the last two thirds: RSS {rss_b:.0f} B, Go heap in use {heap_b:.0f} B "
-              f"(largest over the nodes never restarted).")
+        print(f"- RSS growth per order over the last two thirds: {rss_b:.0f} B (largest over the nodes never "
+              f"restarted). Go heap in use swings with each collection; the lowest sample of a stretch is "
+              f"the nearest to the live heap.")
     raft = [r["raft"] for r in rows if r["raft"] is not None]
     if raft:
         print(f"- Raft directory: {mib(raft[0])} MiB after the first window, {mib(max(raft))} MiB at most, "
