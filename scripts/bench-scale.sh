@@ -164,6 +164,7 @@ run() {
 	p0=$(sum_metric "$n" flashstock_raft_entry_purchases_total)
 	u0=$(usage_all "$n")
 	local outs=()
+	rm -f "$tmp"/wrk* # a run with fewer nodes must not read an earlier run's
 	for i in $(seq 1 "$n"); do
 		RUN="$name$i" ITEMS=$items PREFIX=it- wrk -t1 -c$((conns / n)) -d"${secs}s" -s "$lua" "http://127.0.0.1:$(port "$i")/" \
 			>"$tmp/wrk$i" 2>/dev/null &
