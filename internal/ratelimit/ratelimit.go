@@ -60,43 +60,51 @@ func (l *Limiter) AllowPair(a, b string) (bool, time.Duration) {
 // empty, and how long until it holds one: a gate in front of work whose
 // failures (not its attempts) take tokens.
 func (l *Limiter) Exhausted(key string) (bool, time.Duration) {
-	hash := maphash.String(l.seed, key)
-	idx := hash & uint64(len(l.buckets)-1)
-	s := &l.stripes[idx%uint64(len(l.stripes))]
-	now := l.now().UnixNano()
-	s.Lock()
-	defer s.Unlock()
-	b := &l.buckets[idx]
+	b, mu := l.lock(maphash.String(l.seed, key))
+	defer mu.Unlock()
 	if b.last == 0 {
 		return false, 0
 	}
-	tokens := b.tokens
-	if elapsed := now - b.last; elapsed > 0 {
-		tokens = math.Min(l.burst, tokens+float64(elapsed)*l.rate/1e9)
+	if tokens := l.refilled(b, l.now().UnixNano()); tokens < 1 {
+		return true, l.waitFor(tokens)
 	}
-	if tokens >= 1 {
-		return false, 0
-	}
-	return true, time.Duration((1 - tokens) / l.rate * 1e9)
+	return false, 0
 }
 
 func (l *Limiter) take(hash uint64) (bool, time.Duration) {
-	idx := hash & uint64(len(l.buckets)-1)
-	s := &l.stripes[idx%uint64(len(l.stripes))]
+	b, mu := l.lock(hash)
+	defer mu.Unlock()
 	now := l.now().UnixNano()
-	s.Lock()
-	defer s.Unlock()
-	b := &l.buckets[idx]
-	if b.last == 0 {
-		b.tokens = l.burst
-	} else if elapsed := now - b.last; elapsed > 0 {
-		b.tokens = math.Min(l.burst, b.tokens+float64(elapsed)*l.rate/1e9)
-	}
+	b.tokens = l.refilled(b, now)
 	b.last = now
 	if b.tokens >= 1 {
 		b.tokens--
 		return true, 0
 	}
-	wait := time.Duration((1 - b.tokens) / l.rate * 1e9)
-	return false, wait
+	return false, l.waitFor(b.tokens)
+}
+
+// lock returns the bucket of hash and its stripe's mutex, locked.
+func (l *Limiter) lock(hash uint64) (*bucket, *sync.Mutex) {
+	idx := hash & uint64(len(l.buckets)-1)
+	mu := &l.stripes[idx%uint64(len(l.stripes))].Mutex
+	mu.Lock()
+	return &l.buckets[idx], mu
+}
+
+// refilled returns b's tokens at now (a bucket never used is full); the
+// caller holds b's stripe.
+func (l *Limiter) refilled(b *bucket, now int64) float64 {
+	switch elapsed := now - b.last; {
+	case b.last == 0:
+		return l.burst
+	case elapsed > 0:
+		return math.Min(l.burst, b.tokens+float64(elapsed)*l.rate/1e9)
+	}
+	return b.tokens
+}
+
+// waitFor is how long until a bucket holding tokens (< 1) has one.
+func (l *Limiter) waitFor(tokens float64) time.Duration {
+	return time.Duration((1 - tokens) / l.rate * 1e9)
 }
