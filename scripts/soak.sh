@@ -25,7 +25,7 @@ nodes=${1:-1}
 secs=${2:-300}
 window=${3:-10}
 conns=64
-item=soak
+item=soak1 # buy.lua names items PREFIX1..PREFIX$ITEMS
 case "$nodes" in 1 | 3) ;; *) echo "soak: NODES must be 1 or 3" >&2; exit 2 ;; esac
 [ "$secs" -ge "$window" ] || { echo "soak: SECONDS must be at least WINDOW" >&2; exit 2; }
 for t in wrk curl python3 go; do
@@ -47,7 +47,7 @@ trap cleanup EXIT
 token=$(cat "$tmp/admin-token")
 echo "soak: building" >&2
 go build -o "$tmp/node" ./cmd/node
-lua=$(pwd)/scripts/bench/soak.lua
+lua=$(pwd)/scripts/bench/buy.lua
 
 port() { echo $((29080 + $1)); }
 node_args=()
@@ -103,8 +103,8 @@ victim=
 targets=$(seq 1 "$nodes")
 if [ "$nodes" -gt 1 ]; then
 	leader=$(shard_field 1 "$shard" leader)
-	for i in $(seq 1 "$nodes"); do [ "n$i" != "$leader" ] && victim=$i; done
-	targets=$(for i in $(seq 1 "$nodes"); do [ "$i" != "$victim" ] && echo "$i"; done)
+	for i in $(seq 1 "$nodes"); do if [ "n$i" != "$leader" ]; then victim=$i; fi; done
+	targets=$(for i in $(seq 1 "$nodes"); do if [ "$i" != "$victim" ]; then echo "$i"; fi; done)
 	echo "soak: item $item on shard $shard, leader $leader; n$victim is restarted mid-soak" >&2
 fi
 ntargets=$(echo "$targets" | wc -w)
@@ -140,7 +140,7 @@ for w in $(seq 1 "$windows"); do
 	fi
 	outs=()
 	for i in $targets; do
-		RUN="$w-$i" ITEM=$item wrk -t1 -c$((conns / ntargets)) -d"${window}s" -s "$lua" "http://127.0.0.1:$(port "$i")/" \
+		RUN="w$w-n$i" ITEMS=1 PREFIX=soak wrk -t1 -c$((conns / ntargets)) -d"${window}s" -s "$lua" "http://127.0.0.1:$(port "$i")/" \
 			>"$tmp/wrk-$w-$i" 2>/dev/null &
 		outs+=($!)
 	done

@@ -117,8 +117,18 @@ func TestClusterProcessesSurviveLeaderKill(t *testing.T) {
 	cancel()
 	wg.Wait()
 
-	// Settle every unknown outcome with its request ID: a shed answer does
-	// not settle it (the first send may still commit), the sale's does.
+	ev := settleAndCheck(ctx, t, api, ns, stock, confirmed, unknown)
+	t.Logf("%d confirmed, %d unknown at first, remaining %d on every node, %d replays", len(confirmed), len(unknown), stock-len(confirmed), len(ev.History.Replays))
+}
+
+// settleAndCheck ends a sale of "hot" bought through node 0: it settles
+// every unknown outcome with its request ID (a shed answer does not settle
+// it, as the first send may still commit; the sale's answer does), waits
+// until every node agrees on the stock and it matches what was confirmed,
+// and judges the books with client.Check. It returns the evidence.
+func settleAndCheck(ctx context.Context, t *testing.T, api *client.Client, ns []*testNode, stock int64,
+	confirmed map[string]string, unknown map[string]bool) client.Evidence {
+	t.Helper()
 	for user := range unknown {
 		if _, ok := confirmed[user]; ok {
 			continue
@@ -131,7 +141,6 @@ func TestClusterProcessesSurviveLeaderKill(t *testing.T) {
 			return r.Outcome.Decided()
 		})
 	}
-	// Every node agrees on the stock, and it matches what was confirmed.
 	waitFor(t, 15*time.Second, func() bool {
 		for _, n := range ns {
 			if stock-n.remaining("hot") != int64(len(confirmed)) {
@@ -144,7 +153,7 @@ func TestClusterProcessesSurviveLeaderKill(t *testing.T) {
 	if v := client.Check(ev); !v.Pass {
 		t.Fatalf("check: %q", v.Problems)
 	}
-	t.Logf("%d confirmed, %d unknown at first, remaining %d on every node, %d replays", len(confirmed), len(unknown), stock-len(confirmed), len(ev.History.Replays))
+	return ev
 }
 
 // evidence gathers what client.Check judges after the sale: every node's

@@ -251,30 +251,7 @@ func TestSecuredClusterRotatesKeysWithoutLoss(t *testing.T) {
 
 	stopSale()
 	wg.Wait()
-	for user := range unknown {
-		if _, ok := confirmed[user]; ok {
-			continue
-		}
-		waitFor(t, 15*time.Second, func() bool {
-			r, o := api.Purchase(ctx, 0, "hot", user, "r", 1)
-			if r.Outcome.OK() {
-				confirmed[user] = o.OrderID
-			}
-			return r.Outcome.Decided()
-		})
-	}
-	waitFor(t, 15*time.Second, func() bool {
-		for _, n := range ns {
-			if stock-n.remaining("hot") != int64(len(confirmed)) {
-				return false
-			}
-		}
-		return true
-	})
-	ev := evidence(ctx, t, api, stock, confirmed)
-	if v := client.Check(ev); !v.Pass {
-		t.Fatalf("check: %q", v.Problems)
-	}
+	settleAndCheck(ctx, t, api, ns, stock, confirmed, unknown)
 	for i, n := range ns {
 		if strings.Contains(n.logText(), "refused a peer") {
 			t.Errorf("n%d refused a member during the rotation:\n%s", i, n.logText())

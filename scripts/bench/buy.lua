@@ -1,4 +1,4 @@
--- wrk script for scripts/bench-scale.sh: every request buys one unit of a
+-- wrk script for scripts/bench-scale.sh and scripts/soak.sh: every request buys one unit of a
 -- random item among $ITEMS items named $PREFIX1..$PREFIX$ITEMS, as a new
 -- shopper. Shoppers are named by $RUN, the run's start time, the wrk
 -- thread and a counter: no two requests share one, across wrk processes
@@ -27,8 +27,8 @@ request = function()
 end
 
 done = function(summary, latency, requests)
-  io.write(string.format("p50_us=%d p99_us=%d requests=%d non2xx=%d errors=%d duration_us=%d\n",
-    latency:percentile(50), latency:percentile(99), summary.requests, summary.errors.status,
+  io.write(string.format("p50_us=%d p99_us=%d max_us=%d requests=%d non2xx=%d errors=%d duration_us=%d\n",
+    latency:percentile(50), latency:percentile(99), latency.max, summary.requests, summary.errors.status,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     summary.duration))
 end
