@@ -48,6 +48,9 @@ func (e *Engine) call(ctx context.Context, id string, m message, idempotent bool
 			// An election takes well under a second; a shard without a
 			// leader for longer (this node cut off from the majority) is
 			// answered at once rather than at the request timeout.
+			if e.noOwners != nil && e.noOwners() {
+				return refuse(fmt.Errorf("%w: no core node is reachable", sale.ErrUnavailable))
+			}
 			if ownerless.IsZero() {
 				ownerless = time.Now()
 			} else if time.Since(ownerless) > ownerlessMax {

@@ -97,7 +97,12 @@ type Observer interface {
 
 // Deps are the engine's collaborators.
 type Deps struct {
+	// Store is this node's shard groups. Nil makes the engine a gateway's:
+	// it holds no replica, answers what it can from what the owners told
+	// it (item snapshots no older than Config.ItemCacheTTL) and sends the
+	// rest to the owners. Shards must then give the cluster's shard count.
 	Store    *raftstore.Store
+	Shards   int
 	Sink     orders.Sink // for orders no longer in Raft
 	Observer Observer    // may be nil
 	Logger   *slog.Logger
@@ -110,6 +115,10 @@ type Deps struct {
 	// runs this node alone (it owns what it leads).
 	Provider  pcluster.ClusterProvider
 	Placement Placement
+	// NoOwners, if set, reports that no node that could own an item is
+	// alive (a gateway that lost every core node): a request that finds
+	// no owner is then answered 503 at once instead of after ownerlessMax.
+	NoOwners func() bool
 	// ActorAddr is the host:port of actor remoting; empty means
 	// 127.0.0.1 with a port chosen by the OS. ActorAdvertise, if set, is
 	// the host:port other nodes reach it at.
@@ -136,8 +145,9 @@ const handshakeTimeout = 10 * time.Second
 // Engine routes item operations to item actors, on this node or another.
 type Engine struct {
 	cfg      Config
-	store    *raftstore.Store
-	sink     orders.Sink
+	store    *raftstore.Store // nil on a gateway
+	shards   int              // the cluster's shard count
+	sink     orders.Sink      // nil on a gateway
 	obs      Observer
 	log      *slog.Logger
 	now      func() time.Time
@@ -145,6 +155,7 @@ type Engine struct {
 	cluster  *pcluster.Cluster
 	lookup   *LeaderLookup
 	place    Placement
+	noOwners func() bool
 	provider pcluster.ClusterProvider
 
 	closed   atomic.Bool
@@ -155,19 +166,16 @@ type Engine struct {
 
 	breakers sync.Map           // remote actor address -> *breaker.Breaker
 	perUser  *ratelimit.Limiter // shopper and item -> purchases; nil when off
-	items    sync.Map           // item ID -> cachedItem, for items this node has no replica of
+	items    itemCache          // items this node has no replica of, as their owners told
+
+	readsPID  *actor.PID    // the reads actor (reads.go)
+	readSlots chan struct{} // reads served for gateways now, at most readsMax
 
 	router  *router                   // answers to this node's purchases on other nodes
 	pulse   *pulse                    // wakes those purchases to re-check the owner
 	deadSub *eventstream.Subscription // answers purchase calls that found no actor
 	stop    chan struct{}             // closed by Close: stops the pulse
 	bg      sync.WaitGroup            // the pulse goroutine
-}
-
-// cachedItem is an item as its owner last reported it.
-type cachedItem struct {
-	item sale.Item
-	at   time.Time
 }
 
 // NewEngine starts the actor system's cluster member and returns the
@@ -186,7 +194,16 @@ func NewEngine(cfg Config, deps Deps) (e *Engine, err error) {
 	if deps.System == nil {
 		deps.System = NewActorSystem(deps.Logger)
 	}
+	if deps.Store != nil {
+		deps.Shards = deps.Store.Shards()
+	}
+	if deps.Shards < 1 {
+		return nil, errors.New("actors: a gateway engine needs the cluster's shard count")
+	}
 	if deps.Placement == nil {
+		if deps.Store == nil {
+			return nil, errors.New("actors: a gateway engine needs a placement")
+		}
 		deps.Placement = NewLocalPlacement(deps.Store)
 	}
 	if deps.Provider == nil {
@@ -204,9 +221,9 @@ func NewEngine(cfg Config, deps Deps) (e *Engine, err error) {
 		return nil, fmt.Errorf("actors: actor address: %w", err)
 	}
 	e = &Engine{
-		cfg: cfg, store: deps.Store, sink: deps.Sink, obs: deps.Observer, log: deps.Logger, now: deps.Now,
-		sys: deps.System, provider: deps.Provider, place: deps.Placement,
-		adminMu: make([]sync.Mutex, deps.Store.Shards()), itemsMax: sale.ItemsPerShardMax,
+		cfg: cfg, store: deps.Store, shards: deps.Shards, sink: deps.Sink, obs: deps.Observer, log: deps.Logger, now: deps.Now,
+		sys: deps.System, provider: deps.Provider, place: deps.Placement, noOwners: deps.NoOwners,
+		adminMu: make([]sync.Mutex, deps.Shards), itemsMax: sale.ItemsPerShardMax,
 	}
 	// A remote activation takes milliseconds; a dead owner never answers, and
 	// the caller retries once placement has moved on.
@@ -250,6 +267,11 @@ func NewEngine(cfg Config, deps Deps) (e *Engine, err error) {
 		return nil, fmt.Errorf("actors: process %q already registered", routerName)
 	}
 	e.router.pid = pid
+	if err := e.startReads(); err != nil {
+		e.sys.ProcessRegistry.Remove(e.router.pid)
+		e.cluster.Shutdown(false)
+		return nil, err
+	}
 	e.deadSub = e.sys.EventStream.Subscribe(e.onDeadLetter)
 	e.bg.Add(2)
 	go func() {
@@ -292,9 +314,9 @@ func (e *Engine) warmLoop(stop <-chan struct{}) {
 func (e *Engine) warm() {
 	now := e.now().UnixNano()
 	n := 0
-	for i := 0; i < e.store.Shards() && n < warmMax; i++ {
-		sh := e.store.Shard(i)
-		if !sh.Replica() {
+	for i := 0; i < e.shards && n < warmMax; i++ {
+		sh := e.replica(i)
+		if sh == nil {
 			continue
 		}
 		for _, it := range sh.FSM().Items() {
@@ -320,8 +342,26 @@ func (e *Engine) OnLeadership(shard int, leader bool) {
 	if leader || e.lookup == nil {
 		return
 	}
-	e.lookup.Deactivate(func(id string) bool { return e.store.ShardFor(id) == shard })
+	e.lookup.Deactivate(func(id string) bool { return e.shardFor(id) == shard })
 }
+
+// shardFor returns the shard of an item.
+func (e *Engine) shardFor(id string) int { return raftstore.ShardFor(id, e.shards) }
+
+// replica returns this node's shard group when it holds a current replica
+// of it (see raftstore.Shard.Replica), else nil; always nil on a gateway.
+func (e *Engine) replica(shard int) *raftstore.Shard {
+	if e.store == nil {
+		return nil
+	}
+	if sh := e.store.Shard(shard); sh.Replica() {
+		return sh
+	}
+	return nil
+}
+
+// Gateway reports whether this engine is a gateway's (no shard groups).
+func (e *Engine) Gateway() bool { return e.store == nil }
 
 // Activations returns the number of item actors on this node.
 func (e *Engine) Activations() int { return e.lookup.Activations() }
@@ -336,61 +376,6 @@ func (e *Engine) CreateItem(ctx context.Context, it sale.Item) (sale.Item, error
 	// A create sent again after an unknown outcome may find the item its
 	// first attempt made: item_exists then means "it exists", as asked.
 	return e.callItem(ctx, c.ID, &createItem{cmd: c}, true)
-}
-
-// staleItemMax is how old a cached item may be when its owner cannot be
-// reached: a degraded answer instead of an error.
-const staleItemMax = 30 * time.Second
-
-// Item returns an item: from this node's replica of its shard when it has
-// one (at most a replication delay behind the leader), else from the owner.
-//
-// On a node without a replica, reads come from a local cache no older than
-// ItemCacheTTL (the multi-level cache of a classic flash-sale design: the
-// owner's FSM, then this cache); when the owner cannot be reached, a cached
-// copy up to staleItemMax old is served rather than an error.
-func (e *Engine) Item(ctx context.Context, id string) (sale.Item, error) {
-	sh := e.store.Shard(e.store.ShardFor(id))
-	if sh.Replica() {
-		if it, ok := sh.FSM().Item(id); ok {
-			return it, nil
-		}
-		if sh.Ready() {
-			return sale.Item{}, sale.ErrItemNotFound
-		}
-	}
-	c, cached := e.cachedItem(id)
-	if cached && e.now().Sub(c.at) <= e.cfg.ItemCacheTTL {
-		return c.item, nil
-	}
-	it, err := e.callItem(ctx, id, &getItem{}, true)
-	if err == nil {
-		e.items.Store(id, cachedItem{item: it, at: e.now()})
-		return it, nil
-	}
-	if cached && e.now().Sub(c.at) <= staleItemMax && errors.Is(err, sale.ErrUnavailable) {
-		return c.item, nil // degraded: the owner is unreachable
-	}
-	return sale.Item{}, err
-}
-
-// cachedItem returns this node's cached copy of an item it holds no
-// replica of.
-func (e *Engine) cachedItem(id string) (cachedItem, bool) {
-	v, ok := e.items.Load(id)
-	if !ok {
-		return cachedItem{}, false
-	}
-	return v.(cachedItem), true
-}
-
-// noteSoldOut records in the cache that an item this node has no replica
-// of is sold out, so the next shoppers here are answered without a hop.
-func (e *Engine) noteSoldOut(id string) {
-	if c, ok := e.cachedItem(id); ok {
-		c.item.Remaining, c.at = 0, e.now()
-		e.items.Store(id, c)
-	}
 }
 
 // Restock adds delta units to an item. A restock is not idempotent: one
@@ -426,8 +411,11 @@ func (e *Engine) callItem(ctx context.Context, id string, m message, idempotent 
 // already in the order store.
 func (e *Engine) Order(ctx context.Context, id uint64) (orders.Order, bool, error) {
 	shard := orders.ShardOfID(id)
-	if shard >= e.store.Shards() {
+	if shard >= e.shards {
 		return orders.Order{}, false, sale.ErrOrderNotFound
+	}
+	if e.store == nil {
+		return e.remoteOrder(ctx, id)
 	}
 	sh := e.store.Shard(shard)
 	if o, stored, ok := sh.FSM().LookupOrder(id); ok {
@@ -477,6 +465,7 @@ wait:
 		}
 	}
 	e.lookup.Shutdown()
+	e.sys.Root.Stop(e.readsPID)
 	done := make(chan struct{})
 	go func() { e.applies.Wait(); close(done) }()
 	select {

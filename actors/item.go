@@ -151,6 +151,10 @@ func (a *itemActor) receive(ctx actor.Context, sender *actor.PID, msg message) {
 		a.admin(sender, nil, func(sh *raftstore.Shard) (sale.Item, error) { return sh.SetPaused(a.id, m.paused) })
 	case *pay:
 		e, sh := a.e, a.shard
+		if sh.PayWindow() == 0 { // asked by a gateway, which cannot tell
+			e.reply(sender, &Rejected{Err: sale.ErrPaymentNotRequired})
+			return
+		}
 		e.applies.Add(1)
 		go func() {
 			defer e.applies.Done()

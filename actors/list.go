@@ -21,16 +21,15 @@ func (e *Engine) ListItems(ctx context.Context, after string, limit int) (items 
 		return nil, false, nil, sale.ErrInvalidRequest
 	}
 	missing = []int{}
-	for i := 0; i < e.store.Shards(); i++ {
+	for i := 0; i < e.shards; i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, false, nil, err
 		}
-		sh := e.store.Shard(i)
-		if !listable(sh) {
+		if e.store == nil || !listable(e.store.Shard(i)) {
 			missing = append(missing, i)
 			continue
 		}
-		all := sh.FSM().Items() // sorted by ID
+		all := e.store.Shard(i).FSM().Items() // sorted by ID
 		from := sort.Search(len(all), func(j int) bool { return all[j].ID > after })
 		// At most limit+1 of each shard can be on the page (one more tells
 		// whether there is a next page).

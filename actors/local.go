@@ -17,7 +17,12 @@ func NewLocalPlacement(store *raftstore.Store) *LocalPlacement { return &LocalPl
 
 // Owner implements Placement.
 func (p *LocalPlacement) Owner(identity string) (string, bool, bool) {
-	if p.store.Shard(p.store.ShardFor(identity)).Ready() {
+	return p.ShardOwner(p.store.ShardFor(identity))
+}
+
+// ShardOwner implements Placement.
+func (p *LocalPlacement) ShardOwner(shard int) (string, bool, bool) {
+	if shard >= 0 && shard < p.store.Shards() && p.store.Shard(shard).Ready() {
 		return "", true, true
 	}
 	return "", false, false

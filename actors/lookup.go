@@ -21,6 +21,9 @@ type Placement interface {
 	// identity's actor, whether that is this node, and false when no node
 	// qualifies right now (no leader): the caller retries.
 	Owner(identity string) (addr string, local bool, ok bool)
+	// ShardOwner is Owner for whatever lives with a shard's leader (its
+	// orders): the leader's actor address, whether it is this node.
+	ShardOwner(shard int) (addr string, local bool, ok bool)
 }
 
 // LeaderLookup is a protoactor IdentityLookup that activates each item

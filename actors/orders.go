@@ -11,15 +11,18 @@ import (
 // UserOrders returns a user's orders, newest first: the ones still in Raft
 // (on this node's current replicas) and the ones in the order store.
 func (e *Engine) UserOrders(ctx context.Context, user string, limit int) ([]orders.Order, error) {
+	if e.store == nil {
+		return e.remoteUserOrders(ctx, user, limit)
+	}
 	stored, err := e.sink.ListByUser(ctx, user, limit)
 	if err != nil {
 		return nil, fmt.Errorf("actors: list orders: %w", err)
 	}
 	seen := make(map[uint64]bool, len(stored))
 	out := make([]orders.Order, 0, len(stored))
-	for i := 0; i < e.store.Shards(); i++ {
-		sh := e.store.Shard(i)
-		if !sh.Replica() {
+	for i := 0; i < e.shards; i++ {
+		sh := e.replica(i)
+		if sh == nil {
 			continue
 		}
 		for _, o := range sh.FSM().PendingByUser(user) {
@@ -32,12 +35,7 @@ func (e *Engine) UserOrders(ctx context.Context, user string, limit int) ([]orde
 			out = append(out, o)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.After(out[j].CreatedAt)
-		}
-		return out[i].ID > out[j].ID
-	})
+	sortNewestFirst(out)
 	if len(out) > limit {
 		out = out[:limit]
 	}
@@ -50,9 +48,15 @@ func (e *Engine) UserOrders(ctx context.Context, user string, limit int) ([]orde
 // between the reads can show as a transient difference, and after the sale
 // drains there must be none. A lasting difference means an order is
 // missing from, or extra in, the store. Shards this node holds no current
-// replica of are skipped (ask a node that does).
+// replica of are skipped (ask a node that does); a gateway skips them all.
 func (e *Engine) Reconcile(ctx context.Context) (orders.Reconciliation, error) {
 	rep := orders.Reconciliation{CheckedAt: e.now().UTC(), Items: []orders.ItemReconciliation{}, SkippedShards: []int{}}
+	if e.store == nil {
+		for i := 0; i < e.shards; i++ {
+			rep.SkippedShards = append(rep.SkippedShards, i)
+		}
+		return rep, nil
+	}
 	type shardView struct {
 		shard   int
 		sold    map[string]int64
@@ -99,7 +103,7 @@ func (e *Engine) Reconcile(ctx context.Context) (orders.Reconciliation, error) {
 		skipped[s] = true
 	}
 	for id, units := range stored {
-		if shard := e.store.ShardFor(id); !known[id] && !skipped[shard] && units != 0 {
+		if shard := e.shardFor(id); !known[id] && !skipped[shard] && units != 0 {
 			rep.Items = append(rep.Items, orders.ItemReconciliation{ItemID: id, Shard: shard, StoreSold: units, Diff: -units})
 			rep.Differences++
 		}

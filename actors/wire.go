@@ -40,6 +40,11 @@ const (
 	// message.
 	msgPurchaseCall msgKind = 10
 	msgReplies      msgKind = 11
+	// Order reads a gateway sends to a shard leader's reads actor
+	// (reads.go), and the list a user's orders come back in.
+	msgGetOrder   msgKind = 12
+	msgUserOrders msgKind = 13
+	msgOrderList  msgKind = 14
 )
 
 // Errors cross the wire as their number in sale's error table
@@ -67,6 +72,24 @@ type pay struct {
 	orderID uint64
 	userID  string
 }
+
+// getOrder asks a shard's leader for an order in its latest state; the
+// answer is a Purchased (Duplicate: the order is in the order store) or a
+// Rejected.
+type getOrder struct{ id uint64 }
+
+// userOrders asks a node for a user's orders: those pending in its
+// replicas and those in its order store, newest first, at most limit.
+type userOrders struct {
+	user  string
+	limit int
+}
+
+// orderList carries orders.
+type orderList []orders.Order
+
+// orderListMax bounds the orders in one orderList message.
+const orderListMax = 1000
 
 // purchaseCall is a purchase from another node, answered with a replies
 // message to the sender's router under the call's id.
@@ -129,6 +152,19 @@ func encode(m message) *wrapperspb.BytesValue {
 		b = append(b, byte(msgPay))
 		b = binary.AppendUvarint(b, m.orderID)
 		b = wire.AppendString(b, m.userID)
+	case *getOrder:
+		b = append(b, byte(msgGetOrder))
+		b = binary.AppendUvarint(b, m.id)
+	case *userOrders:
+		b = append(b, byte(msgUserOrders))
+		b = wire.AppendString(b, m.user)
+		b = binary.AppendUvarint(b, uint64(m.limit))
+	case orderList:
+		b = append(b, byte(msgOrderList))
+		b = binary.AppendUvarint(b, uint64(len(m)))
+		for i := range m {
+			b = appendOrder(b, &m[i])
+		}
 	default:
 		panic(fmt.Sprintf("actors: encode %T", m))
 	}
@@ -189,6 +225,26 @@ func decode(v *wrapperspb.BytesValue) (message, error) {
 		p := &pay{orderID: r.Uvarint()}
 		p.userID = r.String(sale.IDLenMax)
 		m = p
+	case msgGetOrder:
+		m = &getOrder{id: r.Uvarint()}
+	case msgUserOrders:
+		u := &userOrders{user: r.String(sale.IDLenMax)}
+		n := r.Uvarint()
+		if n < 1 || n > orderListMax {
+			return nil, errBadMessage
+		}
+		u.limit = int(n)
+		m = u
+	case msgOrderList:
+		n := r.Uvarint()
+		if n > orderListMax {
+			return nil, errBadMessage
+		}
+		l := make(orderList, 0, n)
+		for range n {
+			l = append(l, r.order())
+		}
+		m = l
 	default:
 		return nil, errBadMessage
 	}

@@ -27,6 +27,10 @@ func wireSamples() []message {
 		&pay{orderID: 42, userID: "u"},
 		&purchaseCall{id: 7, req: sale.Request{ItemID: "i", UserID: "u", Quantity: 1}},
 		replies{{id: 7, msg: &Purchased{Order: o}}, {id: 1 << 40, msg: &Rejected{Err: sale.ErrOverloaded}}},
+		&getOrder{id: 1 << 50},
+		&userOrders{user: "u", limit: 50},
+		orderList{o, {ID: 7, ItemID: "j", UserID: "u", Quantity: 1, Status: orders.StatusPaid, CreatedAt: time.Unix(0, 5).UTC()}},
+		orderList{},
 	}
 }
 

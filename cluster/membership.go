@@ -53,7 +53,21 @@ type Meta struct {
 	// voter says it reads it (FeatureGate). Zero is a node of a version
 	// before features were announced.
 	Features uint64 `json:"feat,omitempty"`
+	// Shards is the node's shard count: a gateway places items by hash
+	// mod it, so it must equal the core nodes'.
+	Shards int `json:"shards,omitempty"`
 }
+
+// Role values gossiped in Meta.Role; a node of an earlier version says
+// "node", which is a core node.
+const (
+	RoleCore    = "core"
+	RoleGateway = "gateway"
+)
+
+// IsGateway reports whether the member is a gateway: it holds no Raft seat
+// and is never given one.
+func (m *Meta) IsGateway() bool { return m.Role == RoleGateway }
 
 // LeadsShard reports whether the meta says its node leads shard.
 func (m *Meta) LeadsShard(shard int) bool { return hasShard(m.Leads, shard) }

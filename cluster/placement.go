@@ -12,22 +12,41 @@ import (
 // LeaderPlacement places an item's actor on the leader of the item's
 // shard. It implements actors.Placement.
 type LeaderPlacement struct {
-	store *raftstore.Store
-	m     *Membership
-	self  string // this node's ID
+	store  *raftstore.Store // nil on a gateway
+	shards int
+	m      *Membership
+	self   string // this node's ID
 }
 
 // NewLeaderPlacement returns a placement over this node's shards and view
 // of the members.
 func NewLeaderPlacement(store *raftstore.Store, m *Membership) *LeaderPlacement {
-	return &LeaderPlacement{store: store, m: m, self: m.Self().ID}
+	return &LeaderPlacement{store: store, shards: store.Shards(), m: m, self: m.Self().ID}
+}
+
+// NewGatewayPlacement returns the placement of a gateway, which holds no
+// shard: every leader is known from the members' gossiped Leads.
+func NewGatewayPlacement(shards int, m *Membership) *LeaderPlacement {
+	return &LeaderPlacement{shards: shards, m: m, self: m.Self().ID}
 }
 
 // Owner implements actors.Placement.
 func (p *LeaderPlacement) Owner(identity string) (string, bool, bool) {
-	shard := p.store.ShardFor(identity)
-	sh := p.store.Shard(shard)
-	if sh.Ready() {
+	return p.ShardOwner(raftstore.ShardFor(identity, p.shards))
+}
+
+// ShardOwner implements actors.Placement: the actor address of the
+// shard's leader, and whether it is this node. A leader gossip declared
+// dead owns nothing here: callers answer 503 within a second rather than
+// wait on it for their timeout. (memberlist does not tell its users which
+// nodes it suspects; a paused leader is routed around when Raft elects
+// another and its Leads are gossiped, and meanwhile the per-node circuit
+// breaker turns its timeouts into fast 503s.)
+func (p *LeaderPlacement) ShardOwner(shard int) (string, bool, bool) {
+	if shard < 0 || shard >= p.shards {
+		return "", false, false
+	}
+	if p.store != nil && p.store.Shard(shard).Ready() {
 		return p.m.Self().ActorAddr, true, true
 	}
 	id := p.LeaderOf(shard)
@@ -44,8 +63,10 @@ func (p *LeaderPlacement) Owner(identity string) (string, bool, bool) {
 // LeaderOf returns the ID of the shard's leader as this node knows it: from
 // its own replica when it has one, else from the members' gossiped Leads.
 func (p *LeaderPlacement) LeaderOf(shard int) string {
-	if _, id := p.store.Shard(shard).Leader(); id != "" {
-		return id
+	if p.store != nil {
+		if _, id := p.store.Shard(shard).Leader(); id != "" {
+			return id
+		}
 	}
 	for _, mb := range p.m.Alive() {
 		if mb.LeadsShard(shard) {

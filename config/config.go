@@ -34,6 +34,9 @@ type Config struct {
 	Replicas        int
 	DeadNodeGrace   time.Duration
 	Region          string
+	// Role is RoleCore (Raft seats, shard data, order flushing) or
+	// RoleGateway (gossip and the HTTP API only; see docs/scaling.md).
+	Role string
 	// GossipProfile is "lan" (memberlist's LAN timing) or "local" (one
 	// host: faster failure detection, for tests and demos).
 	GossipProfile    string
@@ -67,6 +70,10 @@ type Config struct {
 	FlushBatch     int
 	FlushInterval  time.Duration
 	DrainTimeout   time.Duration
+	// ShutdownDelay is how long a node keeps serving after SIGTERM, unready,
+	// before it drains: a load balancer that re-resolves its upstreams
+	// every few seconds stops sending to it first.
+	ShutdownDelay time.Duration
 
 	LogLevel  string
 	DebugAddr string // pprof listener; empty = off
@@ -104,6 +111,7 @@ func Default() Config {
 		BootstrapExpect:  1,
 		Shards:           8,
 		Replicas:         3,
+		Role:             RoleCore,
 		DeadNodeGrace:    30 * time.Second,
 		GossipProfile:    "lan",
 		HeartbeatTimeout: 500 * time.Millisecond,
@@ -128,6 +136,15 @@ func Default() Config {
 		LogLevel:         "info",
 	}
 }
+
+// Node roles.
+const (
+	RoleCore    = "core"
+	RoleGateway = "gateway"
+)
+
+// Gateway reports whether the node is a gateway.
+func (c *Config) Gateway() bool { return c.Role == RoleGateway }
 
 // EnvName returns the environment variable for a flag: "data-dir" ->
 // "SECKILL_DATA_DIR".
@@ -164,8 +181,8 @@ func (c *Config) validateAddrs() error {
 		{"http-addr", c.HTTPAddr}, {"raft-addr", c.RaftAddr}, {"gossip-addr", c.GossipAddr}, {"actor-addr", c.ActorAddr},
 		{"gossip-advertise", c.GossipAdvertise}, {"actor-advertise", c.ActorAdvertise}, {"raft-advertise", c.RaftAdvertise},
 	} {
-		if a.v == "" && strings.HasSuffix(a.flag, "advertise") {
-			continue
+		if a.v == "" && (strings.HasSuffix(a.flag, "advertise") || a.flag == "raft-addr" && c.Gateway()) {
+			continue // a gateway opens no Raft port
 		}
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
 			return fmt.Errorf("--%s %q: want host:port", a.flag, a.v)
@@ -196,6 +213,10 @@ func (c *Config) validateSettings() error {
 		return fmt.Errorf("--replicas %d: want 1..7", c.Replicas)
 	case c.DeadNodeGrace <= 0:
 		return errors.New("--dead-node-grace must be positive")
+	case c.Role != RoleCore && c.Role != RoleGateway:
+		return fmt.Errorf("--role %q: want core or gateway", c.Role)
+	case c.Gateway() && len(c.Join) == 0:
+		return errors.New("--role gateway needs --join: a gateway holds no shard and serves through the core nodes it finds by gossip")
 	case c.GossipProfile != "lan" && c.GossipProfile != "local":
 		return fmt.Errorf("--gossip-profile %q: want lan or local", c.GossipProfile)
 	case c.HeartbeatTimeout < 50*time.Millisecond:
@@ -220,6 +241,8 @@ func (c *Config) validateSettings() error {
 		return errors.New("--payment-window must not be negative (0 turns it off)")
 	case c.ItemCacheTTL < 0 || c.ItemCacheTTL > time.Minute:
 		return fmt.Errorf("--item-cache-ttl %v: want 0..1m", c.ItemCacheTTL)
+	case c.ShutdownDelay < 0 || c.ShutdownDelay > time.Minute:
+		return fmt.Errorf("--shutdown-delay %v: want 0..1m", c.ShutdownDelay)
 	case c.RequestTimeout <= 0, c.DedupRetention <= 0, c.FlushInterval <= 0, c.DrainTimeout <= 0:
 		return errors.New("--request-timeout, --dedup-retention, --flush-interval and --drain-timeout must be positive")
 	case c.AuthSecret != "" && len(c.AuthSecret) < 16:
@@ -289,7 +312,11 @@ func (c *Config) validateSecurity() error {
 func (c *Config) ClusterLoopback() bool { return c.exposedClusterAddr() == "" }
 
 func (c *Config) exposedClusterAddr() string {
-	for _, a := range []string{c.GossipAddr, c.RaftAddr, c.ActorAddr} {
+	addrs := []string{c.GossipAddr, c.ActorAddr}
+	if !c.Gateway() { // a gateway opens no Raft port
+		addrs = append(addrs, c.RaftAddr)
+	}
+	for _, a := range addrs {
 		if !IsLoopback(a) {
 			return a
 		}

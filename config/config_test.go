@@ -46,6 +46,17 @@ func TestValidateSecurity(t *testing.T) {
 		{"bad metrics addr", func(c *Config) { c.MetricsAddr = "9100" }, "--metrics-addr"},
 		{"bad debug addr", func(c *Config) { c.DebugAddr = "localhost" }, "--debug-addr"},
 		{"negative auth-fail rate", func(c *Config) { c.RateAuthFail = -1 }, "--rate-auth-fail"},
+		{"unknown role", func(c *Config) { c.Role = "edge" }, "--role"},
+		{"gateway without seeds", func(c *Config) { c.Role = RoleGateway }, "--join"},
+		{"gateway: no Raft address needed", func(c *Config) {
+			c.Role, c.Join, c.RaftAddr = RoleGateway, []string{"10.0.0.1:7946"}, ""
+		}, ""},
+		{"gateway: its unused Raft address off loopback needs no keys", func(c *Config) {
+			c.Role, c.Join, c.RaftAddr = RoleGateway, []string{"10.0.0.1:7946"}, "0.0.0.0:7000"
+		}, ""},
+		{"gateway: gossip off loopback needs the keys", func(c *Config) {
+			c.Role, c.Join, c.GossipAddr = RoleGateway, []string{"10.0.0.1:7946"}, "10.0.0.2:7946"
+		}, "a gossip key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -43,7 +43,8 @@ type testCluster struct {
 	cfgs  []config.Config
 	nodes []*node.Node
 	dsns  []string
-	logs  logs // what each node logged (security_test.go)
+	logs  logs     // what each node logged (security_test.go)
+	via   []string // HTTP addresses of gateways shoppers go through (gateway_test.go); empty: the nodes
 }
 
 // mysqlDSNs returns the test MariaDB databases, or nil; in CI they are
@@ -272,12 +273,17 @@ func (r response) code() string {
 }
 
 func (tc *testCluster) do(i int, method, path, user string, body any) (response, error) {
+	return doAt(tc.cfgs[i].HTTPAddr, method, path, user, body)
+}
+
+// doAt sends a request to the node serving HTTP at addr.
+func doAt(addr, method, path, user string, body any) (response, error) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, "http://"+tc.cfgs[i].HTTPAddr+path, rd)
+	req, err := http.NewRequest(method, "http://"+addr+path, rd)
 	if err != nil {
 		return response{}, err
 	}
@@ -415,6 +421,19 @@ func definite(code string) bool {
 	return code == "rate_limited"
 }
 
+// targets returns the HTTP addresses shoppers use: the gateways when the
+// test set tc.via, else the running nodes.
+func (tc *testCluster) targets() []string {
+	if len(tc.via) > 0 {
+		return tc.via
+	}
+	var out []string
+	for _, i := range tc.live() {
+		out = append(out, tc.cfgs[i].HTTPAddr)
+	}
+	return out
+}
+
 // buy runs workers that buy item until stop, each request with its own
 // request ID, spread over the nodes that are up, retrying unknown outcomes
 // with the same request ID a few times, as the API asks. A definite
@@ -430,13 +449,13 @@ func (tc *testCluster) buy(ctx context.Context, s *sale, item string, workers in
 				user := fmt.Sprintf("w%d-u%d", w, n)
 				key := user + "/r"
 				for try := 0; try < 5 && ctx.Err() == nil; try++ {
-					live := tc.live()
-					if len(live) == 0 {
+					addrs := tc.targets()
+					if len(addrs) == 0 {
 						time.Sleep(50 * time.Millisecond)
 						continue
 					}
-					i := live[(w+n+try)%len(live)]
-					r, err := tc.do(i, "POST", "/v1/items/"+item+"/purchase", user, map[string]any{"request_id": "r"})
+					addr := addrs[(w+n+try)%len(addrs)]
+					r, err := doAt(addr, "POST", "/v1/items/"+item+"/purchase", user, map[string]any{"request_id": "r"})
 					s.record(key, r, err)
 					if err == nil && (r.status < 500 || definite(r.code())) {
 						break
@@ -462,8 +481,7 @@ func (tc *testCluster) settleUnknown(s *sale, item string) {
 	for _, key := range keys {
 		user := strings.TrimSuffix(key, "/r")
 		waitFor(tc.t, 15*time.Second, "definite answer for "+key, func() bool {
-			live := tc.live()
-			r, err := tc.do(live[0], "POST", "/v1/items/"+item+"/purchase", user, map[string]any{"request_id": "r"})
+			r, err := doAt(tc.targets()[0], "POST", "/v1/items/"+item+"/purchase", user, map[string]any{"request_id": "r"})
 			s.record(key, r, err)
 			return err == nil && (r.status < 500 || definite(r.code()))
 		})

@@ -48,8 +48,9 @@ type Node struct {
 	members    *cluster.Membership
 	place      *cluster.LeaderPlacement
 	engine     *actors.Engine
-	reconciler *cluster.Reconciler
+	reconciler *cluster.Reconciler // nil on a gateway, as are store, sink and flusher
 	flusher    *orders.Flusher
+	rejoin     *rejoiner // a gateway's: gossip seeds contacted again while no core node is alive
 	api        *httpapi.Server
 	ln         net.Listener
 	sec        *security      // cluster TLS and gossip keys
@@ -57,6 +58,7 @@ type Node struct {
 	serveErr   chan error
 	adminToken string
 	stopped    atomic.Bool
+	draining   atomic.Bool // BeginDrain: unready, still serving
 }
 
 // Start starts a node and returns once it serves HTTP. With
@@ -84,10 +86,13 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	if n.sec, err = newSecurity(cfg, log); err != nil {
 		return nil, err
 	}
-	if n.sink, err = openSink(ctx, cfg, mysql); err != nil {
-		return nil, err
+	gateway := cfg.Gateway() // no shard groups, order store, reconciler or flusher
+	if !gateway {
+		if n.sink, err = openSink(ctx, cfg, mysql); err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { n.sink.Close() })
 	}
-	undo = append(undo, func() { n.sink.Close() })
 
 	var engine atomic.Pointer[actors.Engine]
 	var gate atomic.Pointer[cluster.FeatureGate]
@@ -119,10 +124,14 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 			e.OnLeadership(shard, leader)
 		}
 	}
-	if n.store, err = raftstore.Open(rc); err != nil {
-		return nil, err
+	raftAddr := ""
+	if !gateway {
+		if n.store, err = raftstore.Open(rc); err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { n.store.Close() })
+		raftAddr = n.store.Addr()
 	}
-	undo = append(undo, func() { n.store.Close() })
 
 	sys := actors.NewActorSystem(log)
 	actorAdv := cfg.ActorAddr
@@ -137,23 +146,30 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 		Keys:          n.sec.keys,
 		Refusals:      n.sec.refusals,
 		Meta: cluster.Meta{
-			ID: cfg.Name, RaftAddr: n.store.Addr(), HTTPAddr: cfg.HTTPAddr, ActorAddr: actorAdv,
-			ActorSys: sys.ID, Region: cfg.Region, Role: "node", Version: Version, Features: announcedFeatures(cfg.Name),
+			// A gateway gossips no Raft address: the reconciler and
+			// bootstrap only ever seat members that have one.
+			ID: cfg.Name, RaftAddr: raftAddr, HTTPAddr: cfg.HTTPAddr, ActorAddr: actorAdv,
+			ActorSys: sys.ID, Region: cfg.Region, Role: cfg.Role, Version: Version, Features: announcedFeatures(cfg.Name),
+			Shards: cfg.Shards,
 		},
 		Logger: log,
 	}); err != nil {
 		return nil, err
 	}
 	undo = append(undo, func() { n.members.Shutdown() })
-	gate.Store(cluster.NewFeatureGate(n.store, n.members))
-	if err := cluster.Bootstrap(ctx, n.store, n.members, cfg.Join, cfg.BootstrapExpect, cfg.Replicas, log); err != nil {
-		return nil, err
+	if gateway {
+		n.place = cluster.NewGatewayPlacement(cfg.Shards, n.members)
+	} else {
+		gate.Store(cluster.NewFeatureGate(n.store, n.members))
+		if err := cluster.Bootstrap(ctx, n.store, n.members, cfg.Join, cfg.BootstrapExpect, cfg.Replicas, log); err != nil {
+			return nil, err
+		}
+		n.place = cluster.NewLeaderPlacement(n.store, n.members)
 	}
-
-	n.place = cluster.NewLeaderPlacement(n.store, n.members)
 	deps := actors.Deps{
-		Store: n.store, Sink: n.sink, Observer: n.metrics, Logger: log, System: sys,
+		Store: n.store, Shards: cfg.Shards, Sink: n.sink, Observer: n.metrics, Logger: log, System: sys,
 		Provider: actors.NewProvider(n.members, cfg.DeadNodeGrace), Placement: n.place,
+		NoOwners:  func() bool { return gateway && !coreAlive(n.members) },
 		ActorAddr: cfg.ActorAddr, ActorAdvertise: cfg.ActorAdvertise,
 	}
 	if n.sec.tls != nil {
@@ -170,26 +186,14 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	engine.Store(eng)
 	undo = append(undo, func() { eng.Close(context.Background()) })
 
-	recCfg := cluster.DefaultReconcilerConfig()
-	recCfg.Replicas, recCfg.DeadGrace = cfg.Replicas, cfg.DeadNodeGrace
-	recCfg.Seeds = cfg.Join
-	if n.reconciler, err = cluster.NewReconciler(recCfg, n.store, n.members, n.place, log); err != nil {
+	if gateway {
+		n.rejoin = startRejoin(n.members, cfg.Join, log)
+		undo = append(undo, n.rejoin.stop)
+	} else if err := n.startCore(cfg, log); err != nil {
 		return nil, err
+	} else {
+		undo = append(undo, n.reconciler.Stop, n.flusher.Stop)
 	}
-	n.reconciler.Start()
-	undo = append(undo, n.reconciler.Stop)
-
-	sources := make([]orders.Source, n.store.Shards())
-	for i := range sources {
-		sources[i] = n.store.Shard(i)
-	}
-	fc := orders.DefaultFlusherConfig()
-	fc.BatchMax, fc.Interval = cfg.FlushBatch, cfg.FlushInterval
-	if n.flusher, err = orders.NewFlusher(fc, n.sink, sources, n.metrics, log); err != nil {
-		return nil, err
-	}
-	n.flusher.Start()
-	undo = append(undo, n.flusher.Stop)
 	n.registerGauges()
 	n.metrics.InitShards(cfg.Shards)
 
@@ -218,15 +222,64 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	}
 	n.sec.start()
 	go func() { n.serveErr <- n.api.Serve(n.ln) }()
-	log.Info("node started", "name", cfg.Name, "http", n.ln.Addr().String(), "raft", n.store.Addr(),
+	log.Info("node started", "name", cfg.Name, "role", cfg.Role, "http", n.ln.Addr().String(), "raft", raftAddr,
 		"gossip", cfg.GossipAddr, "actor", eng.ActorAddr(), "shards", cfg.Shards, "orders", sinkName(cfg),
 		"trust_user_header", hc.TrustUserHeader)
-	fmt.Fprintf(stdout, "flashstock %s: serving http://%s (raft %s, %d shards, order store %s)\n",
-		cfg.Name, n.ln.Addr(), n.store.Addr(), cfg.Shards, sinkName(cfg))
+	if gateway {
+		fmt.Fprintf(stdout, "flashstock %s: gateway serving http://%s (%d shards, through the core nodes)\n",
+			cfg.Name, n.ln.Addr(), cfg.Shards)
+	} else {
+		fmt.Fprintf(stdout, "flashstock %s: serving http://%s (raft %s, %d shards, order store %s)\n",
+			cfg.Name, n.ln.Addr(), raftAddr, cfg.Shards, sinkName(cfg))
+	}
 	return n, nil
 }
 
+// startCore starts what only a core node runs: the Raft membership
+// reconciler and the order flusher.
+func (n *Node) startCore(cfg config.Config, log *slog.Logger) (err error) {
+	recCfg := cluster.DefaultReconcilerConfig()
+	recCfg.Replicas, recCfg.DeadGrace = cfg.Replicas, cfg.DeadNodeGrace
+	recCfg.Seeds = cfg.Join
+	if n.reconciler, err = cluster.NewReconciler(recCfg, n.store, n.members, n.place, log); err != nil {
+		return err
+	}
+	sources := make([]orders.Source, n.store.Shards())
+	for i := range sources {
+		sources[i] = n.store.Shard(i)
+	}
+	fc := orders.DefaultFlusherConfig()
+	fc.BatchMax, fc.Interval = cfg.FlushBatch, cfg.FlushInterval
+	if n.flusher, err = orders.NewFlusher(fc, n.sink, sources, n.metrics, log); err != nil {
+		return err
+	}
+	n.reconciler.Start()
+	n.flusher.Start()
+	return nil
+}
+
 func (n *Node) registerGauges() {
+	n.metrics.GaugeFunc("flashstock_item_actors", "Item actors active on this node.",
+		func() float64 { return float64(n.engine.Activations()) })
+	n.metrics.GaugeFunc("flashstock_purchases_inflight", "This node's purchases in flight (bounded by --admission-max).",
+		func() float64 { return float64(n.engine.Inflight()) })
+	n.metrics.GaugeFunc("flashstock_circuit_open", "Remote nodes whose circuit breaker is open or half-open.",
+		func() float64 {
+			open := 0
+			for _, st := range n.engine.Breakers() {
+				if st != "closed" {
+					open++
+				}
+			}
+			return float64(open)
+		})
+	if n.store != nil {
+		n.registerStoreGauges()
+	}
+}
+
+// registerStoreGauges registers a core node's gauges of its shard groups.
+func (n *Node) registerStoreGauges() {
 	count := func(f func(*raftstore.Shard) int) func() float64 {
 		return func() float64 {
 			total := 0
@@ -250,20 +303,6 @@ func (n *Node) registerGauges() {
 			}
 			return 0
 		}))
-	n.metrics.GaugeFunc("flashstock_item_actors", "Item actors active on this node.",
-		func() float64 { return float64(n.engine.Activations()) })
-	n.metrics.GaugeFunc("flashstock_purchases_inflight", "This node's purchases in flight (bounded by --admission-max).",
-		func() float64 { return float64(n.engine.Inflight()) })
-	n.metrics.GaugeFunc("flashstock_circuit_open", "Remote nodes whose circuit breaker is open or half-open.",
-		func() float64 {
-			open := 0
-			for _, st := range n.engine.Breakers() {
-				if st != "closed" {
-					open++
-				}
-			}
-			return float64(open)
-		})
 	snaps := func(f func(raftstore.SnapshotStats) float64, combine func(a, b float64) float64) func() float64 {
 		return func() float64 {
 			v := 0.0
@@ -355,10 +394,14 @@ func (n *Node) Ready() bool { return n.Readiness().Ready }
 // post-election barrier, or a follower that hears one) or, holding no seat
 // in the shard, through gossip (the leaders publish the shards they lead).
 func (n *Node) Readiness() httpapi.Readiness {
-	r := httpapi.Readiness{All: !n.stopped.Load(), Shards: make([]httpapi.ShardReadiness, n.store.Shards())}
+	r := httpapi.Readiness{All: !n.stopped.Load(), Shards: make([]httpapi.ShardReadiness, n.cfg.Shards)}
 	for i := range r.Shards {
-		sh := n.store.Shard(i)
-		sr := httpapi.ShardReadiness{Shard: i, Seat: sh.HasConfiguration()}
+		sr := httpapi.ShardReadiness{Shard: i}
+		var sh *raftstore.Shard
+		if n.store != nil {
+			sh = n.store.Shard(i)
+			sr.Seat = sh.HasConfiguration()
+		}
 		if sr.Seat {
 			_, sr.Leader = sh.Leader()
 			sr.Served = sr.Leader != "" && (!sh.IsLeader() || sh.Ready())
@@ -370,10 +413,31 @@ func (n *Node) Readiness() httpapi.Readiness {
 		r.Ready = r.Ready || sr.Served
 		r.All = r.All && sr.Served
 	}
-	r.Ready = r.Ready && !n.stopped.Load() && !n.store.DiskTrouble()
-	r.All = r.All && !n.store.DiskTrouble()
+	disk := n.store != nil && n.store.DiskTrouble()
+	if n.store == nil && n.shardMismatch() != "" {
+		disk = true // not a disk: a gateway that would route items to the wrong shards serves nothing
+	}
+	r.Ready = r.Ready && !n.stopped.Load() && !n.draining.Load() && !disk
+	r.All = r.All && !n.draining.Load() && !disk
 	return r
 }
+
+// shardMismatch names a live core node whose shard count differs from
+// this gateway's --shards, or returns "": items are placed by hash mod the
+// shard count, so such a gateway would send items to the wrong shards.
+func (n *Node) shardMismatch() string {
+	for _, m := range n.members.Alive() {
+		if m.RaftAddr != "" && m.Shards != 0 && m.Shards != n.cfg.Shards {
+			return fmt.Sprintf("%s has %d shards, this gateway --shards %d", m.ID, m.Shards, n.cfg.Shards)
+		}
+	}
+	return ""
+}
+
+// BeginDrain makes the node answer unready (so that load balancers stop
+// sending to it) while it goes on serving what still comes; Shutdown then
+// drains it.
+func (n *Node) BeginDrain() { n.draining.Store(true) }
 
 // Wait blocks until ctx ends or the HTTP server fails.
 func (n *Node) Wait(ctx context.Context) error {
@@ -407,11 +471,16 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	errs := []error{n.api.Shutdown(ctx)}
 	n.sec.close()
 	n.metricsSrv.close()
-	n.reconciler.Stop()
-	n.flusher.Stop()
-	errs = append(errs, n.flusher.Drain(ctx))
-	n.transferLeaderships()
-	errs = append(errs, n.engine.Close(ctx), n.store.Close(), n.sink.Close())
+	if n.store == nil { // a gateway: nothing of its own to flush or hand over
+		n.rejoin.stop()
+		errs = append(errs, n.engine.Close(ctx))
+	} else {
+		n.reconciler.Stop()
+		n.flusher.Stop()
+		errs = append(errs, n.flusher.Drain(ctx))
+		n.transferLeaderships()
+		errs = append(errs, n.engine.Close(ctx), n.store.Close(), n.sink.Close())
+	}
 	if err := n.members.Leave(2 * time.Second); err != nil {
 		// Peers that are gone cannot hear the goodbye; they will time
 		// this node out instead. Not a failed drain.
@@ -439,6 +508,11 @@ func (n *Node) Kill() {
 	n.sec.close()
 	n.metricsSrv.close()
 	_ = n.members.Shutdown()
+	if n.store == nil {
+		n.rejoin.stop()
+		_ = n.engine.Close(ctx)
+		return
+	}
 	n.reconciler.Stop()
 	n.flusher.Stop()
 	_ = n.store.Close()
@@ -477,6 +551,9 @@ func dirBytes(dir string) int64 {
 }
 
 func sinkName(cfg config.Config) string {
+	if cfg.Gateway() {
+		return "none (gateway)"
+	}
 	if len(cfg.OrdersDSN) > 0 {
 		return fmt.Sprintf("mysql x%d", len(cfg.OrdersDSN))
 	}

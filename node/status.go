@@ -13,6 +13,7 @@ import (
 type Status struct {
 	Node struct {
 		Name      string `json:"name"`
+		Role      string `json:"role"` // core or gateway
 		Version   string `json:"version"`
 		HTTPAddr  string `json:"http_addr"`
 		RaftAddr  string `json:"raft_addr"`
@@ -38,8 +39,11 @@ type Status struct {
 // Status implements httpapi.Node.
 func (n *Node) Status(ctx context.Context) any {
 	var s Status
-	s.Node.Name, s.Node.Version = n.cfg.Name, Version
-	s.Node.HTTPAddr, s.Node.RaftAddr, s.Node.Region = n.HTTPAddr(), n.store.Addr(), n.cfg.Region
+	s.Node.Name, s.Node.Role, s.Node.Version = n.cfg.Name, n.cfg.Role, Version
+	s.Node.HTTPAddr, s.Node.Region = n.HTTPAddr(), n.cfg.Region
+	if n.store != nil {
+		s.Node.RaftAddr = n.store.Addr()
+	}
 	s.Node.ActorAddr = n.engine.ActorAddr()
 	s.Node.Ready = n.Ready()
 	s.Node.Actors = n.engine.Activations()
@@ -51,7 +55,11 @@ func (n *Node) Status(ctx context.Context) any {
 	}
 	s.Members = n.members.Members()
 	s.Breakers = n.engine.Breakers()
-	for i := 0; i < n.store.Shards(); i++ {
+	for i := 0; i < n.cfg.Shards; i++ {
+		if n.store == nil { // a gateway: the leader as gossip tells it
+			s.Shards = append(s.Shards, raftstore.ShardStatus{ID: i, State: "none", Leader: n.place.LeaderOf(i)})
+			continue
+		}
 		st := n.store.Shard(i).Status()
 		if st.State == "Leader" {
 			s.Node.ShardsLed++

@@ -46,6 +46,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.GossipProfile, "gossip-profile", c.GossipProfile, "gossip timing: lan, or local (one host: faster failure detection)")
 	fs.DurationVar(&c.HeartbeatTimeout, "raft-heartbeat-timeout", c.HeartbeatTimeout, "Raft heartbeat and election timeout (failover speed vs. false elections)")
 	fs.StringVar(&c.Region, "region", c.Region, "region/zone label, e.g. hk-1a")
+	fs.StringVar(&c.Role, "role", c.Role, "core (holds Raft seats and shard data) or gateway (serves the API, holds nothing; needs --join)")
 	fs.StringVar(&dsn, "orders-dsn", "", "comma-separated MySQL DSNs, one per database shard (default: embedded SQLite)")
 	fs.IntVar(&c.OrderTables, "order-tables", c.OrderTables, "order tables per MySQL database")
 	fs.StringVar(&c.AuthSecret, "auth-secret", "", "HS256 secret that verifies shopper JWTs")
@@ -71,6 +72,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.IntVar(&c.FlushBatch, "flush-batch", c.FlushBatch, "orders per order-store write")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "order flush poll interval")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long SIGTERM waits for in-flight work")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "on SIGTERM, answer /readyz 503 but keep serving this long before draining, so a load balancer stops sending first (gateways behind nginx: 7s)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go pprof profiles on this address (default off); off loopback every request needs the admin token")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this address instead of the API's (default: on --http-addr)")
@@ -84,8 +86,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, "usage: node [flags] (node help lists the subcommands)\n\nflags:\n")
 			fs.SetOutput(stderr)
 			fs.PrintDefaults()
+			return c, errHelp
 		}
 		return c, usageError{err}
 	}

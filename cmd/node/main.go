@@ -63,8 +63,32 @@ func main() {
 // run is main without the process: tests call it with their own arguments,
 // environment and output, and end it by cancelling ctx.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if err := dispatch(ctx, args, getenv, stdout, stderr); !errors.Is(err, errHelp) {
+		return err
+	}
+	return nil
+}
+
+// usage is what `node help` prints.
+const usage = `usage: node [flags]               run a node (node -h lists the flags)
+       node status [flags]        the cluster as one node sees it (--json for the document)
+       node reconcile [flags]     units sold in Raft against the order store
+       node tls ca|cert [flags]   make the cluster's CA and node certificates
+       node gossip-key [flags]    make a gossip encryption key
+       node version               the version
+       node help                  this
+
+Every subcommand takes -h. status and reconcile find the node and its admin
+token as the node does: SECKILL_HTTP_ADDR, SECKILL_ADMIN_TOKEN_FILE,
+SECKILL_DATA_DIR.
+`
+
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
+		case "help":
+			fmt.Fprint(stdout, usage)
+			return nil
 		case "version":
 			fmt.Fprintln(stdout, version)
 			return nil
@@ -122,6 +146,11 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 		defer stopDebug()
 	}
 	runErr := n.Wait(ctx)
+	if runErr == nil && cfg.ShutdownDelay > 0 {
+		n.BeginDrain() // unready: the load balancer moves on while this node still answers
+		log.Info("draining after the shutdown delay", "delay", cfg.ShutdownDelay)
+		time.Sleep(cfg.ShutdownDelay)
+	}
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
 	// The drain is bounded by dctx; a step that overstays it anyway (a bug,

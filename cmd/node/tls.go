@@ -36,7 +36,7 @@ func runTLS(args []string, stdout, stderr io.Writer) error {
 	case "ca":
 		fs.IntVar(&days, "days", int(clustertls.CAValidity/(24*time.Hour)), "validity in days")
 		name := fs.String("name", "Flashstock cluster CA", "the CA's common name")
-		if err := parse(fs, args[1:], stderr); err != nil {
+		if err := parse(fs, args[1:], stdout); err != nil {
 			return err
 		}
 		if *out == "" {
@@ -58,7 +58,7 @@ func runTLS(args []string, stdout, stderr io.Writer) error {
 		name := fs.String("name", "", "node name (its --name)")
 		var hosts hostList
 		fs.Var(&hosts, "host", "IP address or DNS name peers reach the node at; comma-separated or repeated")
-		if err := parse(fs, args[1:], stderr); err != nil {
+		if err := parse(fs, args[1:], stdout); err != nil {
 			return err
 		}
 		if *caDir == "" || *name == "" || *out == "" {
@@ -82,11 +82,22 @@ func runTLS(args []string, stdout, stderr io.Writer) error {
 	return usageError{fmt.Errorf("node tls %s: want ca or cert", args[0])}
 }
 
-func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+func parse(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	return parseSub(fs, fs.Name()+" [flags]", args, stdout)
+}
+
+// errHelp is returned once -h printed a usage: run ends with status 0.
+var errHelp = errors.New("help shown")
+
+// parseSub parses a subcommand's flags. -h prints the usage line and the
+// flags to stdout and returns errHelp.
+func parseSub(fs *flag.FlagSet, usage string, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stderr)
+			fmt.Fprintf(stdout, "usage: %s\n\nflags:\n", usage)
+			fs.SetOutput(stdout)
 			fs.PrintDefaults()
+			return errHelp
 		}
 		return usageError{err}
 	}
@@ -112,7 +123,7 @@ func runGossipKey(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("node gossip-key", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	out := fs.String("out", "", "write the key to this file (0600) instead of standard output")
-	if err := parse(fs, args, io.Discard); err != nil {
+	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
 	var k [32]byte

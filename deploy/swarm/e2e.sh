@@ -6,12 +6,16 @@
 #   2. build.sh (all images; E2E_SKIP_BUILD=1 to reuse them)
 #   3. label this host (zone=e2e, edge=true, monitoring=true), create secrets
 #      (secrets.sh: the cluster's CA, node certificates and gossip key)
-#   4. deploy stack.yml as stack "fse2e": node1..3, nginx, mysql0/1, prometheus
-#   5. wait until /readyz answers 200 through nginx and 3 members are alive
+#   4. deploy stack.yml as stack "fse2e": node1..3, one gateway, nginx,
+#      mysql0/1, prometheus
+#   5. wait until /readyz answers 200 through nginx (that is, a gateway) and
+#      3 core members are alive
 #   6. create an item, buy a few units with shopper JWTs
 #   7. SIGKILL the container of the node leading the item's shard, buy more,
 #      read /v1/cluster/status
 #   8. wait for Swarm to restart the node and report what the cluster shows
+#   9. scale the gateway service from 1 to 3 and back to 1 while shoppers
+#      buy through nginx with request IDs: none of their purchases may fail
 #
 # Every wait is bounded; E2E_TIMEOUT (default 240 s) bounds each one.
 # E2E_KEEP=1 skips the teardown (for debugging; remove with
@@ -49,7 +53,7 @@ teardown() {
 	if [ "$rc" != 0 ] && docker stack ls --format '{{.Name}}' 2>/dev/null | grep -qx "$STACK"; then
 		log "--- diagnostics (exit $rc) ---"
 		docker stack ps "$STACK" --no-trunc --format '{{.Name}} {{.CurrentState}} {{.Error}}' 2>/dev/null | head -30 >&2
-		for s in node1 node2 node3 nginx mysql0; do
+		for s in node1 node2 node3 gateway nginx mysql0; do
 			echo "--- ${STACK}_$s (last 15 lines)" >&2
 			timeout 20 docker service logs --raw --tail 15 "${STACK}_$s" 2>&1 | cut -c1-300 >&2
 		done
@@ -142,6 +146,7 @@ log "deploying stack $STACK (nginx on 127.0.0.1:$PORT)"
 	export FLASHSTOCK_SECRET_PREFIX="${STACK}_"
 	export FLASHSTOCK_NODE_CPUS=1 FLASHSTOCK_NODE_MEM=1G FLASHSTOCK_NODE_CPU_RES=0.05 FLASHSTOCK_NODE_MEM_RES=64M
 	export FLASHSTOCK_DB_CPU_RES=0.05 FLASHSTOCK_DB_MEM_RES=64M FLASHSTOCK_LOG_LEVEL=info
+	export FLASHSTOCK_GATEWAYS=1 FLASHSTOCK_GW_CPUS=1 FLASHSTOCK_GW_MEM=512M
 	# dockerd may run with a lower open-files limit than production hosts.
 	export FLASHSTOCK_NOFILE=${E2E_NOFILE:-$(awk '/Max open files/ { print $4 }' /proc/$(pgrep -xo dockerd)/limits 2>/dev/null || echo 4096)}
 	timeout 120 docker stack deploy --resolve-image never -c stack.yml "$STACK" >/dev/null
@@ -159,8 +164,15 @@ jwt() {
 }
 admin() { curl -sS -m 10 -H "Authorization: Bearer $ADMIN_TOKEN" "$@"; }
 ready() { [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$BASE/readyz?all=1")" = 200 ]; }
-members_alive() {
-	[ "$(admin "$BASE/v1/cluster/status" | jq '[.members[] | select(.state == "alive")] | length')" = "$1" ]
+members_alive() { # N: core members (the ones with a Raft address) alive
+	[ "$(admin "$BASE/v1/cluster/status" | jq '[.members[] | select(.state == "alive" and (.raft // "") != "")] | length')" = "$1" ]
+}
+# core_status: /v1/cluster/status as node1 sees it (a gateway knows the
+# leaders but holds no shard, so it cannot say which shard has items).
+core_status() {
+	local c
+	c=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_node1" | head -n1)
+	docker exec "$c" /bin/busybox wget -qO- --header "Authorization: Bearer $ADMIN_TOKEN" http://127.0.0.1:8080/v1/cluster/status
 }
 all_led() {
 	admin "$BASE/v1/cluster/status" | jq -e '.shards | length > 0 and all(.[]; .leader != "")' >/dev/null
@@ -224,7 +236,7 @@ out=$(buy shopper-1 req-1b || true)
 log "idempotent retry (200) and per-user limit (409) hold"
 
 if [ "$KILL_NODE" = leader ]; then
-	KILL_NODE=$(admin "$BASE/v1/cluster/status" | jq -r '[.shards[] | select(.items > 0)][0].leader // empty')
+	KILL_NODE=$(core_status | jq -r '[.shards[] | select(.items > 0)][0].leader // empty')
 	[ -n "$KILL_NODE" ] || die "no shard holds the item according to /v1/cluster/status"
 	log "$KILL_NODE leads the shard of $ITEM"
 fi
@@ -277,4 +289,46 @@ docker exec "$c" /bin/busybox wget -qO- --header "Authorization: Bearer $ADMIN_T
 
 out=$(buy shopper-11 req-11) || die "purchase after $KILL_NODE returned: $out"
 SOLD=$((SOLD + 1))
-log "PASS: $SOLD units sold, no oversell, orders persisted, $KILL_NODE killed and back"
+# ------------------------------------------------- scale the gateway tier
+# Shoppers keep buying through nginx, each purchase with its own request_id
+# (buy retries 5xx and lost connections with the same one, as the API asks),
+# while the gateway service goes from 1 to 3 tasks and back to 1.
+SCALE_ITEM=e2e-scale-$(rand 3)
+code=$(admin -o /dev/null -w '%{http_code}' -X POST "$BASE/v1/items" -H 'Content-Type: application/json' \
+	-d "{\"id\":\"$SCALE_ITEM\",\"stock\":100000,\"per_user_limit\":1}")
+[ "$code" = 201 ] || die "create item $SCALE_ITEM: HTTP $code"
+scale_dir=$(mktemp -d)
+shoppers() { # worker: buys until $scale_dir/stop exists; one line per purchase
+	local w=$1 n=0 out
+	while [ ! -e "$scale_dir/stop" ]; do
+		n=$((n + 1))
+		if out=$(ITEM=$SCALE_ITEM buy "scale-$w-$n" "r-$w-$n"); then
+			echo ok >>"$scale_dir/w$w"
+		else
+			echo "fail $out" >>"$scale_dir/w$w"
+		fi
+	done
+}
+for w in 1 2 3 4; do shoppers "$w" & done
+gateways_ready() { # N: tasks running and in nginx's view (members alive)
+	[ "$(admin "$BASE/v1/cluster/status" | jq '[.members[] | select(.state == "alive" and .role == "gateway")] | length')" = "$1" ]
+}
+sleep 3
+log "scaling ${STACK}_gateway to 3 during the sale"
+timeout 120 docker service scale --detach "${STACK}_gateway=3" >/dev/null
+wait_for "$WAIT" "3 gateways alive" gateways_ready 3
+sleep 8 # nginx re-resolves every 5 s: let it spread the shoppers
+log "scaling ${STACK}_gateway back to 1"
+timeout 120 docker service scale --detach "${STACK}_gateway=1" >/dev/null
+wait_for "$WAIT" "1 gateway alive" gateways_ready 1
+sleep 8
+touch "$scale_dir/stop"
+wait
+oks=$(cat "$scale_dir"/w* | grep -c '^ok' || true)
+fails=$(cat "$scale_dir"/w* | grep -c '^fail' || true)
+grep '^fail' "$scale_dir"/w* | head -5 >&2 || true
+rm -rf "$scale_dir"
+log "gateway scale 1 -> 3 -> 1 during a sale: $oks purchases confirmed, $fails failed"
+[ "$fails" = 0 ] || die "$fails purchases with a request_id failed while the gateways scaled"
+
+log "PASS: $SOLD units sold, no oversell, orders persisted, $KILL_NODE killed and back, gateways scaled 1 -> 3 -> 1 with no failed purchase"

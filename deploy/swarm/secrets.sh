@@ -4,6 +4,7 @@
 #
 #   PREFIXtls_ca            the cluster CA certificate (every node's --tls-ca)
 #   PREFIXnodeN_tls_cert    node N's certificate: CN/DNS nodeN, DNS tasks.nodeN
+#                           (and PREFIXgateway_tls_cert, shared by every gateway task)
 #   PREFIXnodeN_tls_key     its key
 #   PREFIXgossip_key        the gossip encryption key (base64, one per line)
 #
@@ -11,7 +12,7 @@
 #                                [--ca-dir DIR] [--node-bin PATH] [--out DIR]
 #
 #   --prefix P    secret name prefix (default: $FLASHSTOCK_SECRET_PREFIX or flashstock_)
-#   --nodes LIST  node service names (default: node1 node2 node3)
+#   --nodes LIST  node service names (default: node1 node2 node3 gateway)
 #   --ca-dir DIR  where the CA lives; made there (ca.crt, ca.key 0600) when it
 #                 does not exist yet. Keep it off the Docker hosts' disks you do
 #                 not trust: it signs members. (default: ~/.flashstock/ca)
@@ -28,7 +29,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 PREFIX=${FLASHSTOCK_SECRET_PREFIX:-flashstock_}
-NODES="node1 node2 node3"
+NODES="node1 node2 node3 gateway"
 CA_DIR=${FLASHSTOCK_CA_DIR:-$HOME/.flashstock/ca}
 NODE_BIN=
 OUT=

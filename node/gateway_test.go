@@ -1,0 +1,146 @@
+package node_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/flashstock/flashstock/cluster"
+	"github.com/flashstock/flashstock/config"
+	"github.com/flashstock/flashstock/node"
+)
+
+// startGateway starts a gateway that joins the test cluster through its
+// first node.
+func (tc *testCluster) startGateway(name string, tune func(*config.Config)) *node.Node {
+	tc.t.Helper()
+	c := tc.cfgs[0]
+	c.Name, c.Role = name, config.RoleGateway
+	c.DataDir = tc.t.TempDir()
+	c.HTTPAddr, c.RaftAddr, c.GossipAddr, c.ActorAddr = freeAddr(tc.t), "", freeAddr(tc.t), freeAddr(tc.t)
+	c.Join = []string{tc.cfgs[0].GossipAddr}
+	c.OrdersDSN = nil
+	if tune != nil {
+		tune(&c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	g, err := node.Start(ctx, c, nil, io.Discard, log)
+	if err != nil {
+		tc.t.Fatalf("start gateway %s: %v", name, err)
+	}
+	tc.t.Cleanup(g.Kill)
+	waitFor(tc.t, 20*time.Second, name+" ready", func() bool { return g.Readiness().All })
+	return g
+}
+
+// TestGatewaySellsThroughCore: a gateway joins three core nodes, is never
+// given a Raft seat, and serves the whole API through them: an item
+// created, a sale sold out through the gateway alone with every invariant
+// checked on the core replicas, orders read back (one by one and as a
+// list), sold-out answers from its cache, its role in the status. When
+// every core node is gone, it answers 503 at once instead of hanging.
+func TestGatewaySellsThroughCore(t *testing.T) {
+	tc := newTestCluster(t, 3, nil)
+	g := tc.startGateway("g0", nil)
+	if g.Store() != nil || g.Sink() != nil {
+		t.Fatal("a gateway opened shard groups or an order store")
+	}
+	gw := g.HTTPAddr()
+	tc.via = []string{gw}
+
+	if r, err := doAt(gw, "POST", "/v1/items", "admin", map[string]any{"id": "gw-hot", "stock": 150}); err != nil || r.status != 201 {
+		t.Fatalf("create item through the gateway: %d %v %v", r.status, r.body, err)
+	}
+	s := newSale()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	wg := tc.buy(ctx, s, "gw-hot", 8)
+	waitFor(t, 20*time.Second, "the item sold out through the gateway", func() bool { return s.count() >= 150 })
+	cancel()
+	wg.Wait()
+	tc.checkSale(s, "gw-hot", 150)
+
+	// Sold out: answered 409 by the gateway, which has no item actor.
+	r, err := doAt(gw, "POST", "/v1/items/gw-hot/purchase", "late", map[string]any{"quantity": 1})
+	if err != nil || r.status != 409 || r.code() != "sold_out" {
+		t.Fatalf("purchase after sell-out = %d %v %v; want 409 sold_out", r.status, r.body, err)
+	}
+	if n := g.Engine().Activations(); n != 0 {
+		t.Errorf("gateway hosts %d item actors; want none", n)
+	}
+	if r, _ := doAt(gw, "POST", "/v1/items/no-such/purchase", "u", map[string]any{"quantity": 1}); r.status != 404 {
+		t.Errorf("unknown item through the gateway = %d %v; want 404", r.status, r.body)
+	}
+
+	// Orders read back through the gateway, one by one and as a list.
+	n := 0
+	for key, id := range s.confirmed {
+		user := key[:len(key)-2] // "<user>/r"
+		got, err := doAt(gw, "GET", "/v1/orders/"+id, user, nil)
+		if err != nil || got.status != 200 || got.body["order_id"] != id {
+			t.Fatalf("GET order %s through the gateway = %d %v %v", id, got.status, got.body, err)
+		}
+		list, err := doAt(gw, "GET", "/v1/users/me/orders", user, nil)
+		if err != nil || list.status != 200 {
+			t.Fatalf("GET my orders through the gateway = %d %v %v", list.status, list.body, err)
+		}
+		if os, _ := list.body["orders"].([]any); len(os) != 1 || os[0].(map[string]any)["order_id"] != id {
+			t.Fatalf("my orders of %s = %v; want [%s]", user, list.body, id)
+		}
+		if n++; n == 10 {
+			break
+		}
+	}
+
+	// No core node ever gave the gateway a seat.
+	for i, nd := range tc.nodes {
+		for sh := 0; sh < nd.Store().Shards(); sh++ {
+			servers, err := nd.Store().Shard(sh).Servers()
+			if err != nil {
+				continue
+			}
+			for _, sv := range servers {
+				if sv.ID == "g0" {
+					t.Errorf("n%d: shard %d has the gateway as a server", i, sh)
+				}
+			}
+		}
+	}
+	st := tc.mustDo(0, "GET", "/v1/cluster/status", "admin", nil, 200)
+	roles := map[string]string{}
+	for _, m := range st["members"].([]any) {
+		mb := m.(map[string]any)
+		roles[mb["id"].(string)], _ = mb["role"].(string)
+	}
+	if roles["g0"] != "gateway" || roles["n0"] != "core" {
+		t.Errorf("member roles %v; want g0 gateway, n0 core", roles)
+	}
+	gst, err := doAt(gw, "GET", "/v1/cluster/status", "admin", nil)
+	if err != nil || gst.body["node"].(map[string]any)["role"] != "gateway" {
+		t.Errorf("gateway status = %v %v; want role gateway", gst.body, err)
+	}
+
+	// Every core node gone: 503 at once, not a hang.
+	for i := range tc.nodes {
+		tc.nodes[i].Kill()
+		tc.nodes[i] = nil
+	}
+	waitFor(t, 20*time.Second, "the gateway sees no core node", func() bool {
+		return !slices.ContainsFunc(g.Members().Alive(), func(m cluster.Member) bool { return m.RaftAddr != "" })
+	})
+	start := time.Now()
+	r, err = doAt(gw, "POST", "/v1/items/gw-other/purchase", "u1", map[string]any{"quantity": 1})
+	if err != nil || r.status != 503 {
+		t.Fatalf("purchase with no core node = %d %v %v; want 503", r.status, r.body, err)
+	}
+	if took := time.Since(start); took >= tc.cfgs[0].RequestTimeout {
+		t.Errorf("the 503 took %v: the gateway waited for its request timeout", took)
+	}
+	if g.Ready() {
+		t.Error("a gateway with no core node says it is ready")
+	}
+}
