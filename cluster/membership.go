@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/flashstock/flashstock/internal/logbridge"
 	"github.com/flashstock/flashstock/internal/refusal"
 )
 
@@ -456,6 +458,7 @@ func (l *libLog) Write(p []byte) (int, error) {
 		l.refusals.Refused("gossip", peer, reason)
 		return len(p), nil
 	}
-	l.log.Debug("memberlist", "msg", line)
+	level, msg := logbridge.Parse(line)
+	l.log.Log(context.Background(), level, msg, "lib", "memberlist")
 	return len(p), nil
 }

@@ -76,6 +76,7 @@ type Config struct {
 	ShutdownDelay time.Duration
 
 	LogLevel  string
+	LogFormat string // text or json
 	DebugAddr string // pprof listener; empty = off
 
 	// The cluster plane's keys (docs/security.md). On a node whose gossip,
@@ -134,6 +135,7 @@ func Default() Config {
 		FlushInterval:    50 * time.Millisecond,
 		DrainTimeout:     30 * time.Second,
 		LogLevel:         "info",
+		LogFormat:        "text",
 	}
 }
 
@@ -260,6 +262,9 @@ func (c *Config) validateSettings() error {
 	}
 	if !IsLoopback(c.HTTPAddr) && c.AuthSecret == "" && !c.TrustUserHeader {
 		return fmt.Errorf("--http-addr %s is not loopback: give --auth-secret (verify shopper JWTs) or --trust-user-header (behind an authenticating gateway)", c.HTTPAddr)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

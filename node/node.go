@@ -25,6 +25,7 @@ import (
 	"github.com/flashstock/flashstock/cluster"
 	"github.com/flashstock/flashstock/config"
 	httpapi "github.com/flashstock/flashstock/http"
+	"github.com/flashstock/flashstock/internal/logbridge"
 	"github.com/flashstock/flashstock/internal/metrics"
 	"github.com/flashstock/flashstock/orders"
 	"github.com/flashstock/flashstock/orders/sqlite"
@@ -111,6 +112,12 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 		OrderRetention: cfg.OrderRetention, OrderRetentionMax: 200_000}
 	rc.PayWindow = cfg.PaymentWindow
 	rc.Logger = log
+	// hashicorp/raft's lines join the node's own, in its format; its info
+	// lines (state changes) only at --log-level debug.
+	rc.RaftLog = &logbridge.Writer{Log: log, Lib: "raft", Demote: logbridge.RaftStartupNoise}
+	if cfg.LogLevel == "debug" {
+		rc.RaftLogLevel = "info"
+	}
 	rc.Allowed = func(shard int, f raftstore.Feature) bool {
 		g := gate.Load()
 		return g != nil && g.Allowed(shard, f) // none before gossip runs

@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -87,9 +88,12 @@ type Config struct {
 
 	Now    func() time.Time
 	Logger *slog.Logger
-	// RaftLog receives hashicorp/raft's own warnings and errors; nil means
-	// standard error.
+	// RaftLog receives hashicorp/raft's own log lines (hclog's text) at
+	// RaftLogLevel and above; nil means standard error. A node routes them
+	// into its own logger (internal/logbridge).
 	RaftLog io.Writer
+	// RaftLogLevel is hclog's level name for them ("" means "warn").
+	RaftLogLevel string
 }
 
 // DefaultConfig returns production defaults.
@@ -340,7 +344,7 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 	}
 	hlog := hclog.New(&hclog.LoggerOptions{
 		Name:   "raft-" + strconv.Itoa(id),
-		Level:  hclog.Warn,
+		Level:  hclog.LevelFromString(cmp.Or(cfg.RaftLogLevel, "warn")),
 		Output: out,
 	})
 	walDir := filepath.Join(dir, "wal")

@@ -74,6 +74,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long SIGTERM waits for in-flight work")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "on SIGTERM, answer /readyz 503 but keep serving this long before draining, so a load balancer stops sending first (gateways behind nginx: 7s)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json (one format for the node's own lines, Raft's and memberlist's)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go pprof profiles on this address (default off); off loopback every request needs the admin token")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve /metrics on this address instead of the API's (default: on --http-addr)")
 	fs.Float64Var(&c.RateAuthFail, "rate-auth-fail", c.RateAuthFail, "failed authentications per second per client IP before it gets 429 unchecked (0 = off)")

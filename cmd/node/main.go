@@ -112,7 +112,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 // serve runs a node until ctx ends (SIGTERM, SIGINT), then drains it.
 func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
 	node.Version = version
-	log := newLogger(cfg.LogLevel, stderr)
+	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
 	// SIGHUP re-reads the cluster's TLS files and gossip key file. It is
 	// caught from the start: its default action would end the process.
 	hup := make(chan os.Signal, 1)
@@ -171,8 +171,12 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 // drain before it exits regardless.
 const drainGrace = 5 * time.Second
 
-func newLogger(level string, w io.Writer) *slog.Logger {
+func newLogger(level, format string, w io.Writer) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -213,10 +213,14 @@ import_image() {
 	local tmp
 	tmp=$(mktemp "$CACHE/import.XXXXXX.tar")
 	cp "$tar" "$tmp"
-	# Only files: the directories already exist in the rootfs and keep their modes.
-	(cd "$HERE/images/$name" && find . -type f | LC_ALL=C sort) |
-		tar -C "$HERE/images/$name" --owner=0 --group=0 --mode='go-w' -rf "$tmp" -T - ||
-		die "cannot add images/$name to the rootfs"
+	# Only files: the directories already exist in the rootfs and keep their
+	# modes. An image with no files of its own has no directory (git keeps
+	# no empty directory): nothing to add.
+	if [ -d "$HERE/images/$name" ]; then
+		(cd "$HERE/images/$name" && find . -type f | LC_ALL=C sort) |
+			tar -C "$HERE/images/$name" --owner=0 --group=0 --mode='go-w' -rf "$tmp" -T - ||
+			die "cannot add images/$name to the rootfs"
+	fi
 	local args=()
 	for c in "$@"; do args+=(--change "$c"); done
 	log "docker import flashstock/$name:$TAG"

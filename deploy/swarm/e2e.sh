@@ -14,8 +14,9 @@
 #   7. SIGKILL the container of the node leading the item's shard, buy more,
 #      read /v1/cluster/status
 #   8. wait for Swarm to restart the node and report what the cluster shows
-#   9. scale the gateway service from 1 to 3 and back to 1 while shoppers
-#      buy through nginx with request IDs: none of their purchases may fail
+#   9. scale the gateway service from 1 to 3 and back to 1 while a loadgen
+#      crowd buys through nginx with request IDs: every purchase must end
+#      confirmed and loadgen's verification pass
 #
 # Every wait is bounded; E2E_TIMEOUT (default 240 s) bounds each one.
 # E2E_KEEP=1 skips the teardown (for debugging; remove with
@@ -290,45 +291,43 @@ docker exec "$c" /bin/busybox wget -qO- --header "Authorization: Bearer $ADMIN_T
 out=$(buy shopper-11 req-11) || die "purchase after $KILL_NODE returned: $out"
 SOLD=$((SOLD + 1))
 # ------------------------------------------------- scale the gateway tier
-# Shoppers keep buying through nginx, each purchase with its own request_id
-# (buy retries 5xx and lost connections with the same one, as the API asks),
-# while the gateway service goes from 1 to 3 tasks and back to 1.
+# A loadgen crowd buys through nginx (every purchase with its own
+# request_id, retried with it on 5xx, lost connections and timeouts, as the
+# API asks) while the gateway service goes from 1 to 3 tasks and back to 1.
+# Every purchase must end confirmed, and loadgen's verification (the
+# item's books, orders read back) must pass.
 SCALE_ITEM=e2e-scale-$(rand 3)
-code=$(admin -o /dev/null -w '%{http_code}' -X POST "$BASE/v1/items" -H 'Content-Type: application/json' \
-	-d "{\"id\":\"$SCALE_ITEM\",\"stock\":100000,\"per_user_limit\":1}")
-[ "$code" = 201 ] || die "create item $SCALE_ITEM: HTTP $code"
 scale_dir=$(mktemp -d)
-shoppers() { # worker: buys until $scale_dir/stop exists; one line per purchase
-	local w=$1 n=0 out
-	while [ ! -e "$scale_dir/stop" ]; do
-		n=$((n + 1))
-		if out=$(ITEM=$SCALE_ITEM buy "scale-$w-$n" "r-$w-$n"); then
-			echo ok >>"$scale_dir/w$w"
-		else
-			echo "fail $out" >>"$scale_dir/w$w"
-		fi
-	done
-}
-for w in 1 2 3 4; do shoppers "$w" & done
-gateways_ready() { # N: tasks running and in nginx's view (members alive)
+printf '%s' "$AUTH_SECRET" >"$scale_dir/auth"
+printf '%s' "$ADMIN_TOKEN" >"$scale_dir/admin"
+(cd "$HERE/../.." && timeout 600 go build -o "$scale_dir/loadgen" ./cmd/loadgen) || die "go build ./cmd/loadgen"
+"$scale_dir/loadgen" --scenario crowd --targets "$BASE" --auth-secret-file "$scale_dir/auth" \
+	--admin-token-file "$scale_dir/admin" --create --items 1 --item-prefix "$SCALE_ITEM-" --stock 1000000 \
+	--per-user-limit 1 --requests 2400 --arrival-window 40s --duration 60s --max-attempts 20 \
+	--backoff-max 2s --timeout 10s --verify --progress 0 --out "$scale_dir/report.json" \
+	>"$scale_dir/loadgen.out" 2>&1 &
+lg=$!
+gateways_alive() { # N: gateway members alive
 	[ "$(admin "$BASE/v1/cluster/status" | jq '[.members[] | select(.state == "alive" and .role == "gateway")] | length')" = "$1" ]
 }
-sleep 3
+sleep 6
 log "scaling ${STACK}_gateway to 3 during the sale"
 timeout 120 docker service scale --detach "${STACK}_gateway=3" >/dev/null
-wait_for "$WAIT" "3 gateways alive" gateways_ready 3
+wait_for "$WAIT" "3 gateways alive" gateways_alive 3
 sleep 8 # nginx re-resolves every 5 s: let it spread the shoppers
 log "scaling ${STACK}_gateway back to 1"
 timeout 120 docker service scale --detach "${STACK}_gateway=1" >/dev/null
-wait_for "$WAIT" "1 gateway alive" gateways_ready 1
-sleep 8
-touch "$scale_dir/stop"
-wait
-oks=$(cat "$scale_dir"/w* | grep -c '^ok' || true)
-fails=$(cat "$scale_dir"/w* | grep -c '^fail' || true)
-grep '^fail' "$scale_dir"/w* | head -5 >&2 || true
+wait_for "$WAIT" "1 gateway alive" gateways_alive 1
+lg_rc=0
+wait "$lg" || lg_rc=$?
+tail -5 "$scale_dir/loadgen.out" >&2
+[ -s "$scale_dir/report.json" ] || die "loadgen wrote no report (exit $lg_rc)"
+confirmed=$(jq '.purchases.by_outcome.confirmed // 0' "$scale_dir/report.json")
+notok=$(jq '[.purchases.by_outcome | to_entries[] | select(.key != "confirmed" and .key != "replayed") | .value] | add // 0' "$scale_dir/report.json")
+log "gateway scale 1 -> 3 -> 1 during a loadgen crowd: $confirmed purchases confirmed, $notok not," \
+	"$(jq .retries "$scale_dir/report.json") retries, verification exit $lg_rc"
+[ "$notok" = 0 ] || die "$notok purchases with a request_id did not end confirmed while the gateways scaled: $(jq -c .purchases.by_outcome "$scale_dir/report.json")"
+[ "$lg_rc" = 0 ] || die "loadgen's verification failed (exit $lg_rc)"
 rm -rf "$scale_dir"
-log "gateway scale 1 -> 3 -> 1 during a sale: $oks purchases confirmed, $fails failed"
-[ "$fails" = 0 ] || die "$fails purchases with a request_id failed while the gateways scaled"
 
 log "PASS: $SOLD units sold, no oversell, orders persisted, $KILL_NODE killed and back, gateways scaled 1 -> 3 -> 1 with no failed purchase"
