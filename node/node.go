@@ -203,6 +203,7 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	}
 	n.registerGauges()
 	n.metrics.InitShards(cfg.Shards)
+	n.metrics.SetBuildInfo(Version, cfg.Role)
 
 	hc := httpapi.DefaultConfig()
 	hc.Addr = cfg.HTTPAddr
@@ -374,6 +375,10 @@ func (n *Node) registerStoreGauges() {
 // feature of this version. Tests play a node of an earlier version by
 // replacing it.
 var announcedFeatures = func(string) uint64 { return uint64(raftstore.Features) }
+
+// ExportRaftMetrics adds hashicorp/raft's own metrics (go-metrics, global
+// to the process) to this node's /metrics; one node per process may.
+func (n *Node) ExportRaftMetrics() error { return n.metrics.ExportRaftMetrics() }
 
 // HTTPAddr returns the address the API listens on.
 func (n *Node) HTTPAddr() string { return n.ln.Addr().String() }

@@ -122,6 +122,9 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if err := n.ExportRaftMetrics(); err != nil { // one node per process: go-metrics is global
+		log.Warn("raft metrics not exported", "err", err)
+	}
 	stopReload := make(chan struct{})
 	reloadDone := make(chan struct{})
 	go func() {

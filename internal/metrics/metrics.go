@@ -5,9 +5,13 @@
 package metrics
 
 import (
+	"fmt"
+	"runtime"
 	"strconv"
 	"time"
 
+	gometrics "github.com/hashicorp/go-metrics"
+	gmprom "github.com/hashicorp/go-metrics/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -135,4 +139,34 @@ func (m *Metrics) FlushedBatch(shard int, n int, elapsed time.Duration) {
 // FlushFailed implements orders.FlushObserver.
 func (m *Metrics) FlushFailed(shard int, err error) {
 	m.FlushErrors.WithLabelValues(strconv.Itoa(shard)).Inc()
+}
+
+// SetBuildInfo exports flashstock_build_info{version, role, goversion} 1,
+// so that a dashboard can tell which version each node runs (an upgrade in
+// progress shows two).
+func (m *Metrics) SetBuildInfo(version, role string) {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "flashstock_build_info", Help: "1, labelled with this node's version, role and Go version.",
+	}, []string{"version", "role", "goversion"})
+	g.WithLabelValues(version, role, runtime.Version()).Set(1)
+	m.Registry.MustRegister(g)
+}
+
+// ExportRaftMetrics sends the go-metrics that hashicorp/raft emits (commit
+// time, leader last contact, FSM apply, snapshot and replication timings:
+// raft_* series, all shard groups of the process together) to the registry
+// through go-metrics' Prometheus sink. go-metrics keeps one global sink, so
+// this is per process: cmd/node calls it once; in-process test clusters do
+// not.
+func (m *Metrics) ExportRaftMetrics() error {
+	sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{Registerer: m.Registry, Expiration: 5 * time.Minute})
+	if err != nil {
+		return fmt.Errorf("metrics: raft sink: %w", err)
+	}
+	cfg := gometrics.DefaultConfig("")
+	cfg.EnableHostname, cfg.EnableHostnameLabel, cfg.EnableRuntimeMetrics = false, false, false
+	if _, err := gometrics.NewGlobal(cfg, sink); err != nil {
+		return fmt.Errorf("metrics: raft sink: %w", err)
+	}
+	return nil
 }
