@@ -144,3 +144,47 @@ func TestGatewaySellsThroughCore(t *testing.T) {
 		t.Error("a gateway with no core node says it is ready")
 	}
 }
+
+// TestHealthzWhileWaitingForPeers: a node waiting for its peers to
+// bootstrap already answers /healthz 200 (an orchestrator's liveness probe
+// must not kill it), and everything else 503 with a JSON error; when it
+// gives up, its port is closed again.
+func TestHealthzWhileWaitingForPeers(t *testing.T) {
+	c := config.Default()
+	c.Name, c.DataDir = "lonely", t.TempDir()
+	c.HTTPAddr, c.RaftAddr, c.GossipAddr, c.ActorAddr = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	c.BootstrapExpect, c.GossipProfile, c.AdminToken = 3, "local", adminToken
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := node.Start(ctx, c, nil, io.Discard, slog.New(slog.DiscardHandler))
+		done <- err
+	}()
+	var r response
+	waitFor(t, 10*time.Second, "/healthz answers while the node waits for its peers", func() bool {
+		var err error
+		r, err = doAt(c.HTTPAddr, "GET", "/healthz", "", nil)
+		return err == nil
+	})
+	if r.status != 200 || r.body["status"] != "starting" {
+		t.Errorf("/healthz = %d %v; want 200 starting", r.status, r.body)
+	}
+	for _, path := range []string{"/readyz", "/v1/items/x"} {
+		if r, err := doAt(c.HTTPAddr, "GET", path, "", nil); err != nil || r.status != 503 || r.code() != "unavailable" {
+			t.Errorf("GET %s while starting = %d %v %v; want 503 unavailable", path, r.status, r.body, err)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Start succeeded without its peers")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Start did not give up when its context ended")
+	}
+	if _, err := doAt(c.HTTPAddr, "GET", "/healthz", "", nil); err == nil {
+		t.Error("the port is still open after Start gave up")
+	}
+}

@@ -87,6 +87,12 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	if n.sec, err = newSecurity(cfg, log); err != nil {
 		return nil, err
 	}
+	if n.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	undo = append(undo, func() { n.ln.Close() })
+	starting := serveStarting(n.ln) // /healthz from now on (starting.go)
+	undo = append(undo, starting.stop)
 	gateway := cfg.Gateway() // no shard groups, order store, reconciler or flusher
 	if !gateway {
 		if n.sink, err = openSink(ctx, cfg, mysql); err != nil {
@@ -225,9 +231,7 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 		}
 		undo = append(undo, n.metricsSrv.close)
 	}
-	if n.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
-	}
+	starting.stop() // the API takes the listener over
 	n.sec.start()
 	go func() { n.serveErr <- n.api.Serve(n.ln) }()
 	log.Info("node started", "name", cfg.Name, "role", cfg.Role, "http", n.ln.Addr().String(), "raft", raftAddr,
