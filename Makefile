@@ -11,7 +11,7 @@ RACE_PKGS := ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... .
 # multi-node tests run without -race.
 CLUSTER_PKGS := ./node/... ./cluster/...
 
-.PHONY: build run test check unit e2e fuzz faults k8s-check bench soak bench-scale console-shots clean
+.PHONY: build run test check unit e2e fuzz faults k8s-check promtool-check bench soak bench-scale console-shots clean
 
 build:
 	$(GO) build -o bin/node ./cmd/node
@@ -37,7 +37,7 @@ test: check
 	@mkdir -p .tmp
 	@env_line=$$(scripts/mariadb.sh start $(MYSQL_DIR) $(MYSQL_PORT)) || exit 1; \
 	  export $$env_line; status=0; \
-	  $(MAKE) --no-print-directory unit e2e fuzz faults k8s-check || status=$$?; \
+	  $(MAKE) --no-print-directory unit e2e fuzz faults k8s-check promtool-check || status=$$?; \
 	  scripts/mariadb.sh stop $(MYSQL_DIR); exit $$status
 
 # unit: race-checked package tests.
@@ -64,6 +64,14 @@ faults:
 # module, so the node binary never links k8s.io/api).
 k8s-check:
 	cd deploy/kubernetes && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+# promtool-check: the Swarm stack's Prometheus configuration, rules and
+# Alertmanager configuration as shipped (Debian's prometheus and
+# prometheus-alertmanager packages carry promtool and amtool).
+promtool-check:
+	promtool check config deploy/swarm/prometheus.yml
+	promtool check rules deploy/swarm/flashstock-rules.yml
+	amtool check-config deploy/swarm/alertmanager.yml
 
 # fuzz: a short smoke of every fuzz target, about 10 s each here. Budgets
 # are execution counts, not durations: with a duration, Go 1.26's fuzz

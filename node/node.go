@@ -271,6 +271,13 @@ func (n *Node) startCore(cfg config.Config, log *slog.Logger) (err error) {
 }
 
 func (n *Node) registerGauges() {
+	n.metrics.GaugeFunc("flashstock_ready", "1 while /readyz answers 200: this node reaches the leader of a shard, its disk is fine and it is not draining.",
+		func() float64 {
+			if n.Ready() {
+				return 1
+			}
+			return 0
+		})
 	n.metrics.GaugeFunc("flashstock_item_actors", "Item actors active on this node.",
 		func() float64 { return float64(n.engine.Activations()) })
 	n.metrics.GaugeFunc("flashstock_purchases_inflight", "This node's purchases in flight (bounded by --admission-max).",
@@ -371,8 +378,21 @@ func (n *Node) registerStoreGauges() {
 	}
 	n.metrics.GaugeFunc("flashstock_gossip_keys", "Gossip encryption keys installed (0: gossip is plain text).",
 		func() float64 { return float64(n.members.KeyCount()) })
-	n.metrics.GaugeFunc("flashstock_members_alive", "Live cluster members as this node sees them.",
-		func() float64 { return float64(len(n.members.Alive())) })
+	n.metrics.GaugeFunc("flashstock_members_alive", "Live core members (with a Raft address) as this node sees them.",
+		func() float64 { return float64(n.aliveByRole(false)) })
+	n.metrics.GaugeFunc("flashstock_gateways_alive", "Live gateways as this node sees them.",
+		func() float64 { return float64(n.aliveByRole(true)) })
+}
+
+// aliveByRole counts the live members that are gateways, or core nodes.
+func (n *Node) aliveByRole(gateways bool) int {
+	c := 0
+	for _, m := range n.members.Alive() {
+		if m.IsGateway() == gateways {
+			c++
+		}
+	}
+	return c
 }
 
 // announcedFeatures is what a node tells the others it applies: every

@@ -5,13 +5,14 @@
 #   flashstock/node:$TAG        FROM scratch: the static node binary (+ busybox-static)
 #   flashstock/nginx:$TAG       Debian bookworm rootfs + nginx-light
 #   flashstock/prometheus:$TAG  Debian bookworm rootfs + prometheus
+#   flashstock/alertmanager:$TAG Debian bookworm rootfs + prometheus-alertmanager
 #   flashstock/mariadb:$TAG     Debian bookworm rootfs + mariadb-server
 #
 # The Debian images are root filesystems made by debootstrap, extended with
 # apt-get in a chroot, and loaded with `docker import`. Grafana is not in
 # Debian main: bring your own image (see README.md, stack.grafana.yml).
 #
-# Usage: deploy/swarm/build.sh [--only node,nginx,prometheus,mariadb] [--tag TAG]
+# Usage: deploy/swarm/build.sh [--only node,nginx,prometheus,alertmanager,mariadb] [--tag TAG]
 #                              [--version V] [--mirror URL] [--cache DIR] [--refresh]
 #
 #   --only LIST    build only these images (comma-separated; repeatable)
@@ -63,9 +64,9 @@ while [ $# -gt 0 ]; do
 	*) die "unknown argument $1 (try --help)" ;;
 	esac
 done
-[ ${#ONLY[@]} -gt 0 ] || ONLY=(node nginx prometheus mariadb)
+[ ${#ONLY[@]} -gt 0 ] || ONLY=(node nginx prometheus alertmanager mariadb)
 for img in "${ONLY[@]}"; do
-	case "$img" in node | nginx | prometheus | mariadb) ;; *) die "--only: unknown image $img (want node, nginx, prometheus, mariadb)" ;; esac
+	case "$img" in node | nginx | prometheus | alertmanager | mariadb) ;; *) die "--only: unknown image $img (want node, nginx, prometheus, alertmanager, mariadb)" ;; esac
 done
 want() { local i; for i in "${ONLY[@]}"; do [ "$i" = "$1" ] && return 0; done; return 1; }
 
@@ -238,6 +239,9 @@ import_image() {
 post_install_prometheus() {
 	chroot "$CHROOT" sh -c 'mkdir -p /var/lib/prometheus/metrics2 && chown -R prometheus:prometheus /var/lib/prometheus'
 }
+post_install_alertmanager() {
+	chroot "$CHROOT" sh -c 'mkdir -p /var/lib/prometheus/alertmanager && chown -R prometheus:prometheus /var/lib/prometheus'
+}
 post_install_mariadb() {
 	# The package's postinst creates a database we do not want: the
 	# entrypoint initialises an empty volume with our user and database.
@@ -263,6 +267,17 @@ build_prometheus() {
 		'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/var/lib/prometheus/metrics2", "--storage.tsdb.retention.time=7d", "--web.console.templates=/etc/prometheus/consoles", "--web.console.libraries=/etc/prometheus/console_libraries"]'
 }
 
+build_alertmanager() {
+	pkg_rootfs alertmanager prometheus-alertmanager
+	import_image alertmanager "$PKG_TAR" \
+		'USER prometheus' \
+		'WORKDIR /var/lib/prometheus' \
+		'VOLUME ["/var/lib/prometheus/alertmanager"]' \
+		'EXPOSE 9093/tcp' \
+		'ENTRYPOINT ["/usr/bin/prometheus-alertmanager"]' \
+		'CMD ["--config.file=/etc/prometheus/alertmanager.yml", "--storage.path=/var/lib/prometheus/alertmanager", "--cluster.listen-address="]'
+}
+
 build_mariadb() {
 	pkg_rootfs mariadb mariadb-server
 	import_image mariadb "$PKG_TAR" \
@@ -272,10 +287,11 @@ build_mariadb() {
 }
 
 want node && build_node
-if want nginx || want prometheus || want mariadb; then
+if want nginx || want prometheus || want alertmanager || want mariadb; then
 	need_debian_tools
 	want nginx && build_nginx
 	want prometheus && build_prometheus
+	want alertmanager && build_alertmanager
 	want mariadb && build_mariadb
 fi
 log "done: $(printf 'flashstock/%s:'"$TAG"' ' "${ONLY[@]}")"

@@ -17,6 +17,8 @@
 #   9. scale the gateway service from 1 to 3 and back to 1 while a loadgen
 #      crowd buys through nginx with request IDs: every purchase must end
 #      confirmed and loadgen's verification pass
+#  10. stop node3 until FlashstockNodeDown reaches the alert log
+#      (Prometheus -> Alertmanager -> alert-log), then bring it back
 #
 # Every wait is bounded; E2E_TIMEOUT (default 240 s) bounds each one.
 # E2E_KEEP=1 skips the teardown (for debugging; remove with
@@ -108,7 +110,7 @@ if [ "${E2E_SKIP_BUILD:-0}" != 1 ]; then
 	log "building images (build.sh --tag $TAG)"
 	timeout 3600 "$HERE/build.sh" --tag "$TAG" || die "build.sh failed"
 fi
-for img in node nginx mariadb prometheus; do
+for img in node nginx mariadb prometheus alertmanager; do
 	docker image inspect "flashstock/$img:$TAG" >/dev/null 2>&1 || die "image flashstock/$img:$TAG missing (run build.sh)"
 done
 
@@ -334,4 +336,24 @@ log "gateway scale 1 -> 3 -> 1 during a loadgen crowd: $confirmed purchases conf
 [ "$lg_rc" = 0 ] || die "loadgen's verification failed (exit $lg_rc)"
 rm -rf "$scale_dir"
 
-log "PASS: $SOLD units sold, no oversell, orders persisted, $KILL_NODE killed and back, gateways scaled 1 -> 3 -> 1 with no failed purchase"
+# ------------------------------------------------------------- an alert
+# Stop node3: Prometheus sees it down, FlashstockNodeDown fires after 30 s,
+# and Alertmanager delivers it to the alert log. Then node3 comes back and
+# must be a voter again.
+log "stopping node3 until FlashstockNodeDown reaches the alert log"
+timeout 120 docker service scale --detach "${STACK}_node3=0" >/dev/null
+alert_logged() {
+	timeout 20 docker service logs --raw "${STACK}_alert-log" 2>/dev/null |
+		grep -a '"status":"firing"' | grep -aq '"alertname":"FlashstockNodeDown"'
+}
+wait_for 180 "FlashstockNodeDown fired and reached the alert log" alert_logged
+timeout 120 docker service scale --detach "${STACK}_node3=1" >/dev/null
+wait_for "$WAIT" "3 members alive after node3's return" members_alive 3
+KILL_NODE=node3
+node3_voter() {
+	c=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_node3" | head -n1)
+	[ -n "$c" ] && caught_up
+}
+wait_for "$WAIT" "node3 is a Raft voter again" node3_voter
+
+log "PASS: $SOLD units sold, no oversell, orders persisted, a leader killed and back, gateways scaled 1 -> 3 -> 1 with no failed purchase, an alert delivered"
