@@ -70,6 +70,7 @@ type Reconciler struct {
 	lastBalance   time.Time
 	balanceIndex  map[int]uint64 // shard -> applied index at the last balance
 	lastJoin      time.Time
+	leadsChanged  chan struct{} // LeadershipChanged: publish Leads now (buffer of 1)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -152,7 +153,8 @@ func newReconciler(cfg ReconcilerConfig, groups []shardGroup, m members, place p
 		return nil, err
 	}
 	return &Reconciler{cfg: cfg, groups: groups, m: m, place: place, log: log,
-		nonvoterSince: make(map[string]time.Time), balanceIndex: make(map[int]uint64)}, nil
+		nonvoterSince: make(map[string]time.Time), balanceIndex: make(map[int]uint64),
+		leadsChanged: make(chan struct{}, 1)}, nil
 }
 
 // Start runs the reconcile loop until Stop.
@@ -170,9 +172,23 @@ func (r *Reconciler) Start() {
 				return
 			case <-t.C:
 				r.Tick(time.Now())
+			case <-r.leadsChanged:
+				r.publishLeads()
 			}
 		}
 	}()
+}
+
+// LeadershipChanged tells the reconciler that this node gained or lost a
+// shard's leadership: it gossips its Leads at once rather than at its next
+// round, so that nodes outside the shard's group (and gateways), which
+// learn the leader only from gossip, are not left without an owner for up
+// to a round. It never blocks.
+func (r *Reconciler) LeadershipChanged() {
+	select {
+	case r.leadsChanged <- struct{}{}:
+	default:
+	}
 }
 
 // Stop ends the loop and waits for it.

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -186,5 +187,48 @@ func TestHealthzWhileWaitingForPeers(t *testing.T) {
 	}
 	if _, err := doAt(c.HTTPAddr, "GET", "/healthz", "", nil); err == nil {
 		t.Error("the port is still open after Start gave up")
+	}
+}
+
+// TestRestockStalenessIsBounded: sold-out answers are not fenced against a
+// restock; they are stale for a bounded time, as documented
+// (docs/reliability.md, "Stock that comes back"). After a restock answered
+// 200 on the owner, every core node and a gateway that had answered
+// sold_out sell again: a core node within its replica's lag (a replication
+// round), the gateway within --item-cache-ttl plus a fetch. The bound
+// asserted is generous (the documented bound is the TTL); the test is that
+// staleness ends, and that no purchase is refused for stock it could have.
+func TestRestockStalenessIsBounded(t *testing.T) {
+	tc := newTestCluster(t, 3, nil)
+	g := tc.startGateway("g0", nil)
+	gw := g.HTTPAddr()
+	tc.mustDo(0, "POST", "/v1/items", "admin", map[string]any{"id": "rs", "stock": 1}, 201)
+	owner := tc.leaderOf("rs")
+	tc.mustDo(owner, "POST", "/v1/items/rs/purchase", "first", map[string]any{"quantity": 1}, 201)
+	addrs := []string{gw}
+	for i := range tc.nodes {
+		addrs = append(addrs, tc.cfgs[i].HTTPAddr)
+	}
+	// Every node, the gateway included, has learnt it is sold out.
+	for _, a := range addrs {
+		waitFor(t, 10*time.Second, a+" says sold_out", func() bool {
+			r, err := doAt(a, "POST", "/v1/items/rs/purchase", "probe", map[string]any{"quantity": 1})
+			return err == nil && r.status == 409 && r.code() == "sold_out"
+		})
+	}
+	tc.mustDo(owner, "POST", "/v1/items/rs/stock", "admin", map[string]any{"delta": 10}, 200)
+	restocked := time.Now()
+	for n, a := range addrs {
+		user := fmt.Sprintf("after-%d", n)
+		var last response
+		waitFor(t, 5*time.Second, a+" sells after the restock", func() bool {
+			r, err := doAt(a, "POST", "/v1/items/rs/purchase", user, map[string]any{"quantity": 1, "request_id": "r"})
+			last = r
+			return err == nil && (r.status == 201 || r.status == 200)
+		})
+		if last.code() != "" {
+			t.Errorf("%s: last answer %v", a, last.body)
+		}
+		t.Logf("%s sells %v after the restock", a, time.Since(restocked).Round(time.Millisecond))
 	}
 }

@@ -132,9 +132,13 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 		rc.WrapListener = func(ln net.Listener) net.Listener { return n.sec.tls.Listener(ln, "raft") }
 		rc.Dial = n.sec.tls.Dial
 	}
+	var reconciler atomic.Pointer[cluster.Reconciler]
 	rc.OnLeadership = func(shard int, leader bool) {
 		if e := engine.Load(); e != nil {
 			e.OnLeadership(shard, leader)
+		}
+		if r := reconciler.Load(); r != nil {
+			r.LeadershipChanged() // gossip the new Leads now: nodes outside the group route by them
 		}
 	}
 	raftAddr := ""
@@ -205,6 +209,7 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	} else if err := n.startCore(cfg, log); err != nil {
 		return nil, err
 	} else {
+		reconciler.Store(n.reconciler)
 		undo = append(undo, n.reconciler.Stop, n.flusher.Stop)
 	}
 	n.registerGauges()
