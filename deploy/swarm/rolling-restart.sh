@@ -8,9 +8,12 @@
 # --image) with the service's stop-first policy: SIGTERM drains the node
 # (in-flight purchases answered, confirmed orders flushed), then the new task
 # starts on the same volume. Before moving on it waits, through nginx at
-# --url, until 3 members are alive and every shard has a leader (bounded by
-# WAIT seconds, default 300). The admin token is read from
-# $FLASHSTOCK_ADMIN_TOKEN or the file $FLASHSTOCK_ADMIN_TOKEN_FILE.
+# --url, until 3 core members are alive and every shard has a leader
+# (bounded by WAIT seconds, default 300). Then the gateway service, which
+# rolls one task at a time starting the new before stopping the old. Core
+# nodes go first: a gateway of a new version may send what an older core
+# node does not read. The admin token is read from $FLASHSTOCK_ADMIN_TOKEN
+# or the file $FLASHSTOCK_ADMIN_TOKEN_FILE.
 set -euo pipefail
 STACK=flashstock
 IMAGE=
@@ -31,7 +34,7 @@ for c in docker curl jq timeout; do command -v "$c" >/dev/null || { echo "rollin
 
 whole() {
 	curl -fsS -m 5 -H "Authorization: Bearer $TOKEN" "$URL/v1/cluster/status" |
-		jq -e '([.members[] | select(.state == "alive")] | length) >= 3 and (.shards | length > 0 and all(.[]; .leader != ""))' >/dev/null
+		jq -e '([.members[] | select(.state == "alive" and (.raft // "") != "")] | length) >= 3 and (.shards | length > 0 and all(.[]; .leader != ""))' >/dev/null
 }
 wait_whole() {
 	local start=$SECONDS
@@ -52,6 +55,13 @@ for n in node1 node2 node3; do
 	if [ -n "$IMAGE" ]; then args+=(--image "$IMAGE"); else args+=(--force); fi
 	timeout $((WAIT + 120)) docker service update "${args[@]}" "$svc" >/dev/null
 	wait_whole
-	echo "    $n is back; 3 members alive, every shard led"
+	echo "    $n is back; 3 core members alive, every shard led"
 done
+if docker service inspect "${STACK}_gateway" >/dev/null 2>&1; then
+	echo "==> ${STACK}_gateway"
+	args=(--detach=false --quiet)
+	if [ -n "$IMAGE" ]; then args+=(--image "$IMAGE"); else args+=(--force); fi
+	timeout $((WAIT + 120)) docker service update "${args[@]}" "${STACK}_gateway" >/dev/null
+	wait_whole
+fi
 echo "==> done"
