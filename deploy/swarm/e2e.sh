@@ -17,7 +17,10 @@
 #   9. scale the gateway service from 1 to 3 and back to 1 while a loadgen
 #      crowd buys through nginx with request IDs: every purchase must end
 #      confirmed and loadgen's verification pass
-#  10. stop node3 until FlashstockNodeDown reaches the alert log
+#  10. rolling-restart.sh --image to a new tag (node1..3 one at a time, then
+#      the gateways) while a loadgen crowd buys: every purchase must end
+#      confirmed and loadgen's verification pass
+#  11. stop node3 until FlashstockNodeDown reaches the alert log
 #      (Prometheus -> Alertmanager -> alert-log), then bring it back
 #
 # Every wait is bounded; E2E_TIMEOUT (default 240 s) bounds each one.
@@ -75,6 +78,7 @@ teardown() {
 	for l in "${ADDED_LABELS[@]}"; do
 		docker node update --label-rm "$l" "$SELF" >/dev/null 2>&1
 	done
+	docker rmi "flashstock/node:$TAG-next" >/dev/null 2>&1 # the rolling upgrade's tag
 	log "teardown done"
 	exit "$rc"
 }
@@ -306,8 +310,9 @@ SCALE_ITEM=e2e-scale-$(rand 3)
 scale_dir=$(mktemp -d)
 printf '%s' "$AUTH_SECRET" >"$scale_dir/auth"
 printf '%s' "$ADMIN_TOKEN" >"$scale_dir/admin"
-(cd "$HERE/../.." && timeout 600 go build -o "$scale_dir/loadgen" ./cmd/loadgen) || die "go build ./cmd/loadgen"
-"$scale_dir/loadgen" --scenario crowd --targets "$BASE" --auth-secret-file "$scale_dir/auth" \
+scale_bin=$(mktemp -d)/loadgen
+(cd "$HERE/../.." && timeout 600 go build -o "$scale_bin" ./cmd/loadgen) || die "go build ./cmd/loadgen"
+"$scale_bin" --scenario crowd --targets "$BASE" --auth-secret-file "$scale_dir/auth" \
 	--admin-token-file "$scale_dir/admin" --create --items 1 --item-prefix "$SCALE_ITEM-" --stock 1000000 \
 	--per-user-limit 1 --requests 2400 --arrival-window 40s --duration 60s --max-attempts 20 \
 	--backoff-max 2s --timeout 10s --verify --progress 0 --out "$scale_dir/report.json" \
@@ -336,6 +341,44 @@ log "gateway scale 1 -> 3 -> 1 during a loadgen crowd: $confirmed purchases conf
 [ "$lg_rc" = 0 ] || die "loadgen's verification failed (exit $lg_rc)"
 rm -rf "$scale_dir"
 
+# ------------------------------------------------- a rolling upgrade
+# rolling-restart.sh --image moves node1, node2, node3 (one at a time, each
+# back and every shard led before the next) and then the gateways to a new
+# image tag while a loadgen crowd buys: every purchase with a request_id must
+# end confirmed, and loadgen's verification pass.
+docker tag "flashstock/node:$TAG" "flashstock/node:$TAG-next"
+NEXT_IMAGE="flashstock/node:$TAG-next"
+up_dir=$(mktemp -d)
+printf '%s' "$AUTH_SECRET" >"$up_dir/auth"
+printf '%s' "$ADMIN_TOKEN" >"$up_dir/admin"
+"$scale_bin" --scenario crowd --targets "$BASE" --auth-secret-file "$up_dir/auth" \
+	--admin-token-file "$up_dir/admin" --create --items 4 --item-prefix "e2e-up-$(rand 3)-" --stock 1000000 \
+	--per-user-limit 1 --requests 6000 --arrival-window 200s --duration 240s --max-attempts 30 \
+	--backoff-max 2s --timeout 10s --verify --progress 0 --out "$up_dir/report.json" \
+	>"$up_dir/loadgen.out" 2>&1 &
+lg=$!
+sleep 5
+log "rolling upgrade to $NEXT_IMAGE during the sale"
+up_start=$SECONDS
+FLASHSTOCK_ADMIN_TOKEN_FILE="$up_dir/admin" WAIT="$WAIT" \
+	"$HERE/rolling-restart.sh" --stack "$STACK" --image "$NEXT_IMAGE" --url "$BASE" >&2 ||
+	die "rolling-restart.sh failed"
+log "rolling upgrade done in $((SECONDS - up_start))s; waiting for the crowd to finish"
+lg_rc=0
+wait "$lg" || lg_rc=$?
+tail -5 "$up_dir/loadgen.out" >&2
+[ -s "$up_dir/report.json" ] || die "loadgen wrote no report (exit $lg_rc)"
+notok=$(jq '[.purchases.by_outcome | to_entries[] | select(.key != "confirmed" and .key != "replayed") | .value] | add // 0' "$up_dir/report.json")
+log "rolling upgrade during a loadgen crowd: $(jq '.purchases.by_outcome.confirmed // 0' "$up_dir/report.json") purchases confirmed, $notok not," \
+	"$(jq .retries "$up_dir/report.json") retries, verification exit $lg_rc"
+[ "$notok" = 0 ] || die "$notok purchases with a request_id did not end confirmed during the rolling upgrade: $(jq -c .purchases.by_outcome "$up_dir/report.json")"
+[ "$lg_rc" = 0 ] || die "loadgen's verification failed after the rolling upgrade (exit $lg_rc)"
+for n in node1 node2 node3 gateway; do
+	img=$(docker service inspect "${STACK}_$n" --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}')
+	[[ "$img" == "$NEXT_IMAGE"* ]] || die "${STACK}_$n runs $img after the upgrade, want $NEXT_IMAGE"
+done
+rm -rf "$up_dir"
+
 # ------------------------------------------------------------- an alert
 # Stop node3: Prometheus sees it down, FlashstockNodeDown fires after 30 s,
 # and Alertmanager delivers it to the alert log. Then node3 comes back and
@@ -356,4 +399,4 @@ node3_voter() {
 }
 wait_for "$WAIT" "node3 is a Raft voter again" node3_voter
 
-log "PASS: $SOLD units sold, no oversell, orders persisted, a leader killed and back, gateways scaled 1 -> 3 -> 1 with no failed purchase, an alert delivered"
+log "PASS: $SOLD units sold, no oversell, orders persisted, a leader killed and back, gateways scaled 1 -> 3 -> 1 and a rolling upgrade with no failed purchase, an alert delivered"
