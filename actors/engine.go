@@ -360,9 +360,6 @@ func (e *Engine) replica(shard int) *raftstore.Shard {
 	return nil
 }
 
-// Gateway reports whether this engine is a gateway's (no shard groups).
-func (e *Engine) Gateway() bool { return e.store == nil }
-
 // Activations returns the number of item actors on this node.
 func (e *Engine) Activations() int { return e.lookup.Activations() }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flashstock/flashstock/sale"
@@ -44,9 +45,13 @@ type cachedItem struct {
 }
 
 // itemCache maps item IDs to cachedItem, with one fetch in flight per item.
+// Reads (every purchase and item read on a node without a replica) take no
+// lock; only a miss takes the fetch lock.
 type itemCache struct {
+	entries sync.Map     // item ID -> cachedItem
+	n       atomic.Int64 // entries, for the bound
+
 	mu      sync.Mutex
-	entries map[string]cachedItem
 	fetches map[string]*itemFetch
 }
 
@@ -59,32 +64,44 @@ type itemFetch struct {
 }
 
 func (c *itemCache) get(id string) (cachedItem, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v, ok := c.entries[id]
-	return v, ok
+	v, ok := c.entries.Load(id)
+	if !ok {
+		return cachedItem{}, false
+	}
+	return v.(cachedItem), true
 }
 
 // put stores an entry. At the bound it first drops the entries older than
 // staleItemMax, which nothing may serve any more, and then, if still
 // full, the whole cache: correctness never depends on an entry.
 func (c *itemCache) put(id string, v cachedItem, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.entries == nil {
-		c.entries = make(map[string]cachedItem)
+	if _, loaded := c.entries.Swap(id, v); loaded {
+		return
 	}
-	if _, ok := c.entries[id]; !ok && len(c.entries) >= itemCacheMax {
-		for k, e := range c.entries {
-			if now.Sub(e.at) > staleItemMax {
-				delete(c.entries, k)
+	if c.n.Add(1) <= itemCacheMax {
+		return
+	}
+	c.entries.Range(func(k, e any) bool {
+		if k != id && now.Sub(e.(cachedItem).at) > staleItemMax {
+			c.drop(k)
+		}
+		return true
+	})
+	if c.n.Load() > itemCacheMax {
+		c.entries.Range(func(k, _ any) bool {
+			if k != id {
+				c.drop(k)
 			}
-		}
-		if len(c.entries) >= itemCacheMax {
-			clear(c.entries)
-		}
+			return true
+		})
 	}
-	c.entries[id] = v
+}
+
+// drop deletes an entry, counting it once however many drop it at once.
+func (c *itemCache) drop(k any) {
+	if _, ok := c.entries.LoadAndDelete(k); ok {
+		c.n.Add(-1)
+	}
 }
 
 // startFetch registers a fetch of id, unless one is in flight; the caller

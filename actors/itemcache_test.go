@@ -63,13 +63,13 @@ func TestItemCacheBounded(t *testing.T) {
 		c.put(fmt.Sprint("old-", i), cachedItem{missing: true, at: now.Add(-time.Minute)}, now)
 	}
 	c.put("fresh", cachedItem{item: sale.Item{ID: "fresh"}, at: now}, now)
-	if n := len(c.entries); n != 1 {
+	if n := c.n.Load(); n != 1 {
 		t.Fatalf("%d entries after a put at the bound with every other entry stale; want 1", n)
 	}
 	for i := range itemCacheMax + 10 {
 		c.put(fmt.Sprint("new-", i), cachedItem{missing: true, at: now}, now)
 	}
-	if n := len(c.entries); n > itemCacheMax {
+	if n := c.n.Load(); n > itemCacheMax {
 		t.Fatalf("%d entries; want at most %d", n, itemCacheMax)
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/flashstock/flashstock/config"
 	"github.com/flashstock/flashstock/internal/logbridge"
 	"github.com/flashstock/flashstock/internal/refusal"
 )
@@ -60,16 +61,10 @@ type Meta struct {
 	Shards int `json:"shards,omitempty"`
 }
 
-// Role values gossiped in Meta.Role; a node of an earlier version says
-// "node", which is a core node.
-const (
-	RoleCore    = "core"
-	RoleGateway = "gateway"
-)
-
-// IsGateway reports whether the member is a gateway: it holds no Raft seat
-// and is never given one.
-func (m *Meta) IsGateway() bool { return m.Role == RoleGateway }
+// IsGateway reports whether the member is a gateway (Role is
+// config.RoleGateway; a node of an earlier version says "node", a core
+// node): it holds no Raft seat and is never given one.
+func (m *Meta) IsGateway() bool { return m.Role == config.RoleGateway }
 
 // LeadsShard reports whether the meta says its node leads shard.
 func (m *Meta) LeadsShard(shard int) bool { return hasShard(m.Leads, shard) }
@@ -331,6 +326,18 @@ func (m *Membership) Alive() []Member {
 		}
 	}
 	return out
+}
+
+// AliveCount returns how many live members are gateways (gateways true) or
+// core nodes (false), this node included.
+func (m *Membership) AliveCount(gateways bool) int {
+	n := 0
+	for _, mb := range m.Alive() {
+		if mb.IsGateway() == gateways {
+			n++
+		}
+	}
+	return n
 }
 
 // Leave tells the others this node is going, then stops gossip.

@@ -43,7 +43,7 @@ func startRejoin(m *cluster.Membership, seeds []string, log *slog.Logger) *rejoi
 				return
 			case <-t.C:
 			}
-			if coreAlive(m) {
+			if m.AliveCount(false) > 0 {
 				continue
 			}
 			if _, err := m.Join(seeds); err != nil {
@@ -58,15 +58,4 @@ func startRejoin(m *cluster.Membership, seeds []string, log *slog.Logger) *rejoi
 func (r *rejoiner) stop() {
 	r.once.Do(func() { close(r.done) })
 	r.wg.Wait()
-}
-
-// coreAlive reports whether a core node (one with a Raft address) is alive
-// in this node's view.
-func coreAlive(m *cluster.Membership) bool {
-	for _, mb := range m.Alive() {
-		if mb.RaftAddr != "" {
-			return true
-		}
-	}
-	return false
 }

@@ -186,7 +186,7 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	deps := actors.Deps{
 		Store: n.store, Shards: cfg.Shards, Sink: n.sink, Observer: n.metrics, Logger: log, System: sys,
 		Provider: actors.NewProvider(n.members, cfg.DeadNodeGrace), Placement: n.place,
-		NoOwners:  func() bool { return gateway && !coreAlive(n.members) },
+		NoOwners:  func() bool { return gateway && n.members.AliveCount(false) == 0 },
 		ActorAddr: cfg.ActorAddr, ActorAdvertise: cfg.ActorAdvertise,
 	}
 	if n.sec.tls != nil {
@@ -384,20 +384,9 @@ func (n *Node) registerStoreGauges() {
 	n.metrics.GaugeFunc("flashstock_gossip_keys", "Gossip encryption keys installed (0: gossip is plain text).",
 		func() float64 { return float64(n.members.KeyCount()) })
 	n.metrics.GaugeFunc("flashstock_members_alive", "Live core members (with a Raft address) as this node sees them.",
-		func() float64 { return float64(n.aliveByRole(false)) })
+		func() float64 { return float64(n.members.AliveCount(false)) })
 	n.metrics.GaugeFunc("flashstock_gateways_alive", "Live gateways as this node sees them.",
-		func() float64 { return float64(n.aliveByRole(true)) })
-}
-
-// aliveByRole counts the live members that are gateways, or core nodes.
-func (n *Node) aliveByRole(gateways bool) int {
-	c := 0
-	for _, m := range n.members.Alive() {
-		if m.IsGateway() == gateways {
-			c++
-		}
-	}
-	return c
+		func() float64 { return float64(n.members.AliveCount(true)) })
 }
 
 // announcedFeatures is what a node tells the others it applies: every
@@ -454,12 +443,11 @@ func (n *Node) Readiness() httpapi.Readiness {
 		r.Ready = r.Ready || sr.Served
 		r.All = r.All && sr.Served
 	}
-	disk := n.store != nil && n.store.DiskTrouble()
-	if n.store == nil && n.shardMismatch() != "" {
-		disk = true // not a disk: a gateway that would route items to the wrong shards serves nothing
-	}
-	r.Ready = r.Ready && !n.stopped.Load() && !n.draining.Load() && !disk
-	r.All = r.All && !n.draining.Load() && !disk
+	// A full disk, or a gateway that would place items by another shard
+	// count than the core nodes', serves nothing.
+	refuse := n.draining.Load() || (n.store != nil && n.store.DiskTrouble()) || (n.store == nil && n.shardMismatch() != "")
+	r.Ready = r.Ready && !n.stopped.Load() && !refuse
+	r.All = r.All && !refuse
 	return r
 }
 

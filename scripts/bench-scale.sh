@@ -92,11 +92,13 @@ start_cluster() { # n quota [extra node args...]: starts n1..nN
 		pids+=("$p")
 		procs+=("n$i")
 	done
-	for i in $(seq 1 "$n"); do
-		for _ in $(seq 1 600); do
-			curl -fsS -o /dev/null "http://127.0.0.1:$(port "$i")/readyz?all=1" 2>/dev/null && break
-			sleep 0.1
-		done
+	for i in $(seq 1 "$n"); do wait_ready "$i"; done
+}
+
+wait_ready() { # i: until the process on port(i) serves every shard (at most 60 s)
+	for _ in $(seq 1 600); do
+		curl -fsS -o /dev/null "http://127.0.0.1:$(port "$1")/readyz?all=1" 2>/dev/null && return 0
+		sleep 0.1
 	done
 }
 
@@ -111,12 +113,7 @@ start_gateways() { # g quota [extra node args...]: starts g1..gG, joined to n1
 		pids+=("$p")
 		procs+=("g$i")
 	done
-	for i in $(seq 1 "$g"); do
-		for _ in $(seq 1 600); do
-			curl -fsS -o /dev/null "http://127.0.0.1:$(port $((10 + i)))/readyz?all=1" 2>/dev/null && break
-			sleep 0.1
-		done
-	done
+	for i in $(seq 1 "$g"); do wait_ready $((10 + i)); done
 }
 
 stop_cluster() {

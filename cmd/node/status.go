@@ -133,7 +133,7 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 func printStatus(w io.Writer, s *node.Status) error {
 	role := s.Node.Role
 	if role == "" {
-		role = cluster.RoleCore
+		role = config.RoleCore
 	}
 	members := slices.Clone(s.Members)
 	slices.SortFunc(members, func(a, b cluster.Member) int { return strings.Compare(a.ID, b.ID) })
@@ -180,9 +180,9 @@ func printStatus(w io.Writer, s *node.Status) error {
 		if m.Follows == "" {
 			hears = "?" // a node of an earlier version
 		}
-		role, raft := cluster.RoleCore, m.RaftAddr
+		role, raft := config.RoleCore, m.RaftAddr
 		if m.IsGateway() {
-			role, raft, hears = cluster.RoleGateway, "-", "-"
+			role, raft, hears = config.RoleGateway, "-", "-"
 		}
 		l := intList(leads[m.ID])
 		if len(s.Shards) == 0 {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/flashstock/flashstock/cluster"
+	"github.com/flashstock/flashstock/config"
 	"github.com/flashstock/flashstock/node"
 	"github.com/flashstock/flashstock/raftstore"
 )
@@ -65,7 +66,7 @@ func TestStatusAgreesAndMarksTheDead(t *testing.T) {
 	st := node.Status{
 		Members: []cluster.Member{
 			{Meta: cluster.Meta{ID: "n3", RaftAddr: "r3", Leads: cluster.EncodeLeads([]int{0}), Follows: "00"}, State: cluster.StateDead},
-			{Meta: cluster.Meta{ID: "g1", Role: cluster.RoleGateway}, State: cluster.StateAlive},
+			{Meta: cluster.Meta{ID: "g1", Role: config.RoleGateway}, State: cluster.StateAlive},
 			{Meta: cluster.Meta{ID: "n1", RaftAddr: "r1", Leads: cluster.EncodeLeads([]int{1}), Follows: cluster.EncodeLeads([]int{0})}, State: cluster.StateAlive},
 			{Meta: cluster.Meta{ID: "n2", RaftAddr: "r2", Follows: cluster.EncodeLeads([]int{0, 1})}, State: cluster.StateAlive},
 		},

@@ -300,24 +300,40 @@ docker exec "$c" /bin/busybox wget -qO- --header "Authorization: Bearer $ADMIN_T
 
 out=$(buy shopper-11 req-11) || die "purchase after $KILL_NODE returned: $out"
 SOLD=$((SOLD + 1))
-# ------------------------------------------------- scale the gateway tier
-# A loadgen crowd buys through nginx (every purchase with its own
-# request_id, retried with it on 5xx, lost connections and timeouts, as the
-# API asks) while the gateway service goes from 1 to 3 tasks and back to 1.
-# Every purchase must end confirmed, and loadgen's verification (the
-# item's books, orders read back) must pass.
-SCALE_ITEM=e2e-scale-$(rand 3)
-scale_dir=$(mktemp -d)
-printf '%s' "$AUTH_SECRET" >"$scale_dir/auth"
-printf '%s' "$ADMIN_TOKEN" >"$scale_dir/admin"
-scale_bin=$(mktemp -d)/loadgen
-(cd "$HERE/../.." && timeout 600 go build -o "$scale_bin" ./cmd/loadgen) || die "go build ./cmd/loadgen"
-"$scale_bin" --scenario crowd --targets "$BASE" --auth-secret-file "$scale_dir/auth" \
-	--admin-token-file "$scale_dir/admin" --create --items 1 --item-prefix "$SCALE_ITEM-" --stock 1000000 \
-	--per-user-limit 1 --requests 2400 --arrival-window 40s --duration 60s --max-attempts 20 \
-	--backoff-max 2s --timeout 10s --verify --progress 0 --out "$scale_dir/report.json" \
-	>"$scale_dir/loadgen.out" 2>&1 &
-lg=$!
+# ----------------------------------------- crowds: gateway scale, upgrade
+# crowd_start DIR ITEMS SHOPPERS WINDOW: a loadgen crowd through nginx in the
+# background (JWTs; every purchase with its request_id, retried with it on
+# 5xx, lost connections and timeouts, as the API asks), verified after.
+# crowd_check DIR WHAT: waits for it; every purchase must end confirmed and
+# loadgen's verification (the items' books, orders read back) must pass.
+crowd_bin=$(mktemp -d)/loadgen
+(cd "$HERE/../.." && timeout 600 go build -o "$crowd_bin" ./cmd/loadgen) || die "go build ./cmd/loadgen"
+crowd_start() {
+	local dir=$1
+	printf '%s' "$AUTH_SECRET" >"$dir/auth"
+	printf '%s' "$ADMIN_TOKEN" >"$dir/admin"
+	"$crowd_bin" --scenario crowd --targets "$BASE" --auth-secret-file "$dir/auth" --admin-token-file "$dir/admin" \
+		--create --items "$2" --item-prefix "e2e-crowd-$(rand 3)-" --stock 1000000 --per-user-limit 1 \
+		--requests "$3" --arrival-window "$4" --duration $((${4%s} + 40))s --max-attempts 30 --backoff-max 2s \
+		--timeout 10s --verify --progress 0 --out "$dir/report.json" >"$dir/loadgen.out" 2>&1 &
+	CROWD=$!
+}
+crowd_check() {
+	local dir=$1 rc=0 notok
+	wait "$CROWD" || rc=$?
+	tail -5 "$dir/loadgen.out" >&2
+	[ -s "$dir/report.json" ] || die "$2: loadgen wrote no report (exit $rc)"
+	notok=$(jq '[.purchases.by_outcome | to_entries[] | select(.key != "confirmed" and .key != "replayed") | .value] | add // 0' "$dir/report.json")
+	log "$2 during a loadgen crowd: $(jq '.purchases.by_outcome.confirmed // 0' "$dir/report.json") purchases confirmed," \
+		"$notok not, $(jq .retries "$dir/report.json") retries, verification exit $rc"
+	[ "$notok" = 0 ] || die "$2: $notok purchases with a request_id did not end confirmed: $(jq -c .purchases.by_outcome "$dir/report.json")"
+	[ "$rc" = 0 ] || die "$2: loadgen's verification failed (exit $rc)"
+	rm -rf "$dir"
+}
+
+# The gateway service goes from 1 to 3 tasks and back to 1 mid-crowd.
+crowd_dir=$(mktemp -d)
+crowd_start "$crowd_dir" 1 2400 40s
 gateways_alive() { # N: gateway members alive
 	[ "$(admin "$BASE/v1/cluster/status" | jq '[.members[] | select(.state == "alive" and .role == "gateway")] | length')" = "$1" ]
 }
@@ -329,55 +345,27 @@ sleep 8 # nginx re-resolves every 5 s: let it spread the shoppers
 log "scaling ${STACK}_gateway back to 1"
 timeout 120 docker service scale --detach "${STACK}_gateway=1" >/dev/null
 wait_for "$WAIT" "1 gateway alive" gateways_alive 1
-lg_rc=0
-wait "$lg" || lg_rc=$?
-tail -5 "$scale_dir/loadgen.out" >&2
-[ -s "$scale_dir/report.json" ] || die "loadgen wrote no report (exit $lg_rc)"
-confirmed=$(jq '.purchases.by_outcome.confirmed // 0' "$scale_dir/report.json")
-notok=$(jq '[.purchases.by_outcome | to_entries[] | select(.key != "confirmed" and .key != "replayed") | .value] | add // 0' "$scale_dir/report.json")
-log "gateway scale 1 -> 3 -> 1 during a loadgen crowd: $confirmed purchases confirmed, $notok not," \
-	"$(jq .retries "$scale_dir/report.json") retries, verification exit $lg_rc"
-[ "$notok" = 0 ] || die "$notok purchases with a request_id did not end confirmed while the gateways scaled: $(jq -c .purchases.by_outcome "$scale_dir/report.json")"
-[ "$lg_rc" = 0 ] || die "loadgen's verification failed (exit $lg_rc)"
-rm -rf "$scale_dir"
+crowd_check "$crowd_dir" "gateway scale 1 -> 3 -> 1"
 
-# ------------------------------------------------- a rolling upgrade
 # rolling-restart.sh --image moves node1, node2, node3 (one at a time, each
 # back and every shard led before the next) and then the gateways to a new
-# image tag while a loadgen crowd buys: every purchase with a request_id must
-# end confirmed, and loadgen's verification pass.
+# image tag mid-crowd.
 docker tag "flashstock/node:$TAG" "flashstock/node:$TAG-next"
 NEXT_IMAGE="flashstock/node:$TAG-next"
-up_dir=$(mktemp -d)
-printf '%s' "$AUTH_SECRET" >"$up_dir/auth"
-printf '%s' "$ADMIN_TOKEN" >"$up_dir/admin"
-"$scale_bin" --scenario crowd --targets "$BASE" --auth-secret-file "$up_dir/auth" \
-	--admin-token-file "$up_dir/admin" --create --items 4 --item-prefix "e2e-up-$(rand 3)-" --stock 1000000 \
-	--per-user-limit 1 --requests 6000 --arrival-window 200s --duration 240s --max-attempts 30 \
-	--backoff-max 2s --timeout 10s --verify --progress 0 --out "$up_dir/report.json" \
-	>"$up_dir/loadgen.out" 2>&1 &
-lg=$!
+crowd_dir=$(mktemp -d)
+crowd_start "$crowd_dir" 4 6000 200s
 sleep 5
 log "rolling upgrade to $NEXT_IMAGE during the sale"
 up_start=$SECONDS
-FLASHSTOCK_ADMIN_TOKEN_FILE="$up_dir/admin" WAIT="$WAIT" \
+FLASHSTOCK_ADMIN_TOKEN_FILE="$crowd_dir/admin" WAIT="$WAIT" \
 	"$HERE/rolling-restart.sh" --stack "$STACK" --image "$NEXT_IMAGE" --url "$BASE" >&2 ||
 	die "rolling-restart.sh failed"
 log "rolling upgrade done in $((SECONDS - up_start))s; waiting for the crowd to finish"
-lg_rc=0
-wait "$lg" || lg_rc=$?
-tail -5 "$up_dir/loadgen.out" >&2
-[ -s "$up_dir/report.json" ] || die "loadgen wrote no report (exit $lg_rc)"
-notok=$(jq '[.purchases.by_outcome | to_entries[] | select(.key != "confirmed" and .key != "replayed") | .value] | add // 0' "$up_dir/report.json")
-log "rolling upgrade during a loadgen crowd: $(jq '.purchases.by_outcome.confirmed // 0' "$up_dir/report.json") purchases confirmed, $notok not," \
-	"$(jq .retries "$up_dir/report.json") retries, verification exit $lg_rc"
-[ "$notok" = 0 ] || die "$notok purchases with a request_id did not end confirmed during the rolling upgrade: $(jq -c .purchases.by_outcome "$up_dir/report.json")"
-[ "$lg_rc" = 0 ] || die "loadgen's verification failed after the rolling upgrade (exit $lg_rc)"
+crowd_check "$crowd_dir" "rolling upgrade"
 for n in node1 node2 node3 gateway; do
 	img=$(docker service inspect "${STACK}_$n" --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}')
 	[[ "$img" == "$NEXT_IMAGE"* ]] || die "${STACK}_$n runs $img after the upgrade, want $NEXT_IMAGE"
 done
-rm -rf "$up_dir"
 
 # ------------------------------------------------------------- an alert
 # Stop node3: Prometheus sees it down, FlashstockNodeDown fires after 30 s,
