@@ -127,7 +127,32 @@ func (e *Engine) Pay(ctx context.Context, id uint64, user string) (orders.Order,
 	if e.store != nil && e.store.Shard(orders.ShardOfID(id)).PayWindow() == 0 {
 		return orders.Order{}, sale.ErrPaymentNotRequired // (a gateway's owner says so)
 	}
-	reply, err := e.call(ctx, o.ItemID, &pay{orderID: id, userID: user}, true)
+	return e.callOrder(ctx, o.ItemID, &pay{orderID: id, userID: user})
+}
+
+// CancelOrder cancels an order for an admin, on the leader of the order's
+// shard: its units go back to the sale and to the buyer's allowance.
+// Cancelling twice answers the cancelled order again; a paid order is
+// sale.ErrOrderPaid, an expired one sale.ErrOrderExpired, and one older than
+// the shard keeps (--order-retention after it was stored)
+// sale.ErrOrderNotCancellable.
+func (e *Engine) CancelOrder(ctx context.Context, id uint64) (orders.Order, error) {
+	if err := e.admit(); err != nil {
+		return orders.Order{}, err
+	}
+	defer e.inflight.Add(-1)
+	o, _, err := e.Order(ctx, id)
+	if err != nil {
+		return orders.Order{}, err
+	}
+	return e.callOrder(ctx, o.ItemID, &cancelOrder{orderID: id})
+}
+
+// callOrder sends an order command (pay, cancel) to the owner of the
+// order's item; both are idempotent, so an attempt whose outcome is
+// unknown is sent again.
+func (e *Engine) callOrder(ctx context.Context, item string, m message) (orders.Order, error) {
+	reply, err := e.call(ctx, item, m, true)
 	if err != nil {
 		return orders.Order{}, err
 	}

@@ -387,6 +387,12 @@ func (e *Engine) SetPaused(ctx context.Context, id string, paused bool) (sale.It
 	return e.callItem(ctx, id, &setPaused{paused: paused}, true) // setting a flag twice is setting it once
 }
 
+// EndSale closes an item's sale window now: purchases after it are
+// refused as not on sale. Ending an ended sale changes nothing.
+func (e *Engine) EndSale(ctx context.Context, id string) (sale.Item, error) {
+	return e.callItem(ctx, id, &endSale{}, true)
+}
+
 // callItem sends an item read or admin command to the item's owner and
 // returns the item it answers with. When idempotent, an attempt whose
 // outcome is unknown is sent again (see call).

@@ -73,7 +73,7 @@ func (a *itemActor) Receive(ctx actor.Context) {
 		a.receive(ctx, ctx.Sender(), msg)
 	case *localPurchase: // from this node
 		a.enqueue(ctx, waiting{local: m, req: m.req})
-	case *getItem, *createItem, *restock, *setPaused, *pay: // from this node
+	case *getItem, *createItem, *restock, *setPaused, *endSale, *pay, *cancelOrder: // from this node
 		a.receive(ctx, ctx.Sender(), m)
 	case *batchApplied:
 		a.inflight--
@@ -149,22 +149,16 @@ func (a *itemActor) receive(ctx actor.Context, sender *actor.PID, msg message) {
 		}, func(sh *raftstore.Shard) (sale.Item, error) { return sh.Restock(id, m.delta) })
 	case *setPaused:
 		a.admin(sender, nil, func(sh *raftstore.Shard) (sale.Item, error) { return sh.SetPaused(a.id, m.paused) })
+	case *endSale:
+		a.admin(sender, nil, func(sh *raftstore.Shard) (sale.Item, error) { return sh.EndSale(a.id) })
 	case *pay:
-		e, sh := a.e, a.shard
-		if sh.PayWindow() == 0 { // asked by a gateway, which cannot tell
-			e.reply(sender, &Rejected{Err: sale.ErrPaymentNotRequired})
+		if a.shard.PayWindow() == 0 { // asked by a gateway, which cannot tell
+			a.e.reply(sender, &Rejected{Err: sale.ErrPaymentNotRequired})
 			return
 		}
-		e.applies.Add(1)
-		go func() {
-			defer e.applies.Done()
-			o, err := sh.Pay(m.orderID, m.userID)
-			if err != nil {
-				e.reply(sender, &Rejected{Err: err})
-				return
-			}
-			e.reply(sender, &Purchased{Order: o})
-		}()
+		a.orderCommand(sender, func(sh *raftstore.Shard) (orders.Order, error) { return sh.Pay(m.orderID, m.userID) })
+	case *cancelOrder:
+		a.orderCommand(sender, func(sh *raftstore.Shard) (orders.Order, error) { return sh.Cancel(m.orderID) })
 	default:
 		a.e.reply(sender, &Rejected{Err: sale.ErrUnavailable})
 	}
@@ -210,6 +204,22 @@ func (a *itemActor) admin(sender *actor.PID, check func(*raftstore.Shard) error,
 			return
 		}
 		e.reply(sender, &itemReply{item: it})
+	}()
+}
+
+// orderCommand applies a command on one of an order's (pay, cancel) on its
+// own goroutine and answers the caller with the order or the refusal.
+func (a *itemActor) orderCommand(sender *actor.PID, apply func(*raftstore.Shard) (orders.Order, error)) {
+	e, sh := a.e, a.shard
+	e.applies.Add(1)
+	go func() {
+		defer e.applies.Done()
+		o, err := apply(sh)
+		if err != nil {
+			e.reply(sender, &Rejected{Err: err})
+			return
+		}
+		e.reply(sender, &Purchased{Order: o})
 	}()
 }
 

@@ -45,6 +45,12 @@ const (
 	msgGetOrder   msgKind = 12
 	msgUserOrders msgKind = 13
 	msgOrderList  msgKind = 14
+	// Admin commands of this version: a node of an earlier version does
+	// not know them and drops them (the caller times out, nothing is
+	// applied); their Raft commands wait for every voter anyway
+	// (raftstore.FeatureAdminCommands).
+	msgEndSale msgKind = 15
+	msgCancel  msgKind = 16
 )
 
 // Errors cross the wire as their number in sale's error table
@@ -66,6 +72,10 @@ type itemReply struct{ item sale.Item }
 type createItem struct{ cmd raftstore.CreateItem }
 type restock struct{ delta int64 }
 type setPaused struct{ paused bool }
+type endSale struct{}
+
+// cancelOrder asks the owner of an order's item to cancel the order.
+type cancelOrder struct{ orderID uint64 }
 
 // pay asks the owner of an order's item to pay the order.
 type pay struct {
@@ -148,6 +158,11 @@ func encode(m message) *wrapperspb.BytesValue {
 	case *setPaused:
 		b = append(b, byte(msgSetPaused))
 		b = wire.AppendBool(b, m.paused)
+	case *endSale:
+		b = append(b, byte(msgEndSale))
+	case *cancelOrder:
+		b = append(b, byte(msgCancel))
+		b = binary.AppendUvarint(b, m.orderID)
 	case *pay:
 		b = append(b, byte(msgPay))
 		b = binary.AppendUvarint(b, m.orderID)
@@ -225,6 +240,10 @@ func decode(v *wrapperspb.BytesValue) (message, error) {
 		p := &pay{orderID: r.Uvarint()}
 		p.userID = r.String(sale.IDLenMax)
 		m = p
+	case msgEndSale:
+		m = &endSale{}
+	case msgCancel:
+		m = &cancelOrder{orderID: r.Uvarint()}
 	case msgGetOrder:
 		m = &getOrder{id: r.Uvarint()}
 	case msgUserOrders:

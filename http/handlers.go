@@ -258,6 +258,20 @@ func (s *Server) setPaused(c echo.Context, paused bool) error {
 	return c.JSON(http.StatusOK, s.itemJSON(it))
 }
 
+// endSale closes an item's sale window now (admin): the item stays
+// readable, its orders stand, and purchases get not_on_sale.
+func (s *Server) endSale(c echo.Context) error {
+	id, err := itemParam(c)
+	if err != nil {
+		return err
+	}
+	it, err := s.engine.EndSale(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.itemJSON(it))
+}
+
 type purchaseBody struct {
 	Quantity  *int32 `json:"quantity"`
 	RequestID string `json:"request_id"`
@@ -453,6 +467,20 @@ func (s *Server) myOrders(c echo.Context) error {
 		out[i] = toOrderJSON(o)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"orders": out})
+}
+
+// cancelOrder cancels an order (admin): its units go back on sale and to
+// the buyer's allowance. Cancelling a cancelled order answers it again.
+func (s *Server) cancelOrder(c echo.Context) error {
+	id, err := orders.ParseID(c.Param("id"))
+	if err != nil {
+		return invalid("order id must be a positive decimal integer")
+	}
+	o, err := s.engine.CancelOrder(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toOrderJSON(o))
 }
 
 func (s *Server) payOrder(c echo.Context) error {

@@ -54,6 +54,10 @@ type Engine interface {
 	Restock(ctx context.Context, id string, delta int64) (sale.Item, error)
 	// SetPaused pauses or resumes an item's sale.
 	SetPaused(ctx context.Context, id string, paused bool) (sale.Item, error)
+	// EndSale closes an item's sale window now.
+	EndSale(ctx context.Context, id string) (sale.Item, error)
+	// CancelOrder cancels an order and returns its units to the sale.
+	CancelOrder(ctx context.Context, id uint64) (orders.Order, error)
 	// Purchase buys; it returns the order and whether it is the original
 	// order of an earlier purchase with the same request ID. An error is
 	// definite or leaves the outcome unknown, as sale.Definite tells.
@@ -212,9 +216,11 @@ func New(cfg Config, engine Engine, node Node, m *metrics.Metrics, log *slog.Log
 	v1.POST("/items/:id/stock", s.restock, s.requireAdmin)
 	v1.POST("/items/:id/pause", s.pause, s.requireAdmin)
 	v1.POST("/items/:id/resume", s.resume, s.requireAdmin)
+	v1.POST("/items/:id/end", s.endSale, s.requireAdmin)
 	v1.POST("/items/:id/purchase", s.purchase, s.requireShopper, s.limitUser)
 	v1.GET("/orders/:id", s.getOrder, s.requireShopperOrAdmin)
 	v1.POST("/orders/:id/pay", s.payOrder, s.requireShopper, s.limitUser)
+	v1.POST("/orders/:id/cancel", s.cancelOrder, s.requireAdmin)
 	v1.GET("/users/me/orders", s.myOrders, s.requireShopper)
 	v1.GET("/cluster/status", s.clusterStatus, s.requireAdmin)
 	v1.GET("/admin/reconcile", s.reconcile, s.requireAdmin)

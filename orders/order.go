@@ -27,12 +27,18 @@ var ErrNotFound = errors.New("orders: not found")
 type Status string
 
 // Order statuses. A confirmed order may later become paid or expired (when a
-// payment window is configured); expired orders returned their stock.
+// payment window is configured), or cancelled by an admin; expired and
+// cancelled orders returned their stock.
 const (
 	StatusConfirmed Status = "confirmed"
 	StatusPaid      Status = "paid"
 	StatusExpired   Status = "expired"
+	StatusCancelled Status = "cancelled"
 )
+
+// Returned reports whether an order in status s gave its units back to the
+// sale: it counts for nothing in an item's sold units.
+func (s Status) Returned() bool { return s == StatusExpired || s == StatusCancelled }
 
 // Order is a confirmed purchase. Its ID is deterministic from the Raft log:
 // see MakeID.

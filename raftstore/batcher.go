@@ -31,10 +31,13 @@ type Feature uint64
 const (
 	// FeaturePurchaseEntry: multi-item purchase entries (CmdPurchaseEntry).
 	FeaturePurchaseEntry Feature = 1 << iota
+	// FeatureAdminCommands: cancelling an order and ending a sale
+	// (CmdCancel, CmdEndSale).
+	FeatureAdminCommands
 )
 
 // Features is every feature this version reads.
-const Features = FeaturePurchaseEntry
+const Features = FeaturePurchaseEntry | FeatureAdminCommands
 
 type batcher struct {
 	sh *Shard

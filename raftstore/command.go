@@ -27,6 +27,11 @@ const (
 	// apply it: it is written only once every voter can (Config.Allowed,
 	// FeaturePurchaseEntry).
 	CmdPurchaseEntry CommandType = 8
+	// CmdCancel and CmdEndSale are admin commands; like CmdPurchaseEntry
+	// they are written only once every server of the shard applies them
+	// (FeatureAdminCommands).
+	CmdCancel  CommandType = 9
+	CmdEndSale CommandType = 10
 )
 
 // The decoder enforces sale's bounds on IDs, names and purchases per entry,
@@ -104,6 +109,22 @@ type Pay struct {
 // before Stamp, returning its stock to the sale.
 type Expire struct {
 	Stamp int64
+}
+
+// Cancel cancels an order an admin names: its units go back to the sale and
+// to the buyer's allowance, as an expiry's do. Only an order the shard
+// still holds can be cancelled (see FSM.cancelLocked).
+type Cancel struct {
+	Stamp   int64
+	OrderID uint64
+}
+
+// EndSale closes an item's sale window at the command's time: purchases
+// after it are refused as not on sale. A window that already ended earlier
+// stays as it is.
+type EndSale struct {
+	Stamp  int64
+	ItemID string
 }
 
 // MarkFlushed records that every order with an ID up to and including UpTo
@@ -251,6 +272,24 @@ func (r *Restock) Encode(dst []byte) ([]byte, error) {
 	return binary.AppendVarint(dst, r.Delta), nil
 }
 
+// Encode appends the wire form of c to dst.
+func (c *Cancel) Encode(dst []byte) ([]byte, error) {
+	dst = append(dst, byte(CmdCancel))
+	dst = binary.AppendVarint(dst, c.Stamp)
+	return binary.AppendUvarint(dst, c.OrderID), nil
+}
+
+// Encode appends the wire form of e to dst. It refuses a command
+// the decoder would refuse.
+func (e *EndSale) Encode(dst []byte) ([]byte, error) {
+	if err := checkLen("item id", e.ItemID, sale.IDLenMax); err != nil {
+		return dst, err
+	}
+	dst = append(dst, byte(CmdEndSale))
+	dst = binary.AppendVarint(dst, e.Stamp)
+	return wire.AppendString(dst, e.ItemID), nil
+}
+
 // Encode appends the wire form of s to dst. It refuses a command
 // the decoder would refuse.
 func (s *SetPaused) Encode(dst []byte) ([]byte, error) {
@@ -352,6 +391,16 @@ func Decode(data []byte) (any, error) {
 	case CmdExpire:
 		e := &Expire{}
 		e.Stamp = d.Varint()
+		cmd = e
+	case CmdCancel:
+		c := &Cancel{}
+		c.Stamp = d.Varint()
+		c.OrderID = d.Uvarint()
+		cmd = c
+	case CmdEndSale:
+		e := &EndSale{}
+		e.Stamp = d.Varint()
+		e.ItemID = d.String(sale.IDLenMax)
 		cmd = e
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", errMalformed, data[0])

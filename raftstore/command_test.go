@@ -78,6 +78,10 @@ func commandCases() []struct {
 		{"restock extremes", &raftstore.Restock{Stamp: math.MinInt64, ItemID: long, Delta: math.MinInt64}},
 		{"pause", &raftstore.SetPaused{Stamp: 4, ItemID: "sku-1", Paused: true}},
 		{"resume", &raftstore.SetPaused{Stamp: 4, ItemID: "sku-1", Paused: false}},
+		{"cancel", &raftstore.Cancel{Stamp: 11, OrderID: 1<<56 | 7<<16 | 3}},
+		{"cancel extremes", &raftstore.Cancel{Stamp: math.MinInt64, OrderID: math.MaxUint64}},
+		{"end sale", &raftstore.EndSale{Stamp: 12, ItemID: "sku-1"}},
+		{"end sale long id", &raftstore.EndSale{Stamp: math.MaxInt64, ItemID: long}},
 	}
 }
 
@@ -110,6 +114,11 @@ func TestCommandTypeByte(t *testing.T) {
 		{&raftstore.MarkFlushed{}, 3},
 		{&raftstore.Restock{}, 4},
 		{&raftstore.SetPaused{}, 5},
+		{&raftstore.Pay{}, 6},
+		{&raftstore.Expire{}, 7},
+		{&raftstore.PurchaseEntry{Groups: []raftstore.PurchaseGroup{{ItemID: "a", Purchases: manyPurchases(1)}}}, 8},
+		{&raftstore.Cancel{}, 9},
+		{&raftstore.EndSale{}, 10},
 	}
 	for _, tc := range tests {
 		if got := raftstore.CommandType(must(tc.cmd.Encode(nil))[0]); got != tc.want {

@@ -169,6 +169,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 	case *SetPaused:
 		f.advanceLocked(c.Stamp)
 		return f.setPausedLocked(c)
+	case *Cancel:
+		now := f.advanceLocked(c.Stamp)
+		return f.cancelLocked(c, now)
+	case *EndSale:
+		now := f.advanceLocked(c.Stamp)
+		return f.endSaleLocked(c, now)
 	}
 	panic(fmt.Sprintf("raftstore: shard %d index %d: unhandled command %T", f.shard, l.Index, cmd))
 }

@@ -54,6 +54,10 @@ func stampOf(cmd encoder) int64 {
 		return c.Stamp
 	case *raftstore.Expire:
 		return c.Stamp
+	case *raftstore.Cancel:
+		return c.Stamp
+	case *raftstore.EndSale:
+		return c.Stamp
 	}
 	panic(fmt.Sprintf("unknown command %T", cmd))
 }
@@ -874,7 +878,7 @@ func randomLog(t testing.TB, seed uint64, n int, cfg raftstore.FSMConfig) (log [
 			cmd = &raftstore.MarkFlushed{Stamp: stamp, UpTo: upTo}
 		case k < 89:
 			cmd = &raftstore.Restock{Stamp: stamp, ItemID: id, Delta: rng.Int64N(21) - 10}
-		case k < 94:
+		case k < 92:
 			// Pay a recent order (sometimes as the wrong user), or none.
 			pay := &raftstore.Pay{Stamp: stamp, UserID: users[rng.IntN(len(users))]}
 			if pend := gen.f.Unflushed(math.MaxInt); len(pend) > 0 {
@@ -885,8 +889,18 @@ func randomLog(t testing.TB, seed uint64, n int, cfg raftstore.FSMConfig) (log [
 				}
 			}
 			cmd = pay
+		case k < 94:
+			// Cancel a waiting order, or one made up.
+			c := &raftstore.Cancel{Stamp: stamp, OrderID: rng.Uint64()}
+			if pend := gen.f.Unflushed(math.MaxInt); len(pend) > 0 && rng.IntN(5) != 0 {
+				c.OrderID = pend[rng.IntN(len(pend))].ID
+			}
+			cmd = c
 		case k < 97:
 			cmd = &raftstore.Expire{Stamp: stamp}
+		case k < 98:
+			// Only the first item's sale ends: the others stay open.
+			cmd = &raftstore.EndSale{Stamp: stamp, ItemID: items[0]}
 		default:
 			cmd = &raftstore.SetPaused{Stamp: stamp, ItemID: id, Paused: rng.IntN(2) == 0}
 		}

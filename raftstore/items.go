@@ -45,6 +45,20 @@ func (f *FSM) restockLocked(c *Restock) any {
 	return *it
 }
 
+// endSaleLocked closes an item's sale window at now, the command's time.
+// A window that ended earlier keeps its end; one that had not started yet
+// ends before it opens.
+func (f *FSM) endSaleLocked(c *EndSale, now int64) any {
+	it, ok := f.mu.items[c.ItemID]
+	if !ok {
+		return sale.ErrItemNotFound
+	}
+	if it.EndsAt == 0 || it.EndsAt > now {
+		it.EndsAt = max(now, it.StartsAt)
+	}
+	return *it
+}
+
 // setPausedLocked pauses or resumes an item's sale.
 func (f *FSM) setPausedLocked(c *SetPaused) any {
 	it, ok := f.mu.items[c.ItemID]

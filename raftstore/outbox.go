@@ -147,9 +147,9 @@ func (f *FSM) PendingUnits() map[string]int64 {
 			continue // an earlier change of an order changed again since
 		}
 		switch o := f.mu.current(e); {
-		case !e.change && o.Status != orders.StatusExpired:
+		case !e.change && !o.Status.Returned():
 			out[o.ItemID] += int64(o.Quantity)
-		case e.change && o.Status == orders.StatusExpired:
+		case e.change && o.Status.Returned():
 			out[o.ItemID] -= int64(o.Quantity)
 		}
 	}

@@ -74,8 +74,11 @@ func (f *FSM) payLocked(c *Pay, now int64) any {
 		return o
 	}
 	if o, ok := f.mu.settled.get(c.OrderID); ok && o.UserID == c.UserID {
-		if o.Status == orders.StatusExpired {
+		switch o.Status {
+		case orders.StatusExpired:
 			return sale.ErrOrderExpired
+		case orders.StatusCancelled:
+			return sale.ErrOrderCancelled
 		}
 		return o // paid already: paying again is a no-op
 	}
@@ -99,6 +102,64 @@ func (f *FSM) expireLocked(now int64) int {
 // expireOneLocked returns an unpaid order's stock to the sale and to the
 // buyer's per-user allowance.
 func (f *FSM) expireOneLocked(o orders.Order, now int64) {
+	f.returnLocked(o, orders.StatusExpired, now)
+}
+
+// cancelLocked cancels an order the shard still holds: awaiting payment,
+// waiting in the outbox, settled within --dedup-retention, or flushed
+// within --order-retention. Its units go back to the sale and to the
+// buyer's allowance, as an expiry's do. Cancelling again answers the
+// cancelled order; a paid or expired order is refused. An order the shard
+// no longer holds is refused with ErrOrderNotCancellable: the shard cannot
+// tell whether it was cancelled before, and returning its units twice
+// would sell stock that does not exist.
+func (f *FSM) cancelLocked(c *Cancel, now int64) any {
+	if o, ok := f.mu.awaiting.get(c.OrderID); ok {
+		if now >= o.PayBy.UnixNano() {
+			f.expireOneLocked(o, now)
+			return sale.ErrOrderExpired
+		}
+		return f.cancelHeldLocked(o, now)
+	}
+	if o, ok := f.mu.settled.get(c.OrderID); ok {
+		return f.cancelHeldLocked(o, now)
+	}
+	if o, ok := f.pendingOrderLocked(c.OrderID); ok {
+		return f.cancelHeldLocked(o, now)
+	}
+	if e, ok := f.mu.recent.get(c.OrderID); ok {
+		res := f.cancelHeldLocked(e.order, now)
+		if o, ok := res.(orders.Order); ok {
+			// Until the cancellation is flushed the entry must not
+			// read as confirmed (settled is bounded in count too).
+			f.mu.recent.set(o.ID, recentOrder{order: o, expires: e.expires})
+		}
+		return res
+	}
+	return sale.ErrOrderNotCancellable
+}
+
+// cancelHeldLocked cancels o, which the shard holds in its latest status.
+func (f *FSM) cancelHeldLocked(o orders.Order, now int64) any {
+	switch o.Status {
+	case orders.StatusConfirmed:
+		f.returnLocked(o, orders.StatusCancelled, now)
+		o.Status = orders.StatusCancelled
+		o.Seq = 0
+		return o
+	case orders.StatusCancelled:
+		return o
+	case orders.StatusPaid:
+		return sale.ErrOrderPaid
+	case orders.StatusExpired:
+		return sale.ErrOrderExpired
+	}
+	return sale.ErrOrderNotCancellable
+}
+
+// returnLocked gives an order's units back to the sale and to the buyer's
+// per-user allowance, and settles it in status (expired, cancelled).
+func (f *FSM) returnLocked(o orders.Order, status orders.Status, now int64) {
 	if it, ok := f.mu.items[o.ItemID]; ok {
 		it.Remaining += int64(o.Quantity)
 	}
@@ -109,7 +170,7 @@ func (f *FSM) expireOneLocked(o orders.Order, now int64) {
 	} else {
 		f.mu.bought.delete(buyer)
 	}
-	o.Status = orders.StatusExpired
+	o.Status = status
 	f.settleLocked(o, now)
 }
 

@@ -73,6 +73,7 @@ const (
 	statusConfirmed orderStatus = iota + 1
 	statusPaid
 	statusExpired
+	statusCancelled // the numbers are in snapshots: append only
 )
 
 func statusCode(s orders.Status) orderStatus {
@@ -81,6 +82,8 @@ func statusCode(s orders.Status) orderStatus {
 		return statusPaid
 	case orders.StatusExpired:
 		return statusExpired
+	case orders.StatusCancelled:
+		return statusCancelled
 	}
 	return statusConfirmed
 }
@@ -91,6 +94,8 @@ func (s orderStatus) status() orders.Status {
 		return orders.StatusPaid
 	case statusExpired:
 		return orders.StatusExpired
+	case statusCancelled:
+		return orders.StatusCancelled
 	}
 	return orders.StatusConfirmed
 }

@@ -362,7 +362,7 @@ func readDedup(r *wire.Reader) dedupEntry {
 	e.expires = r.Varint()
 	e.quantity = r.Int32()
 	e.status = orderStatus(readByte(r))
-	if e.status < statusConfirmed || e.status > statusExpired {
+	if e.status < statusConfirmed || e.status > statusCancelled {
 		r.Err = wire.ErrMalformed
 	}
 	return e

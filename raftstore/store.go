@@ -690,6 +690,41 @@ func (sh *Shard) SetPaused(itemID string, paused bool) (sale.Item, error) {
 	return sh.applyItem(&SetPaused{Stamp: sh.stamp(), ItemID: itemID, Paused: paused})
 }
 
+// EndSale closes an item's sale window now. It is refused with
+// sale.ErrFeatureUnavailable while a server of the shard runs a version
+// that cannot apply it.
+func (sh *Shard) EndSale(itemID string) (sale.Item, error) {
+	if !sh.allowed(FeatureAdminCommands) {
+		return sale.Item{}, sale.ErrFeatureUnavailable
+	}
+	return sh.applyItem(&EndSale{Stamp: sh.stamp(), ItemID: itemID})
+}
+
+// Cancel cancels an order (FSM.cancelLocked says which) and returns it,
+// cancelled. Like EndSale it waits for every server of the shard to apply
+// it.
+func (sh *Shard) Cancel(orderID uint64) (orders.Order, error) {
+	if !sh.allowed(FeatureAdminCommands) {
+		return orders.Order{}, sale.ErrFeatureUnavailable
+	}
+	return sh.applyOrder(&Cancel{Stamp: sh.stamp(), OrderID: orderID}, 24)
+}
+
+// applyOrder applies a command whose response is an order or an error.
+func (sh *Shard) applyOrder(c command, size int) (orders.Order, error) {
+	resp, err := sh.apply(c, size)
+	if err != nil {
+		return orders.Order{}, err
+	}
+	switch r := resp.(type) {
+	case orders.Order:
+		return r, nil
+	case error:
+		return orders.Order{}, r
+	}
+	return orders.Order{}, fmt.Errorf("raftstore: unexpected response %T", resp)
+}
+
 // PurchaseBatch applies a batch of purchases of one item through the
 // shard's batcher (batcher.go): with the batches other items sent while
 // the previous entry was in flight, in one entry. On success the results
@@ -735,17 +770,7 @@ func (sh *Shard) allowed(f Feature) bool {
 
 // Pay pays an order within its payment window.
 func (sh *Shard) Pay(orderID uint64, userID string) (orders.Order, error) {
-	resp, err := sh.apply(&Pay{Stamp: sh.stamp(), OrderID: orderID, UserID: userID}, 32)
-	if err != nil {
-		return orders.Order{}, err
-	}
-	switch r := resp.(type) {
-	case orders.Order:
-		return r, nil
-	case error:
-		return orders.Order{}, r
-	}
-	return orders.Order{}, fmt.Errorf("raftstore: unexpected pay response %T", resp)
+	return sh.applyOrder(&Pay{Stamp: sh.stamp(), OrderID: orderID, UserID: userID}, 32)
 }
 
 // PayWindow returns the configured payment window (0: orders are final).

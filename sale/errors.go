@@ -28,6 +28,16 @@ var (
 	ErrInvalidStock    = errors.New("sale: stock would become negative")
 	ErrOrderNotFound   = errors.New("sale: order not found")
 	ErrOrderExpired    = errors.New("sale: order expired before payment")
+	ErrOrderCancelled  = errors.New("sale: order cancelled")
+	ErrOrderPaid       = errors.New("sale: order paid")
+	// ErrOrderNotCancellable: the order is older than what the shard
+	// still holds of it (--order-retention after it reached the order
+	// store); cancelling it there could return its unit twice.
+	ErrOrderNotCancellable = errors.New("sale: order too old to cancel")
+	// ErrFeatureUnavailable: the command is new and a server of its shard
+	// runs a version that cannot apply it yet (a rolling upgrade in
+	// progress). Nothing was applied.
+	ErrFeatureUnavailable = errors.New("sale: not every node runs a version that applies this yet")
 	// ErrInvalidRequest: an ID, a name or a batch is outside the bounds
 	// of this package; nothing was applied.
 	ErrInvalidRequest = errors.New("sale: request outside the sale's bounds")
@@ -110,6 +120,10 @@ var codes = []Code{
 	{ErrDiskFull, 23, http.StatusServiceUnavailable, "unavailable", "a node's disk is full; retry shortly or on another node", 5, true},
 	{ErrPaymentNotRequired, 18, http.StatusConflict, "payment_not_required", "orders are final when confirmed; no payment window is configured", 0, true},
 	{ErrStockMax, 21, http.StatusBadRequest, "invalid_argument", "the restock would take the item's stock past " + strconv.Itoa(StockMax) + " units", 0, true},
+	{ErrOrderCancelled, 24, http.StatusConflict, "order_cancelled", "the order was cancelled and its stock returned to the sale", 0, true},
+	{ErrOrderPaid, 25, http.StatusConflict, "order_paid", "the order is paid; a paid order is settled and is not cancelled here (refund it through the payment system)", 0, true},
+	{ErrOrderNotCancellable, 26, http.StatusConflict, "order_not_cancellable", "the order is older than the shard keeps it (--order-retention after it was stored); it can no longer be cancelled safely", 0, true},
+	{ErrFeatureUnavailable, 27, http.StatusServiceUnavailable, "upgrade_in_progress", "not every node of the item's shard runs a version that applies this yet; retry after the upgrade", 30, true},
 	{ErrItemsFull, 22, http.StatusConflict, "too_many_items", "the shard this item id maps to holds the most items it may (" + strconv.Itoa(ItemsPerShardMax) + " per shard)", 0, true},
 }
 

@@ -172,7 +172,7 @@ func wantTotals(batch []orders.Order) map[string]ItemTotals {
 	}
 	totals := make(map[string]ItemTotals)
 	for _, o := range last {
-		if o.Status == orders.StatusExpired {
+		if o.Status.Returned() {
 			continue
 		}
 		t := totals[o.ItemID]

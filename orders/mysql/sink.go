@@ -248,8 +248,8 @@ func (s *Sink) SoldByItem(ctx context.Context) (map[string]int64, error) {
 		sold := make(map[string]int64)
 		for t := range s.cfg.Tables {
 			query := "SELECT item_id, SUM(quantity) FROM " + orders.TableName(t) +
-				" WHERE status <> ? GROUP BY item_id"
-			if err := sumInto(ctx, d.db, sold, query, string(orders.StatusExpired)); err != nil {
+				" WHERE status NOT IN (?, ?) GROUP BY item_id"
+			if err := sumInto(ctx, d.db, sold, query, string(orders.StatusExpired), string(orders.StatusCancelled)); err != nil {
 				return fmt.Errorf("mysql: sold by item: db %d %s: %s: %w", d.index, d.name, orders.TableName(t), err)
 			}
 		}

@@ -203,7 +203,7 @@ func TestWriteExactlyOnce(t *testing.T) {
 }
 
 // TestWriteStatusUpdate re-writes orders with new statuses: the rows take the
-// new status, expired orders leave the items counters, and re-writing the
+// new status, expired and cancelled orders leave the items counters, and re-writing the
 // updated batch is again a no-op.
 func TestWriteStatusUpdate(t *testing.T) {
 	s := openSink(t, testConfig(t))
@@ -213,11 +213,13 @@ func TestWriteStatusUpdate(t *testing.T) {
 
 	updated := slices.Clone(all)
 	for i := range updated {
-		switch i % 3 {
+		switch i % 4 {
 		case 1:
 			updated[i].Status = orders.StatusPaid
 		case 2:
 			updated[i].Status = orders.StatusExpired
+		case 3:
+			updated[i].Status = orders.StatusCancelled
 		}
 	}
 	writeBatches(t, s, updated, 500)
@@ -234,10 +236,10 @@ func TestWriteStatusUpdate(t *testing.T) {
 
 // TestWriteStatusTransitions checks each status change of one order, and an
 // order that appears twice in one batch: a confirmed order takes the new
-// status; a settled one (paid, expired) keeps its own.
+// status; a settled one (paid, expired, cancelled) keeps its own.
 func TestWriteStatusTransitions(t *testing.T) {
 	s := openSink(t, testConfig(t))
-	statuses := []orders.Status{orders.StatusConfirmed, orders.StatusPaid, orders.StatusExpired}
+	statuses := []orders.Status{orders.StatusConfirmed, orders.StatusPaid, orders.StatusExpired, orders.StatusCancelled}
 	var n uint64
 	for _, from := range statuses {
 		for _, to := range statuses {
@@ -277,7 +279,7 @@ func TestWriteStatusTransitions(t *testing.T) {
 						t.Fatalf("Items: %v", err)
 					}
 					want := ItemTotals{Sold: 2, Orders: 1}
-					if final == orders.StatusExpired {
+					if final.Returned() {
 						want = ItemTotals{}
 					}
 					if items[o.ItemID] != want {

@@ -39,7 +39,8 @@ const retryBackoff = 5 * time.Millisecond
 // Write stores batch. It returns nil only once every order is committed, and
 // may be called again with the same or an overlapping batch: an order already
 // stored keeps its row, except that a confirmed order takes the batch's
-// status (paid or expired); a settled order's status never changes again.
+// status (paid, expired or cancelled); a settled order's status never
+// changes again.
 //
 // Orders are grouped by database and table with orders.Route on UserID. Each
 // database gets one transaction (databases are written in parallel), so a
@@ -54,8 +55,8 @@ const retryBackoff = 5 * time.Millisecond
 // and with which status. It then inserts only the missing orders with one
 // plain multi-row INSERT per table and slab, updates only the statuses that
 // changed, and adds to items, once per item, the difference between the new
-// and the stored contribution of each order (quantity and 1 while not
-// expired, 0 and 0 once expired). Re-writing a batch therefore finds every
+// and the stored contribution of each order (quantity and 1 while it holds
+// its units, 0 and 0 once expired or cancelled). Re-writing a batch therefore finds every
 // order stored with the same status and changes nothing, not even the items
 // rows. The locking read pins the status of stored orders until commit; an
 // order another writer inserts after the read makes the plain INSERT fail with
@@ -157,7 +158,7 @@ func validate(o *orders.Order) error {
 		return fmt.Errorf("CreatedAt %v outside DATETIME range", o.CreatedAt)
 	}
 	switch o.Status {
-	case orders.StatusConfirmed, orders.StatusPaid, orders.StatusExpired:
+	case orders.StatusConfirmed, orders.StatusPaid, orders.StatusExpired, orders.StatusCancelled:
 	default:
 		return fmt.Errorf("status %q", o.Status)
 	}
@@ -235,7 +236,7 @@ type itemDelta struct{ sold, orders int64 }
 
 // contribution is what an order counts for in its item's counters.
 func contribution(status orders.Status, quantity int64) itemDelta {
-	if status == orders.StatusExpired {
+	if status.Returned() {
 		return itemDelta{}
 	}
 	return itemDelta{sold: quantity, orders: 1}
@@ -315,7 +316,7 @@ func writeRows(ctx context.Context, tx *sql.Tx, table string, rows []orders.Orde
 			continue
 		}
 		if old.status == o.Status || old.status != orders.StatusConfirmed {
-			// Statuses only move forward (confirmed -> paid | expired): a
+			// Statuses only move forward (confirmed -> paid | expired | cancelled): a
 			// stale re-flush of an older batch never undoes a settlement.
 			continue
 		}

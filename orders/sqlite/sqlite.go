@@ -102,7 +102,7 @@ func (s *Sink) Write(ctx context.Context, batch []orders.Order) error {
 }
 
 // insertSQL is an upsert of rows orders. Statuses only move forward
-// (confirmed -> paid | expired), so a stale re-flush never undoes a
+// (confirmed -> paid | expired | cancelled), so a stale re-flush never undoes a
 // settlement.
 func insertSQL(rows int) string {
 	var b strings.Builder
@@ -165,10 +165,11 @@ func (s *Sink) ListByUser(ctx context.Context, userID string, limit int) ([]orde
 	return out, rows.Err()
 }
 
-// SoldByItem returns the units held by non-expired orders, per item: the
+// SoldByItem returns the units held by orders neither expired nor
+// cancelled, per item: the
 // order store's side of reconciliation.
 func (s *Sink) SoldByItem(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT item_id, SUM(quantity) FROM orders WHERE status != 'expired' GROUP BY item_id")
+	rows, err := s.db.QueryContext(ctx, "SELECT item_id, SUM(quantity) FROM orders WHERE status NOT IN ('expired', 'cancelled') GROUP BY item_id")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: sold by item: %w", err)
 	}

@@ -53,15 +53,15 @@ func TestWriteIdempotentAndForwardOnly(t *testing.T) {
 			}
 		}
 	}
-	settled := []orders.Order{all[0], all[1], all[5]}
-	settled[0].Status, settled[1].Status, settled[2].Status = orders.StatusPaid, orders.StatusExpired, orders.StatusPaid
+	settled := []orders.Order{all[0], all[1], all[5], all[3]}
+	settled[0].Status, settled[1].Status, settled[2].Status, settled[3].Status = orders.StatusPaid, orders.StatusExpired, orders.StatusPaid, orders.StatusCancelled
 	if err := s.Write(ctx, settled); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Write(ctx, all[:6]); err != nil { // stale confirmed copies
 		t.Fatal(err)
 	}
-	want := map[uint64]orders.Status{all[0].ID: orders.StatusPaid, all[1].ID: orders.StatusExpired, all[5].ID: orders.StatusPaid}
+	want := map[uint64]orders.Status{all[0].ID: orders.StatusPaid, all[1].ID: orders.StatusExpired, all[5].ID: orders.StatusPaid, all[3].ID: orders.StatusCancelled}
 	var units int64
 	for _, o := range all {
 		got, err := s.Get(ctx, o.ID)
@@ -75,7 +75,7 @@ func TestWriteIdempotentAndForwardOnly(t *testing.T) {
 		if got != o {
 			t.Fatalf("order %d: got %+v, want %+v", o.ID, got, o)
 		}
-		if o.Status != orders.StatusExpired {
+		if !o.Status.Returned() {
 			units += int64(o.Quantity)
 		}
 	}
