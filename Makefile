@@ -11,7 +11,7 @@ RACE_PKGS := ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... .
 # multi-node tests run without -race.
 CLUSTER_PKGS := ./node/... ./cluster/...
 
-.PHONY: build run test check unit e2e fuzz faults k8s-check promtool-check bench soak bench-scale console-shots clean
+.PHONY: build run test check unit e2e fuzz faults k8s-check promtool-check locust-smoke bench soak bench-scale console-shots clean
 
 build:
 	$(GO) build -o bin/node ./cmd/node
@@ -37,7 +37,7 @@ test: check
 	@mkdir -p .tmp
 	@env_line=$$(scripts/mariadb.sh start $(MYSQL_DIR) $(MYSQL_PORT)) || exit 1; \
 	  export $$env_line; status=0; \
-	  $(MAKE) --no-print-directory unit e2e fuzz faults k8s-check promtool-check || status=$$?; \
+	  $(MAKE) --no-print-directory unit e2e fuzz faults k8s-check promtool-check locust-smoke || status=$$?; \
 	  scripts/mariadb.sh stop $(MYSQL_DIR); exit $$status
 
 # unit: race-checked package tests.
@@ -72,6 +72,12 @@ promtool-check:
 	promtool check config deploy/swarm/prometheus.yml
 	promtool check rules deploy/swarm/flashstock-rules.yml
 	amtool check-config deploy/swarm/alertmanager.yml
+
+# locust-smoke: the article's Locust shoppers (deploy/locust) against one
+# node for 15 s, headless; fails on any failed request or broken invariant.
+# Needs Debian's python3-locust.
+locust-smoke:
+	scripts/locust-smoke.sh
 
 # fuzz: a short smoke of every fuzz target, about 10 s each here. Budgets
 # are execution counts, not durations: with a duration, Go 1.26's fuzz

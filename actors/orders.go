@@ -14,12 +14,11 @@ func (e *Engine) UserOrders(ctx context.Context, user string, limit int) ([]orde
 	if e.store == nil {
 		return e.remoteUserOrders(ctx, user, limit)
 	}
-	stored, err := e.sink.ListByUser(ctx, user, limit)
-	if err != nil {
-		return nil, fmt.Errorf("actors: list orders: %w", err)
-	}
-	seen := make(map[uint64]bool, len(stored))
-	out := make([]orders.Order, 0, len(stored))
+	// The outbox first, then the store: an order flushed between the two
+	// reads is then in both (the outbox's copy wins, its state is as new),
+	// never in neither.
+	seen := make(map[uint64]bool)
+	out := []orders.Order{}
 	for i := 0; i < e.shards; i++ {
 		sh := e.replica(i)
 		if sh == nil {
@@ -29,6 +28,10 @@ func (e *Engine) UserOrders(ctx context.Context, user string, limit int) ([]orde
 			seen[o.ID] = true
 			out = append(out, o)
 		}
+	}
+	stored, err := e.sink.ListByUser(ctx, user, limit)
+	if err != nil {
+		return nil, fmt.Errorf("actors: list orders: %w", err)
 	}
 	for _, o := range stored {
 		if !seen[o.ID] {

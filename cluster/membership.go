@@ -59,6 +59,10 @@ type Meta struct {
 	// Shards is the node's shard count: a gateway places items by hash
 	// mod it, so it must equal the core nodes'.
 	Shards int `json:"shards,omitempty"`
+	// Sick names what makes the node a poor leader now ("disk_full",
+	// "disk_slow"), empty when nothing does: no leadership is handed to it,
+	// and it hands away those it holds.
+	Sick string `json:"sick,omitempty"`
 }
 
 // IsGateway reports whether the member is a gateway (Role is

@@ -23,6 +23,11 @@ type ReconcilerConfig struct {
 	// Seeds are gossip addresses to join again while members the shard
 	// groups know of are missing from gossip (a restart before its peers).
 	Seeds []string
+	// Sick, if set, names what makes this node a poor leader now (a full
+	// or slow disk: raftstore.Store.Sick), "" when nothing does. A sick
+	// node hands every leadership it holds to a healthy voter, and says so
+	// in gossip so that no other node hands it one.
+	Sick func() string
 }
 
 // DefaultReconcilerConfig returns production defaults.
@@ -216,7 +221,9 @@ func (r *Reconciler) Tick(now time.Time) {
 			r.log.Warn("reconcile shard", "shard", i, "err", err)
 		}
 	}
-	if now.Sub(r.lastBalance) >= r.cfg.BalanceInterval {
+	if sick := r.sick(); sick != "" {
+		r.evacuate(alive, sick)
+	} else if now.Sub(r.lastBalance) >= r.cfg.BalanceInterval {
 		r.lastBalance = now
 		r.balance(alive)
 	}
@@ -266,7 +273,8 @@ func (r *Reconciler) publishLeads() {
 	if fol == "" {
 		fol = "00"
 	}
-	if err := r.m.UpdateMeta(func(m *Meta) { m.Leads, m.Follows = leads, fol }, time.Second); err != nil {
+	sick := r.sick()
+	if err := r.m.UpdateMeta(func(m *Meta) { m.Leads, m.Follows, m.Sick = leads, fol, sick }, time.Second); err != nil {
 		r.log.Debug("publish leads", "err", err)
 	}
 }
@@ -476,26 +484,89 @@ func (r *Reconciler) balance(alive map[string]Member) {
 			// leader for the shard (within a heartbeat timeout and a
 			// reconcile round), or this leader's heartbeats to it fail
 			// (within the transport timeout).
-			if mb, ok := alive[s.ID]; ok && s.Voter && s.ID != self && load[s.ID] < share &&
-				mb.HearsLeader(shard) && !sh.Unreachable(s.ID) {
+			if s.ID != self && load[s.ID] < share && r.canLead(sh, s, alive) {
 				cands = append(cands, s)
 			}
 		}
 		if len(cands) == 0 {
 			continue
 		}
-		sort.Slice(cands, func(i, j int) bool {
-			if load[cands[i].ID] != load[cands[j].ID] {
-				return load[cands[i].ID] < load[cands[j].ID]
-			}
-			return cands[i].ID < cands[j].ID
-		})
-		to := cands[0]
+		to := leastLoaded(cands, load)
 		r.log.Info("transfer leadership", "shard", shard, "to", to.ID, "led", len(mine), "share", share)
 		if err := sh.TransferLeadership(to.ID, to.Addr); err != nil {
 			r.log.Warn("transfer leadership", "shard", shard, "to", to.ID, "err", err)
 		}
 		return
+	}
+}
+
+// sick returns what makes this node a poor leader now, "" for nothing.
+func (r *Reconciler) sick() string {
+	if r.cfg.Sick == nil {
+		return ""
+	}
+	return r.cfg.Sick()
+}
+
+// canLead reports whether server s of shard sh may be handed its
+// leadership: a live voter that hears the shard's leader, that this
+// leader's heartbeats reach, and that is not sick itself.
+func (r *Reconciler) canLead(sh shardGroup, s raftstore.Server, alive map[string]Member) bool {
+	mb, ok := alive[s.ID]
+	return ok && s.Voter && mb.HearsLeader(sh.ID()) && !sh.Unreachable(s.ID) && mb.Sick == ""
+}
+
+// leastLoaded returns the candidate leading the fewest shards, the lowest
+// ID on a tie.
+func leastLoaded(cands []raftstore.Server, load map[string]int) raftstore.Server {
+	sort.Slice(cands, func(i, j int) bool {
+		if load[cands[i].ID] != load[cands[j].ID] {
+			return load[cands[i].ID] < load[cands[j].ID]
+		}
+		return cands[i].ID < cands[j].ID
+	})
+	return cands[0]
+}
+
+// evacuate hands every shard this sick node leads to a healthy voter,
+// the least loaded first: the shard keeps its data and its quorum (this
+// node stays a voter), and its purchases stop waiting for this node's
+// disk. Each transfer stalls its shard for about an election, once;
+// without one the shard would be slow, or refuse purchases, for as long as
+// the disk is. A shard with no healthy voter to take it stays here.
+func (r *Reconciler) evacuate(alive map[string]Member, why string) {
+	self := r.m.Self().ID
+	load := map[string]int{}
+	for i := range r.groups {
+		if id := r.place.LeaderOf(i); id != "" {
+			load[id]++
+		}
+	}
+	for i, sh := range r.groups {
+		if !sh.Ready() {
+			continue
+		}
+		servers, err := sh.Servers()
+		if err != nil {
+			continue
+		}
+		var cands []raftstore.Server
+		for _, s := range servers {
+			if s.ID != self && r.canLead(sh, s, alive) {
+				cands = append(cands, s)
+			}
+		}
+		if len(cands) == 0 {
+			r.log.Debug("sick leader: no healthy voter to hand the shard to", "shard", i, "why", why)
+			continue
+		}
+		to := leastLoaded(cands, load)
+		r.log.Warn("sick leader: transfer leadership", "shard", i, "to", to.ID, "why", why)
+		if err := sh.TransferLeadership(to.ID, to.Addr); err != nil {
+			r.log.Warn("sick leader: transfer leadership", "shard", i, "to", to.ID, "err", err)
+			continue
+		}
+		load[to.ID]++
 	}
 }
 

@@ -67,9 +67,13 @@ type Config struct {
 	PaymentWindow  time.Duration // 0: orders are final when confirmed
 	WALSegmentMB   int           // Raft log segment size per shard
 	DiskReserveMB  int           // free space under which purchases are refused; 0 = derived
-	FlushBatch     int
-	FlushInterval  time.Duration
-	DrainTimeout   time.Duration
+	// SlowDiskWrite is the Raft log write time (a write and an fsync) over
+	// which a write is slow; a node whose writes mostly are hands its
+	// leaderships away. 0 turns the judgement off.
+	SlowDiskWrite time.Duration
+	FlushBatch    int
+	FlushInterval time.Duration
+	DrainTimeout  time.Duration
 	// ShutdownDelay is how long a node keeps serving after SIGTERM, unready,
 	// before it drains: a load balancer that re-resolves its upstreams
 	// every few seconds stops sending to it first.
@@ -131,6 +135,7 @@ func Default() Config {
 		DedupMax:         1_000_000,
 		OrderRetention:   10 * time.Minute,
 		WALSegmentMB:     16,
+		SlowDiskWrite:    50 * time.Millisecond,
 		FlushBatch:       500,
 		FlushInterval:    50 * time.Millisecond,
 		DrainTimeout:     30 * time.Second,
@@ -237,6 +242,8 @@ func (c *Config) validateSettings() error {
 		return fmt.Errorf("--wal-segment-mb %d: want 1..1024", c.WALSegmentMB)
 	case c.DiskReserveMB < 0:
 		return errors.New("--disk-reserve-mb must not be negative")
+	case c.SlowDiskWrite < 0:
+		return errors.New("--slow-disk-write must not be negative (0 turns it off)")
 	case c.OrderRetention < 0:
 		return errors.New("--order-retention must not be negative")
 	case c.PaymentWindow < 0:

@@ -60,6 +60,7 @@ type Node struct {
 	adminToken string
 	stopped    atomic.Bool
 	draining   atomic.Bool // BeginDrain: unready, still serving
+	mismatch   atomic.Pointer[string] // the last shardMismatch said, to log a change once
 }
 
 // Start starts a node and returns once it serves HTTP. With
@@ -114,6 +115,7 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
 	rc.WALSegmentSize = cfg.WALSegmentMB << 20
 	rc.DiskReserve = uint64(cfg.DiskReserveMB) << 20
+	rc.SlowWrite = cfg.SlowDiskWrite
 	rc.FSM = raftstore.FSMConfig{DedupRetention: cfg.DedupRetention, DedupMax: cfg.DedupMax,
 		OrderRetention: cfg.OrderRetention, OrderRetentionMax: 200_000}
 	rc.PayWindow = cfg.PaymentWindow
@@ -256,6 +258,7 @@ func Start(ctx context.Context, cfg config.Config, mysql OpenSink, stdout io.Wri
 // reconciler and the order flusher.
 func (n *Node) startCore(cfg config.Config, log *slog.Logger) (err error) {
 	recCfg := cluster.DefaultReconcilerConfig()
+	recCfg.Sick = n.store.Sick
 	recCfg.Replicas, recCfg.DeadGrace = cfg.Replicas, cfg.DeadNodeGrace
 	recCfg.Seeds = cfg.Join
 	if n.reconciler, err = cluster.NewReconciler(recCfg, n.store, n.members, n.place, log); err != nil {
@@ -371,6 +374,13 @@ func (n *Node) registerStoreGauges() {
 			}
 			return 0
 		})
+	n.metrics.GaugeFunc("flashstock_disk_slow", "1 while most of the Raft log's writes of the last 5 s took longer than --slow-disk-write: the node hands its leaderships to voters with faster disks.",
+		func() float64 {
+			if n.store.DiskHealth().Slow {
+				return 1
+			}
+			return 0
+		})
 	n.metrics.CounterFunc("flashstock_disk_write_failures_total", "Writes that failed for want of space (log entries, snapshots).",
 		func() float64 { return float64(n.store.DiskHealth().WriteFails) })
 	n.metrics.CounterFunc("flashstock_raft_snapshot_failures_total", "Snapshots that failed to persist.",
@@ -454,13 +464,25 @@ func (n *Node) Readiness() httpapi.Readiness {
 // shardMismatch names a live core node whose shard count differs from
 // this gateway's --shards, or returns "": items are placed by hash mod the
 // shard count, so such a gateway would send items to the wrong shards.
+// A change is logged once: an operator must not have to read /readyz's
+// body to learn why a gateway stays unready.
 func (n *Node) shardMismatch() string {
+	why := ""
 	for _, m := range n.members.Alive() {
 		if m.RaftAddr != "" && m.Shards != 0 && m.Shards != n.cfg.Shards {
-			return fmt.Sprintf("%s has %d shards, this gateway --shards %d", m.ID, m.Shards, n.cfg.Shards)
+			why = fmt.Sprintf("%s has %d shards, this gateway --shards %d", m.ID, m.Shards, n.cfg.Shards)
+			break
 		}
 	}
-	return ""
+	if was := n.mismatch.Swap(&why); was == nil || *was != why {
+		switch {
+		case why != "":
+			n.log.Error("gateway unready: its shard count differs from the core nodes'; restart it with their --shards", "why", why)
+		case was != nil:
+			n.log.Info("gateway shard count agrees with the core nodes again")
+		}
+	}
+	return why
 }
 
 // BeginDrain makes the node answer unready (so that load balancers stop

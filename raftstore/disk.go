@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Disk health. A node whose disk fills must say so and stop taking
@@ -29,12 +31,78 @@ const diskCheckInterval = 500 * time.Millisecond
 // after the last one.
 const writeErrorHold = 10 * time.Second
 
+// Slow disk. A disk can also fail slowly: a volume throttled or degraded
+// takes tens or hundreds of milliseconds per fsync. Raft keeps working,
+// but a leader on such a disk makes every purchase of its shards wait for
+// it. So the store times its log's writes (raft-wal's StoreLogs: a write
+// and an fsync) and judges, at every check, the last slowWindow seconds:
+// the disk is slow when at least slowMinWrites writes were made and most
+// of them took longer than SlowWrite, or when a write has been running for
+// longer than stuckWrite (a disk that stopped answering completes
+// nothing). It is healthy again when fewer than a quarter were slow. A
+// slow disk does not refuse purchases (the shard still commits, just
+// slowly); the cluster moves this node's leaderships to voters whose disks
+// keep up (cluster.Reconciler), as it does for a node Raft cannot reach.
+const (
+	slowWindow    = 5 // seconds
+	slowMinWrites = 10
+	stuckWrite    = 2 * time.Second
+)
+
+// writeLatency is a sliding window of the log's write times, one bucket
+// per second.
+type writeLatency struct {
+	mu      sync.Mutex
+	buckets [slowWindow]latencyBucket
+}
+
+type latencyBucket struct {
+	sec     int64
+	n, slow int
+}
+
+// observe records one write that took d, at now; slow says d was over
+// the threshold.
+func (w *writeLatency) observe(now time.Time, slow bool) {
+	sec := now.Unix()
+	w.mu.Lock()
+	b := &w.buckets[sec%slowWindow]
+	if b.sec != sec {
+		*b = latencyBucket{sec: sec}
+	}
+	b.n++
+	if slow {
+		b.slow++
+	}
+	w.mu.Unlock()
+}
+
+// window returns the writes and slow writes of the last slowWindow
+// seconds before now.
+func (w *writeLatency) window(now time.Time) (n, slow int) {
+	sec := now.Unix()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, b := range w.buckets {
+		if sec-b.sec < slowWindow {
+			n, slow = n+b.n, slow+b.slow
+		}
+	}
+	return n, slow
+}
+
 // diskMonitor is a store's view of its disk.
 type diskMonitor struct {
 	dir string
 	mu  sync.Mutex // guards reserve, which tests change
 	// reserve is the free space under which the disk is low.
 	reserve uint64
+	// slowWrite is the log write time over which a write counts as slow;
+	// 0 turns the slow-disk judgement off.
+	slowWrite time.Duration
+	writes    writeLatency
+	inflight  []*atomic.Int64 // per shard: start of the log write in progress, unix nanos; 0 for none
+	slow      atomic.Bool
 
 	free       atomic.Uint64 // bytes free at the last check
 	low        atomic.Bool   // free < reserve at the last check
@@ -84,6 +152,7 @@ func (d *diskMonitor) check() {
 	d.mu.Lock()
 	reserve := d.reserve
 	d.mu.Unlock()
+	d.judgeWrites(time.Now())
 	low := free < reserve
 	if was := d.low.Swap(low); was != low {
 		if low {
@@ -92,6 +161,54 @@ func (d *diskMonitor) check() {
 			d.log("disk space back: taking purchases again", "dir", d.dir, "free_bytes", free)
 		}
 	}
+}
+
+// judgeWrites decides whether the log's writes are persistently slow, and
+// logs a change.
+func (d *diskMonitor) judgeWrites(now time.Time) {
+	if d.slowWrite <= 0 {
+		return
+	}
+	n, slowN := d.writes.window(now)
+	var stuck time.Duration
+	for _, in := range d.inflight {
+		if start := in.Load(); start != 0 {
+			stuck = max(stuck, now.Sub(time.Unix(0, start)))
+		}
+	}
+	was := d.slow.Load()
+	slow := was
+	switch {
+	case stuck > stuckWrite:
+		slow = true
+	case n >= slowMinWrites && 2*slowN > n:
+		slow = true
+	case 4*slowN < n || n == 0:
+		slow = false
+	}
+	if slow == was {
+		return
+	}
+	d.slow.Store(slow)
+	if slow {
+		d.log("disk slow: the log's writes take longer than the threshold; handing this node's leaderships to voters with faster disks",
+			"dir", d.dir, "threshold", d.slowWrite, "writes", n, "slow_writes", slowN, "stuck_for", stuck)
+	} else {
+		d.log("disk no longer slow", "dir", d.dir, "writes", n, "slow_writes", slowN)
+	}
+}
+
+// timeWrite runs the log write f of shard, timing it.
+func (d *diskMonitor) timeWrite(shard int, f func() error) error {
+	start := time.Now()
+	in := d.inflight[shard]
+	in.Store(start.UnixNano())
+	err := f()
+	in.Store(0)
+	if d.slowWrite > 0 {
+		d.writes.observe(start, time.Since(start) > d.slowWrite)
+	}
+	return err
 }
 
 // noteWriteError records err if it is a write that failed for want of
@@ -113,6 +230,10 @@ type DiskHealth struct {
 	Low          bool   // free space under the reserve
 	WriteFailing bool   // a write failed for want of space within writeErrorHold
 	WriteFails   uint64 // such writes since start
+	// Slow is set while the log's writes are persistently slow (see
+	// writeLatency); SlowWrites of Writes in the last few seconds were.
+	Slow              bool
+	Writes, SlowWrites int
 }
 
 // Trouble reports whether the store must not take purchases.
@@ -125,8 +246,25 @@ func (s *Store) DiskHealth() DiskHealth {
 	d.mu.Lock()
 	reserve := d.reserve
 	d.mu.Unlock()
-	return DiskHealth{FreeBytes: d.free.Load(), ReserveBytes: reserve, Low: d.low.Load(),
-		WriteFailing: last != 0 && time.Since(time.Unix(0, last)) < writeErrorHold, WriteFails: d.writeFails.Load()}
+	h := DiskHealth{FreeBytes: d.free.Load(), ReserveBytes: reserve, Low: d.low.Load(),
+		WriteFailing: last != 0 && time.Since(time.Unix(0, last)) < writeErrorHold, WriteFails: d.writeFails.Load(),
+		Slow: d.slow.Load()}
+	h.Writes, h.SlowWrites = d.writes.window(time.Now())
+	return h
+}
+
+// Sick names what makes this node a poor leader now: "disk_full" (it
+// refuses purchases), "disk_slow" (its log's writes are persistently
+// slow), or "" when nothing does. The cluster hands a sick node's
+// leaderships to healthy voters and gives it none.
+func (s *Store) Sick() string {
+	switch {
+	case s.DiskTrouble():
+		return "disk_full"
+	case s.disk.slow.Load():
+		return "disk_slow"
+	}
+	return ""
 }
 
 // DiskTrouble reports whether the store must not take purchases now: its
@@ -145,4 +283,22 @@ func (s *Store) SetDiskReserveForTest(bytes uint64) {
 	s.disk.mu.Lock()
 	s.disk.reserve = bytes
 	s.disk.mu.Unlock()
+}
+
+// timedLog is a shard's log store with its writes timed for the slow-disk
+// judgement.
+type timedLog struct {
+	raft.LogStore
+	disk  *diskMonitor
+	shard int
+}
+
+// StoreLog implements raft.LogStore.
+func (l timedLog) StoreLog(e *raft.Log) error {
+	return l.disk.timeWrite(l.shard, func() error { return l.LogStore.StoreLog(e) })
+}
+
+// StoreLogs implements raft.LogStore.
+func (l timedLog) StoreLogs(es []*raft.Log) error {
+	return l.disk.timeWrite(l.shard, func() error { return l.LogStore.StoreLogs(es) })
 }

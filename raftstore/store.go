@@ -69,6 +69,10 @@ type Config struct {
 	// purchases (DiskHealth), so that the log never runs out of room for
 	// what it would confirm; 0 means one segment per shard plus 32 MiB.
 	DiskReserve uint64
+	// SlowWrite is the log write time (a write and an fsync) over which
+	// a write counts as slow; when most writes of the last few seconds
+	// are, the store is Sick ("disk_slow"). 0 turns it off.
+	SlowWrite time.Duration
 
 	// Allowed reports whether every voter of a shard runs a version that
 	// applies entries of a feature (a new command); the shard writes such
@@ -203,6 +207,11 @@ func Open(cfg Config) (*Store, error) {
 		ln = cfg.WrapListener(ln)
 	}
 	s := &Store{cfg: cfg, log: cfg.Logger, mux: mux.New(ln, mux.Config{Shards: cfg.Shards, Advertise: adv, Dial: cfg.Dial, Logger: cfg.Logger})}
+	s.disk.slowWrite = cfg.SlowWrite
+	s.disk.inflight = make([]*atomic.Int64, cfg.Shards)
+	for i := range s.disk.inflight {
+		s.disk.inflight[i] = new(atomic.Int64)
+	}
 	for i := 0; i < cfg.Shards; i++ {
 		sh, err := s.openShard(i, filepath.Join(root, strconv.Itoa(i)))
 		if err != nil {
@@ -211,7 +220,7 @@ func Open(cfg Config) (*Store, error) {
 		}
 		s.shards = append(s.shards, sh)
 	}
-	s.disk = diskMonitor{dir: cfg.DataDir, reserve: cfg.diskReserve(), log: s.log.Warn}
+	s.disk.dir, s.disk.reserve, s.disk.log = cfg.DataDir, cfg.diskReserve(), s.log.Warn
 	s.disk.start()
 	return s, nil
 }
@@ -414,7 +423,7 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 	}
 	// The leader replicates the newest entries; keep them in memory rather
 	// than read each back from the WAL file for every follower.
-	logs, err := raft.NewLogCache(logCacheEntries, w)
+	logs, err := raft.NewLogCache(logCacheEntries, timedLog{LogStore: w, disk: &s.disk, shard: id})
 	if err != nil {
 		w.Close()
 		trans.Close()

@@ -69,6 +69,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.DurationVar(&c.PaymentWindow, "payment-window", c.PaymentWindow, "time a buyer has to pay (POST /v1/orders/{id}/pay) before the order expires and its stock returns; 0 = off, orders are final")
 	fs.IntVar(&c.WALSegmentMB, "wal-segment-mb", c.WALSegmentMB, "size of each shard's preallocated Raft log segment files, MiB")
 	fs.IntVar(&c.DiskReserveMB, "disk-reserve-mb", c.DiskReserveMB, "free disk space under which the node refuses purchases and is not ready, MiB (0 = one log segment per shard plus 32)")
+	fs.DurationVar(&c.SlowDiskWrite, "slow-disk-write", c.SlowDiskWrite, "Raft log write time (write and fsync) over which a write is slow; a node whose writes mostly are for 5 s hands its shard leaderships to voters with faster disks (0 = off)")
 	fs.IntVar(&c.FlushBatch, "flush-batch", c.FlushBatch, "orders per order-store write")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "order flush poll interval")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long SIGTERM waits for in-flight work")
