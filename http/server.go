@@ -224,6 +224,9 @@ func New(cfg Config, engine Engine, node Node, m *metrics.Metrics, log *slog.Log
 	v1.GET("/users/me/orders", s.myOrders, s.requireShopper)
 	v1.GET("/cluster/status", s.clusterStatus, s.requireAdmin)
 	v1.GET("/admin/reconcile", s.reconcile, s.requireAdmin)
+	if b, ok := node.(Backups); ok { // a core node: shard backups (backup.go)
+		s.routeBackups(v1, b)
+	}
 	s.console = newConsole(engine, node, m, log, s.now, s.itemJSON)
 	s.routeConsole(e, v1)
 	s.echo = e
@@ -292,14 +295,19 @@ func (s *Server) recover(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// limitBody caps request bodies; larger ones get 413.
+// limitBody caps request bodies; larger ones get 413. A shard restore's
+// body is a backup: BackupBodyMax.
 func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if r.ContentLength > s.cfg.BodyLimit {
+		limit := s.cfg.BodyLimit
+		if c.Path() == restoreRoute {
+			limit = BackupBodyMax
+		}
+		if r.ContentLength > limit {
 			return errTooLarge
 		}
-		r.Body = http.MaxBytesReader(c.Response(), r.Body, s.cfg.BodyLimit)
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
 		return next(c)
 	}
 }

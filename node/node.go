@@ -59,7 +59,7 @@ type Node struct {
 	serveErr   chan error
 	adminToken string
 	stopped    atomic.Bool
-	draining   atomic.Bool // BeginDrain: unready, still serving
+	draining   atomic.Bool            // BeginDrain: unready, still serving
 	mismatch   atomic.Pointer[string] // the last shardMismatch said, to log a change once
 }
 

@@ -232,7 +232,7 @@ type DiskHealth struct {
 	WriteFails   uint64 // such writes since start
 	// Slow is set while the log's writes are persistently slow (see
 	// writeLatency); SlowWrites of Writes in the last few seconds were.
-	Slow              bool
+	Slow               bool
 	Writes, SlowWrites int
 }
 
@@ -301,4 +301,16 @@ func (l timedLog) StoreLog(e *raft.Log) error {
 // StoreLogs implements raft.LogStore.
 func (l timedLog) StoreLogs(es []*raft.Log) error {
 	return l.disk.timeWrite(l.shard, func() error { return l.LogStore.StoreLogs(es) })
+}
+
+// IsMonotonic implements raft.MonotonicLogStore: raft-wal
+// refuses an append that does not follow its last entry, so after a user
+// restore (and a follower's snapshot install) hashicorp/raft must empty the
+// log rather than leave a gap in it, and it asks the log store it was
+// given. Without this the timing wrapper hid raft-wal's answer and the
+// first entry after a restore failed ("non-monotonic log entries"), every
+// new leader stepping down on it.
+func (l timedLog) IsMonotonic() bool {
+	m, ok := l.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
 }

@@ -4,6 +4,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
 )
 
 // TestDiskSlowJudgement: the log's writes make the disk slow when most of
@@ -52,5 +55,26 @@ func TestDiskSlowJudgement(t *testing.T) {
 	off.judgeWrites(later.Add(time.Hour))
 	if off.slow.Load() {
 		t.Fatal("judged slow with the judgement off")
+	}
+}
+
+// TestTimedLogKeepsMonotonic: the timing wrapper must pass on raft-wal's
+// IsMonotonic, or hashicorp/raft leaves a gap in the log after a snapshot
+// install or a restore and the next append fails.
+func TestTimedLogKeepsMonotonic(t *testing.T) {
+	w, err := wal.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var store raft.LogStore = timedLog{LogStore: w, disk: &diskMonitor{inflight: []*atomic.Int64{new(atomic.Int64)}}}
+	cache, err := raft.NewLogCache(4, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []raft.LogStore{store, cache} {
+		if m, ok := s.(raft.MonotonicLogStore); !ok || !m.IsMonotonic() {
+			t.Errorf("%T: IsMonotonic not passed on", s)
+		}
 	}
 }

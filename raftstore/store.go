@@ -340,6 +340,8 @@ type Shard struct {
 	obs     *raft.Observer
 	peersMu sync.Mutex
 	failing map[string]time.Time // followers whose heartbeats fail -> last failure (while leading)
+
+	guard backupGuard // restores against the flusher's watermark (backup.go)
 }
 
 func (s *Store) openShard(id int, dir string) (*Shard, error) {
@@ -790,13 +792,19 @@ func (sh *Shard) PayWindow() time.Duration { return sh.cfg.PayWindow }
 func (sh *Shard) IsFlushLeader() bool { return sh.Ready() }
 
 // Unflushed implements orders.Source.
-func (sh *Shard) Unflushed(max int) []orders.Order { return sh.fsm.Unflushed(max) }
+func (sh *Shard) Unflushed(max int) []orders.Order {
+	sh.guard.noteRead()
+	return sh.fsm.Unflushed(max)
+}
 
 // MarkFlushed records the flushed watermark, an outbox Seq, through Raft.
 // It implements orders.Source.
+// It is refused if the shard was restored since the outbox was read.
 func (sh *Shard) MarkFlushed(upTo uint64) error {
-	_, err := sh.apply(&MarkFlushed{Stamp: sh.stamp(), UpTo: upTo}, 24)
-	return err
+	return sh.guard.markFlushed(func() error {
+		_, err := sh.apply(&MarkFlushed{Stamp: sh.stamp(), UpTo: upTo}, 24)
+		return err
+	})
 }
 
 // ShardStatus is a point-in-time view of a shard for the status endpoint.

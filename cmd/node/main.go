@@ -4,6 +4,7 @@
 //	node [flags]                 serve (see README.md for every flag)
 //	node status --addr URL       print the cluster status as a table
 //	node reconcile --addr URL    compare sales in Raft with the order store
+//	node snapshot save|restore   back up every shard to one file, restore it
 //	node tls ca|cert ...         make the cluster CA and node certificates
 //	node gossip-key [--out F]    make a gossip encryption key
 //	node version                 print the version
@@ -73,12 +74,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 const usage = `usage: node [flags]               run a node (node -h lists the flags)
        node status [flags]        the cluster as one node sees it (--json for the document)
        node reconcile [flags]     units sold in Raft against the order store
+       node snapshot save|restore|prune-store|info [flags]
+                                  back the cluster's state up to one file, restore it
        node tls ca|cert [flags]   make the cluster's CA and node certificates
        node gossip-key [flags]    make a gossip encryption key
        node version               the version
        node help                  this
 
-Every subcommand takes -h. status and reconcile find the node and its admin
+Every subcommand takes -h. status, reconcile and snapshot find the node and its admin
 token as the node does: SECKILL_HTTP_ADDR, SECKILL_ADMIN_TOKEN_FILE,
 SECKILL_DATA_DIR.
 `
@@ -96,6 +99,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 			return runStatus(ctx, args[1:], getenv, stdout, stderr)
 		case "reconcile":
 			return runReconcile(ctx, args[1:], getenv, stdout, stderr)
+		case "snapshot":
+			return runSnapshot(ctx, args[1:], getenv, stdout, stderr)
 		case "tls":
 			return runTLS(args[1:], stdout, stderr)
 		case "gossip-key":
