@@ -427,13 +427,20 @@ func (e *Engine) Order(ctx context.Context, id uint64) (orders.Order, bool, erro
 	// Confirmed on the leader a moment ago, but not yet applied here: read
 	// your own writes, whichever node you ask. (WaitApplied returns at once
 	// when the entry is applied: an older order is in the store.)
-	if sh.WaitApplied(ctx, orders.IndexOfID(id), orderCatchUpMax) {
+	caughtUp := sh.WaitApplied(ctx, orders.IndexOfID(id), orderCatchUpMax)
+	if caughtUp {
 		if o, stored, ok := sh.FSM().LookupOrder(id); ok {
 			return o, stored, nil
 		}
 	}
 	o, err := e.sink.Get(ctx, id)
 	if errors.Is(err, orders.ErrNotFound) {
+		if !caughtUp {
+			// The replica has not reached the entry that would have
+			// confirmed it (a leader just failed, say): "no such order"
+			// would be a guess, and a buyer told so would not pay.
+			return orders.Order{}, false, sale.ErrUnavailable
+		}
 		return orders.Order{}, false, sale.ErrOrderNotFound
 	}
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/flashstock/flashstock/orders"
 )
 
 // Invariant names the promise a problem breaks.
@@ -13,22 +15,49 @@ type Invariant string
 
 // The invariants Check holds a sale to.
 const (
-	// Oversell: more units confirmed or sold than the stock, units sold
-	// that no shopper was told about, or counters that do not add up
-	// (remaining != stock - sold, a stock that changed, an item that could
-	// not be read back, so that nothing shows it was not oversold).
+	// Oversell: more units held than the stock (with the restocks that may
+	// have been applied), units sold that no shopper was told about, or
+	// counters that do not add up (remaining != stock - sold, a stock that
+	// grew by more than the restocks sent, an item that could not be read
+	// back, so that nothing shows it was not oversold), or an order that
+	// ended paid after its buyer was told it had expired.
 	Oversell Invariant = "oversell"
 	// Lost: a confirmed order the server no longer has as confirmed: fewer
-	// units sold than confirmed, a request_id whose replay does not return
-	// its order, an order missing from the order store or stored, read back
-	// or echoed as another purchase.
+	// units sold than held, a request_id whose replay does not return its
+	// order, an order missing from the order store or stored, read back or
+	// echoed as another purchase; an acknowledged payment whose order did
+	// not end paid; an acknowledged restock missing from the stock.
 	Lost Invariant = "lost"
 	// Duplicate: one purchase with two orders, one order for two
 	// purchases, an order stored twice, more units stored than sold.
 	Duplicate Invariant = "duplicate"
-	// Limit: a user holding more units of an item than its per-user limit.
+	// Limit: a user holding more units of an item than its per-user limit
+	// (orders that came back, expired or cancelled, hold none).
 	Limit Invariant = "limit"
 )
+
+// PaymentOutcome is what the buyer of an order was told when paying it
+// (POST /v1/orders/{id}/pay).
+type PaymentOutcome uint8
+
+// The payment outcomes. The zero value is an order that was not paid, or
+// whose every payment attempt was refused before the sale decided it.
+const (
+	PaymentNone    PaymentOutcome = iota
+	PaymentPaid                   // 200: the payment was acknowledged
+	PaymentExpired                // 409 order_expired: too late, its units went back on sale
+	PaymentUnknown                // no decided answer (a timeout, a 5xx): it may have been paid
+)
+
+var paymentNames = [...]string{"none", "paid", "expired", "unknown"}
+
+// String returns the outcome's report name.
+func (p PaymentOutcome) String() string {
+	if int(p) < len(paymentNames) {
+		return paymentNames[p]
+	}
+	return "invalid"
+}
 
 // ConfirmedOrder is a purchase the server confirmed: what was asked, and
 // the order that came back.
@@ -38,7 +67,20 @@ type ConfirmedOrder struct {
 	RequestID string
 	Quantity  int64
 	Got       OrderView
+	// Final is the order's status read after the run, once no payment or
+	// expiry could change it any more; "" when it was not read: the order
+	// counts as held, as every order does in a sale without a payment
+	// window or cancellations. An order whose final status is expired or
+	// cancelled gave its units back: it holds none. The units given back
+	// are summed over History.Confirmed, so a history that sets Final must
+	// hold every confirmed order (not Truncated).
+	Final orders.Status
+	// Payment is what its buyer was told when paying it.
+	Payment PaymentOutcome
 }
+
+// returned reports whether the order is known to have given its units back.
+func (c ConfirmedOrder) returned() bool { return c.Final.Returned() }
 
 // Replay is a confirmed purchase sent again with the same request_id.
 type Replay struct {
@@ -70,6 +112,14 @@ type History struct {
 	UnknownQty map[string]int64
 	// UnknownPurchases is the number of such purchases.
 	UnknownPurchases int64
+	// RestockedQty counts, per item, the units of the restocks the server
+	// acknowledged during the run; RestockUnknownQty those of restocks
+	// whose outcome is unknown (a timeout, a broken connection, 503
+	// unknown_outcome), which may or may not have been applied. Restocks
+	// are positive deltas. Both nil: no restocks, and the stock must not
+	// change.
+	RestockedQty      map[string]int64
+	RestockUnknownQty map[string]int64
 	// Truncated is set when Confirmed stopped growing at its bound.
 	Truncated bool
 }
@@ -125,12 +175,18 @@ type ItemVerdict struct {
 	Sold         int64  `json:"sold"`
 	Remaining    int64  `json:"remaining"`
 	Status       string `json:"status"`
-	// Confirmed is the units the shoppers saw confirmed; Unknown the units
-	// whose outcome they never learnt. A correct server has
-	// Confirmed <= Sold-SoldBefore <= Confirmed+Unknown.
+	// Confirmed is the units the shoppers saw confirmed; Returned those of
+	// them whose orders gave them back (expired or cancelled); Unknown the
+	// units whose outcome they never learnt. A correct server has
+	// Confirmed-Returned <= Sold-SoldBefore <= Confirmed-Returned+Unknown.
 	Confirmed int64 `json:"confirmed_seen"`
+	Returned  int64 `json:"returned,omitempty"`
 	Unknown   int64 `json:"unknown"`
-	Pass      bool  `json:"pass"`
+	// Restocked is the units of acknowledged restocks, RestockUnknown those
+	// of restocks whose outcome is unknown.
+	Restocked      int64 `json:"restocked,omitempty"`
+	RestockUnknown int64 `json:"restock_unknown,omitempty"`
+	Pass           bool  `json:"pass"`
 }
 
 // Verdict is Check's answer.
@@ -210,15 +266,27 @@ type purchaseKey struct{ item, user, requestID string }
 
 // Check judges the evidence. It is a pure function: a harness gathers the
 // evidence, tests can feed it any history.
+//
+// Stock comes back in two ways, both judged here when the history says so
+// (zero values mean neither happened): restocks (History.RestockedQty,
+// RestockUnknownQty) and orders that gave their units back, expired or
+// cancelled (ConfirmedOrder.Final). The units an item holds for this run's
+// shoppers are then those of its confirmed orders that did not come back,
+// and every bound is on them: held <= stock before + restocks, held <=
+// sold after - before <= held + unknown purchases, the stock grown by the
+// acknowledged restocks and at most the unknown ones, and the per-user
+// limit on what each user still holds.
 func Check(ev Evidence) Verdict {
 	var f findings
 	var v Verdict
+	back := returnedUnits(ev.History.Confirmed)
 	for _, id := range ev.Items {
-		if iv, ok := checkItem(&f, id, ev); ok {
+		if iv, ok := checkItem(&f, id, ev, back[id]); ok {
 			v.Items = append(v.Items, iv)
 		}
 	}
 	byOrder, byRequest := checkOrders(&f, ev)
+	checkPayments(&f, byOrder)
 	checkReplays(&f, ev.History.Replays, len(ev.ReplayTargets) > 0)
 	if len(ev.ReplayTargets) > 0 {
 		checkEveryTarget(&f, ev, byRequest)
@@ -255,23 +323,75 @@ func Agreed(reads []ItemReads, id string) (ItemState, bool) {
 	return first[best], bestVotes > 0
 }
 
-// checkItem checks one item's counters on every read; ok is false if no
-// read has it.
-func checkItem(f *findings, id string, ev Evidence) (ItemVerdict, bool) {
+// returnedUnits sums, per item, the units of the confirmed orders that
+// gave them back (expired or cancelled), each order once.
+func returnedUnits(confirmed []ConfirmedOrder) map[string]int64 {
+	seen := make(map[string]bool)
+	out := make(map[string]int64)
+	for _, c := range confirmed {
+		if !c.returned() || seen[c.Got.OrderID] {
+			continue
+		}
+		seen[c.Got.OrderID] = true
+		out[c.ItemID] += c.Quantity
+	}
+	return out
+}
+
+// units is what the shoppers hold of one item from this run: seen units
+// confirmed, returned of them given back, unknown whose outcome they never
+// learnt; and the restocks sent, acknowledged or of unknown outcome.
+type units struct {
+	seen, returned, unknown   int64
+	restocked, restockUnknown int64
+}
+
+// held is the units of confirmed orders that did not come back.
+func (u units) held() int64 { return u.seen - u.returned }
+
+// heldText describes the held units: the confirmed ones, and how many came
+// back if any did.
+func (u units) heldText() string {
+	if u.returned == 0 {
+		return fmt.Sprint(u.seen)
+	}
+	return fmt.Sprintf("%d (held %d, %d came back)", u.seen, u.held(), u.returned)
+}
+
+// restockText describes the restocks, if any.
+func (u units) restockText() string {
+	if u.restocked == 0 && u.restockUnknown == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (restocks acknowledged %+d, unknown up to %+d)", u.restocked, u.restockUnknown)
+}
+
+// checkItem checks one item's counters on every read; returned is the
+// units of its confirmed orders that came back. ok is false if no read has
+// it.
+func checkItem(f *findings, id string, ev Evidence, returned int64) (ItemVerdict, bool) {
 	agreed, ok := Agreed(ev.After, id)
 	if !ok {
 		f.fail(Oversell, "item %s: not read back after the run%s", id, readErrors(ev.After, id))
 		return ItemVerdict{}, false
 	}
 	before, had := ev.Before[id]
-	seen, unknown := ev.History.ConfirmedQty[id], ev.History.UnknownQty[id]
-	stock := agreed.Stock
+	u := units{
+		seen: ev.History.ConfirmedQty[id], returned: returned, unknown: ev.History.UnknownQty[id],
+		restocked: ev.History.RestockedQty[id], restockUnknown: ev.History.RestockUnknownQty[id],
+	}
+	stock := agreed.Stock // the restocks applied included
 	if had {
-		stock = before.Stock
+		stock = before.Stock + u.restocked + u.restockUnknown
 	}
 	n := f.total()
-	if before.Sold+seen > stock {
-		f.fail(Oversell, "item %s oversold: %d units confirmed in this run + %d sold before > stock %d", id, seen, before.Sold, stock)
+	if before.Sold+u.held() > stock {
+		what := "confirmed"
+		if u.returned > 0 {
+			what = fmt.Sprintf("held (%d confirmed, %d came back)", u.seen, u.returned)
+		}
+		f.fail(Oversell, "item %s oversold: %d units %s in this run + %d sold before > stock %d%s",
+			id, u.held(), what, before.Sold, stock, u.restockText())
 	}
 	for _, r := range ev.After {
 		at := ""
@@ -283,16 +403,22 @@ func checkItem(f *findings, id string, ev Evidence) (ItemVerdict, bool) {
 			f.fail(Oversell, "%sitem %s unreadable: %s", at, id, r.Errs[id])
 			continue
 		}
-		checkCounters(f, at, id, ev.Before, after, seen, unknown)
+		checkCounters(f, at, id, ev.Before, after, u)
 	}
 	delta := agreed.Sold - before.Sold
-	if unknown > 0 && delta >= seen && delta <= seen+unknown {
-		f.note("item %s: %d of %d units with unknown outcome were sold", id, delta-seen, unknown)
+	if u.unknown > 0 && delta >= u.held() && delta <= u.held()+u.unknown {
+		f.note("item %s: %d of %d units with unknown outcome were sold", id, delta-u.held(), u.unknown)
+	}
+	if u.restockUnknown > 0 && had {
+		if grew := agreed.Stock - before.Stock; grew >= u.restocked && grew <= u.restocked+u.restockUnknown {
+			f.note("item %s: %d of %d restocked units with unknown outcome were added", id, grew-u.restocked, u.restockUnknown)
+		}
 	}
 	return ItemVerdict{
 		ID: id, Stock: agreed.Stock, PerUserLimit: agreed.PerUserLimit,
 		SoldBefore: before.Sold, Sold: agreed.Sold, Remaining: agreed.Remaining, Status: agreed.Status,
-		Confirmed: seen, Unknown: unknown, Pass: f.total() == n,
+		Confirmed: u.seen, Returned: u.returned, Unknown: u.unknown,
+		Restocked: u.restocked, RestockUnknown: u.restockUnknown, Pass: f.total() == n,
 	}, true
 }
 
@@ -311,8 +437,8 @@ func readErrors(reads []ItemReads, id string) string {
 }
 
 // checkCounters checks one read of one item against itself, its state
-// before the load and what the shoppers saw; at names the target.
-func checkCounters(f *findings, at, id string, before map[string]ItemState, after ItemState, seen, unknown int64) {
+// before the load and what the shoppers saw (u); at names the target.
+func checkCounters(f *findings, at, id string, before map[string]ItemState, after ItemState, u units) {
 	b, had := before[id]
 	delta := after.Sold - b.Sold
 	if after.Sold > after.Stock || after.Remaining < 0 {
@@ -321,16 +447,22 @@ func checkCounters(f *findings, at, id string, before map[string]ItemState, afte
 	if after.Remaining != after.Stock-after.Sold {
 		f.fail(Oversell, "%sitem %s: remaining %d != stock %d - sold %d", at, id, after.Remaining, after.Stock, after.Sold)
 	}
-	if had && b.Stock != after.Stock {
-		f.fail(Oversell, "%sitem %s: stock changed during the run from %d to %d", at, id, b.Stock, after.Stock)
+	if grew := after.Stock - b.Stock; had && (grew < u.restocked || grew > u.restocked+u.restockUnknown) {
+		// An acknowledged restock missing from the stock is a lost write;
+		// any other change is stock nobody sent.
+		kind, why := Oversell, ""
+		if grew < u.restocked && u.restocked > 0 {
+			kind, why = Lost, ": acknowledged restocks lost"
+		}
+		f.fail(kind, "%sitem %s: stock changed during the run from %d to %d%s%s", at, id, b.Stock, after.Stock, u.restockText(), why)
 	}
-	if delta < seen {
-		f.fail(Lost, "%sitem %s: server sold %d units in this run but confirmed %d to the shoppers (confirmed orders lost)",
-			at, id, delta, seen)
+	if delta < u.held() {
+		f.fail(Lost, "%sitem %s: server sold %d units in this run but confirmed %s to the shoppers (confirmed orders lost)",
+			at, id, delta, u.heldText())
 	}
-	if delta > seen+unknown {
-		f.fail(Oversell, "%sitem %s: server sold %d units in this run, the shoppers saw %d confirmed and %d unknown (%d sold without a confirmation)",
-			at, id, delta, seen, unknown, delta-seen-unknown)
+	if delta > u.held()+u.unknown {
+		f.fail(Oversell, "%sitem %s: server sold %d units in this run, the shoppers saw %s confirmed and %d unknown (%d sold without a confirmation)",
+			at, id, delta, u.heldText(), u.unknown, delta-u.held()-u.unknown)
 	}
 }
 
@@ -362,7 +494,9 @@ func checkOrders(f *findings, ev Evidence) (map[string]ConfirmedOrder, map[purch
 			continue
 		}
 		byOrder[id] = c
-		userUnits[userKey{c.ItemID, c.UserID}] += c.Quantity
+		if !c.returned() {
+			userUnits[userKey{c.ItemID, c.UserID}] += c.Quantity
+		}
 	}
 	users := make([]userKey, 0, len(userUnits))
 	for k := range userUnits {
@@ -392,6 +526,36 @@ func perUserLimit(ev Evidence, item string) int64 {
 	return a.PerUserLimit
 }
 
+// checkPayments holds the payments to the orders' final statuses: an
+// acknowledged payment must leave its order paid, never expired or
+// cancelled (the payment was lost), and an order whose buyer was told it
+// had expired must not end paid (its units were back on sale).
+func checkPayments(f *findings, byOrder map[string]ConfirmedOrder) {
+	ids := make([]string, 0, len(byOrder))
+	for id, c := range byOrder {
+		if c.Payment == PaymentPaid || c.Payment == PaymentExpired {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	unread := 0
+	for _, id := range ids {
+		c := byOrder[id]
+		switch {
+		case c.Final == "":
+			unread++
+		case c.Payment == PaymentPaid && c.Final != orders.StatusPaid:
+			f.fail(Lost, "order %s (item %s, user %s): payment acknowledged, but the order ended %s", id, c.ItemID, c.UserID, c.Final)
+		case c.Payment == PaymentExpired && c.Final == orders.StatusPaid:
+			f.fail(Oversell, "order %s (item %s, user %s): payment answered order_expired (its units back on sale), but the order ended paid",
+				id, c.ItemID, c.UserID)
+		}
+	}
+	if unread > 0 {
+		f.note("%d orders with a decided payment have no final status: their payments are not judged", unread)
+	}
+}
+
 // checkEcho checks that a confirmation describes the purchase that was made.
 func checkEcho(f *findings, c ConfirmedOrder) {
 	if c.Got.OrderID == "" {
@@ -416,10 +580,30 @@ func orderDiff(c ConfirmedOrder, got OrderView) string {
 		return fmt.Sprintf("for request_id %q, sent %q", got.RequestID, c.RequestID)
 	case got.Quantity != 0 && got.Quantity != c.Quantity:
 		return fmt.Sprintf("with quantity %d, bought %d", got.Quantity, c.Quantity)
-	case got.Status != "" && got.Status != "confirmed" && got.Status != "paid":
+	case got.Status != "" && !statusFits(orders.Status(got.Status), c.Final):
+		if c.Final != "" {
+			return fmt.Sprintf("with status %q, final status %q", got.Status, c.Final)
+		}
 		return fmt.Sprintf("with status %q", got.Status)
 	}
 	return ""
+}
+
+// statusFits reports whether an order read in status got may be the order
+// whose final status is final ("" not known): statuses only move forward,
+// from confirmed to paid, expired or cancelled. Without a final status
+// only confirmed and paid fit: an order that gave its units back must be
+// known to have.
+func statusFits(got, final orders.Status) bool {
+	switch got {
+	case orders.StatusConfirmed:
+		return true
+	case orders.StatusPaid:
+		return final == "" || final == orders.StatusPaid
+	case orders.StatusExpired, orders.StatusCancelled:
+		return final == got
+	}
+	return false
 }
 
 // checkReplays checks that a replay answered with an order carries the
@@ -632,6 +816,11 @@ func checkStoredRows(f *findings, c ConfirmedOrder, rows []StoredOrder) {
 			(r.RequestID != "" && c.RequestID != "" && r.RequestID != c.RequestID) {
 			f.fail(Lost, "order %s stored as item %s user %s request %q quantity %d, bought item %s user %s request %q quantity %d",
 				id, r.ItemID, r.UserID, r.RequestID, r.Quantity, c.ItemID, c.UserID, c.RequestID, c.Quantity)
+		}
+		// The store must end with the order's final status: a payment,
+		// expiry or cancel that never reached it is lost there.
+		if c.Final != "" && r.Status != "" && r.Status != string(c.Final) {
+			f.fail(Lost, "order %s is %s in the order store, %s in the sale", id, r.Status, c.Final)
 		}
 	default:
 		f.fail(Duplicate, "order %s is stored %d times", id, len(rows))

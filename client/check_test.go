@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flashstock/flashstock/orders"
 )
 
 // cleanEvidence is a correct history as the load generator gathers it: item
@@ -370,6 +372,182 @@ func TestCheckEveryTarget(t *testing.T) {
 	}
 }
 
+// restock records restocks of item in the history, acknowledged and of
+// unknown outcome, and applies the given units to every node's view.
+func restock(ev *Evidence, item string, acked, unknown, applied int64) {
+	if ev.History.RestockedQty == nil {
+		ev.History.RestockedQty, ev.History.RestockUnknownQty = map[string]int64{}, map[string]int64{}
+	}
+	ev.History.RestockedQty[item] += acked
+	ev.History.RestockUnknownQty[item] += unknown
+	for _, r := range ev.After {
+		it := r.Items[item]
+		it.Stock += applied
+		it.Remaining += applied
+		r.Items[item] = it
+	}
+}
+
+// settle gives order id its final status; an expired or cancelled order's
+// units go back to every node's view.
+func settle(ev *Evidence, id string, final orders.Status, paid PaymentOutcome) {
+	for i := range ev.History.Confirmed {
+		c := &ev.History.Confirmed[i]
+		if c.Got.OrderID != id {
+			continue
+		}
+		c.Final, c.Payment = final, paid
+		if !final.Returned() {
+			return
+		}
+		for _, r := range ev.After {
+			it := r.Items[c.ItemID]
+			it.Sold -= c.Quantity
+			it.Remaining += c.Quantity
+			r.Items[c.ItemID] = it
+		}
+		return
+	}
+}
+
+// TestCheckStockComesBack holds a sale with restocks, a payment window and
+// cancellations to the invariants on the units still held: each rule has a
+// history that keeps it and one that breaks it.
+func TestCheckStockComesBack(t *testing.T) {
+	tests := []struct {
+		name  string
+		spoil func(ev *Evidence)
+		want  string // "" for PASS
+		kind  Invariant
+	}{
+		// Oversell: held <= stock before + acknowledged + unknown restocks.
+		{"restocked units sold", func(ev *Evidence) {
+			restock(ev, "lim", 2, 0, 2)
+			buy(ev, "lim", "b", "x1", 2, "2001")
+			buy(ev, "lim", "c", "x2", 2, "2002")
+		}, "", ""},
+		{"units of an unknown restock that applied, sold", func(ev *Evidence) {
+			restock(ev, "lim", 0, 2, 2)
+			buy(ev, "lim", "b", "x1", 2, "2001")
+			buy(ev, "lim", "c", "x2", 2, "2002")
+		}, "", ""},
+		{"held beyond stock and restocks", func(ev *Evidence) {
+			restock(ev, "lim", 1, 0, 1)
+			buy(ev, "lim", "b", "x1", 2, "2001")
+			buy(ev, "lim", "c", "x2", 2, "2002")
+		}, "6 units confirmed in this run + 0 sold before > stock 5 (restocks acknowledged +1, unknown up to +0)", Oversell},
+		{"expired units sold again", func(ev *Evidence) {
+			settle(ev, "1003", orders.StatusExpired, PaymentNone)
+			buy(ev, "lim", "b", "x1", 2, "2001")
+			buy(ev, "lim", "c", "x2", 2, "2002")
+		}, "", ""},
+		{"held beyond stock, some came back", func(ev *Evidence) {
+			buy(ev, "lim", "b", "x1", 2, "2001")
+			settle(ev, "1003", orders.StatusExpired, PaymentNone)
+			buy(ev, "lim", "c", "x2", 2, "2002")
+			buy(ev, "lim", "d", "x3", 1, "2003")
+		}, "5 units held (7 confirmed, 2 came back) in this run + 0 sold before > stock 4", Oversell},
+		// Lost and oversell: held <= sold after - before <= held + unknown.
+		{"sold counts what came back as sold", func(ev *Evidence) {
+			settle(ev, "1001", orders.StatusCancelled, PaymentNone)
+			for _, r := range ev.After { // the units never returned
+				it := r.Items["hot"]
+				it.Sold, it.Remaining = 2, 98
+				r.Items["hot"] = it
+			}
+		}, "server sold 2 units in this run, the shoppers saw 2 (held 0, 2 came back) confirmed and 0 unknown (2 sold without a confirmation)", Oversell},
+		{"held order missing from sold", func(ev *Evidence) {
+			buy(ev, "hot", "u2", "r2", 1, "1002")
+			settle(ev, "1001", orders.StatusExpired, PaymentNone)
+			settle(ev, "1002", orders.StatusPaid, PaymentPaid)
+			for _, r := range ev.After { // 1002 returned as well
+				it := r.Items["hot"]
+				it.Sold, it.Remaining = 0, 100
+				r.Items["hot"] = it
+			}
+		}, "server sold 0 units in this run but confirmed 3 (held 1, 2 came back) to the shoppers", Lost},
+		// The stock grows by the acknowledged restocks, and at most the
+		// unknown ones.
+		{"unknown restock not applied", func(ev *Evidence) { restock(ev, "hot", 10, 5, 10) }, "", ""},
+		{"unknown restock applied", func(ev *Evidence) { restock(ev, "hot", 10, 5, 15) }, "", ""},
+		{"acknowledged restock missing", func(ev *Evidence) { restock(ev, "hot", 10, 5, 9) },
+			"stock changed during the run from 100 to 109 (restocks acknowledged +10, unknown up to +5): acknowledged restocks lost", Lost},
+		{"stock grew beyond the restocks", func(ev *Evidence) { restock(ev, "hot", 10, 5, 16) },
+			"stock changed during the run from 100 to 116 (restocks acknowledged +10, unknown up to +5)", Oversell},
+		// An acknowledged payment ends paid.
+		{"paid order ends paid", func(ev *Evidence) { settle(ev, "1001", orders.StatusPaid, PaymentPaid) }, "", ""},
+		{"unknown payment, order expired", func(ev *Evidence) { settle(ev, "1001", orders.StatusExpired, PaymentUnknown) }, "", ""},
+		{"payment too late, order expired", func(ev *Evidence) { settle(ev, "1001", orders.StatusExpired, PaymentExpired) }, "", ""},
+		{"paid order final status not read", func(ev *Evidence) { settle(ev, "1001", "", PaymentPaid) }, "", ""},
+		{"paid order ends expired", func(ev *Evidence) { settle(ev, "1001", orders.StatusExpired, PaymentPaid) },
+			"order 1001 (item hot, user u1): payment acknowledged, but the order ended expired", Lost},
+		{"paid order ends cancelled", func(ev *Evidence) { settle(ev, "1003", orders.StatusCancelled, PaymentPaid) },
+			"order 1003 (item lim, user a): payment acknowledged, but the order ended cancelled", Lost},
+		{"paid order left unpaid", func(ev *Evidence) { settle(ev, "1001", orders.StatusConfirmed, PaymentPaid) },
+			"payment acknowledged, but the order ended confirmed", Lost},
+		{"told expired, ends paid", func(ev *Evidence) { settle(ev, "1001", orders.StatusPaid, PaymentExpired) },
+			"order 1001 (item hot, user u1): payment answered order_expired (its units back on sale), but the order ended paid", Oversell},
+		// The per-user limit counts the units still held.
+		{"user buys again after an expiry", func(ev *Evidence) {
+			settle(ev, "1003", orders.StatusExpired, PaymentNone)
+			buy(ev, "lim", "a", "r6", 2, "1006")
+		}, "", ""},
+		{"user over the limit on held units", func(ev *Evidence) {
+			settle(ev, "1003", orders.StatusPaid, PaymentPaid)
+			buy(ev, "lim", "a", "r6", 2, "1006")
+		}, "user a holds 4 units of item lim, limit 2", Limit},
+		// A lookup may show the final status, and only that one.
+		{"lookup shows the expiry", func(ev *Evidence) {
+			settle(ev, "1001", orders.StatusExpired, PaymentNone)
+			ev.Lookups = []OrderLookup{{OrderID: "1001", Found: true, Got: OrderView{OrderID: "1001", Status: "expired"}}}
+		}, "", ""},
+		{"lookup shows an expiry nobody read", func(ev *Evidence) {
+			ev.Lookups = []OrderLookup{{OrderID: "1001", Found: true, Got: OrderView{OrderID: "1001", Status: "expired"}}}
+		}, `order 1001 read back with status "expired"`, Lost},
+		{"lookup contradicts the final status", func(ev *Evidence) {
+			settle(ev, "1001", orders.StatusPaid, PaymentPaid)
+			ev.Lookups = []OrderLookup{{OrderID: "1001", Found: true, Got: OrderView{OrderID: "1001", Status: "expired"}}}
+		}, `with status "expired", final status "paid"`, Lost},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := suiteEvidence()
+			tt.spoil(&ev)
+			ev.Store = storeOf(ev)
+			v := Check(ev)
+			if tt.want == "" {
+				if !v.Pass || len(v.Violations) != 0 {
+					t.Fatalf("Check() = FAIL %q (%v); want PASS", v.Problems, v.Violations)
+				}
+				return
+			}
+			if v.Pass || v.Violations[tt.kind] == 0 || !strings.Contains(strings.Join(v.Problems, "\n"), tt.want) {
+				t.Fatalf("Check() pass %v, violations %v, problems %q; want %s mentioning %q", v.Pass, v.Violations, v.Problems, tt.kind, tt.want)
+			}
+		})
+	}
+}
+
+// TestCheckStockComesBackReport: the verdict counts what came back.
+func TestCheckStockComesBackReport(t *testing.T) {
+	ev := suiteEvidence()
+	restock(&ev, "lim", 2, 3, 4)
+	settle(&ev, "1003", orders.StatusExpired, PaymentExpired)
+	buy(&ev, "lim", "b", "x1", 2, "2001")
+	ev.Store = storeOf(ev)
+	v := Check(ev)
+	if !v.Pass {
+		t.Fatalf("Check() = FAIL %q; want PASS", v.Problems)
+	}
+	lim := v.Items[1]
+	if lim.ID != "lim" || lim.Confirmed != 4 || lim.Returned != 2 || lim.Restocked != 2 || lim.RestockUnknown != 3 || lim.Sold != 2 || lim.Stock != 8 {
+		t.Errorf("Items[lim] = %+v; want confirmed 4, returned 2, restocked 2 and 3 unknown, sold 2, stock 8", lim)
+	}
+	if notes := strings.Join(v.Notes, "\n"); !strings.Contains(notes, "item lim: 2 of 3 restocked units with unknown outcome were added") {
+		t.Errorf("Notes = %q; want the unknown restock that applied", v.Notes)
+	}
+}
+
 func TestAgreed(t *testing.T) {
 	reads := []ItemReads{
 		{Target: "n0", Items: map[string]ItemState{"lim": {Sold: 3}}, Errs: map[string]string{"hot": "HTTP 503 unavailable"}},
@@ -432,5 +610,49 @@ func TestReadStore(t *testing.T) {
 	got = ReadStore(short2, &slowStore{err: errors.New("dial tcp: refused")}, []string{"1"}, nil, time.Millisecond)
 	if got.Err != "dial tcp: refused" {
 		t.Errorf("ReadStore(unreadable) = %+v; want Err from the store", got)
+	}
+}
+
+// TestCheckStoredStatus: an order whose final status the history knows
+// must end in the store with it: a payment, expiry or cancel that never
+// reached the store is lost there. A store that does not say, or an order
+// whose final status was not read, is not judged.
+func TestCheckStoredStatus(t *testing.T) {
+	for _, tt := range []struct {
+		name, final, stored, want string
+	}{
+		{"paid in both", "paid", "paid", ""},
+		{"payment never stored", "paid", "confirmed", "order 102 is confirmed in the order store, paid in the sale"},
+		{"expiry never stored", "expired", "confirmed", "order 102 is confirmed in the order store, expired in the sale"},
+		{"store does not say", "paid", "", ""},
+		{"final not read", "", "confirmed", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := cleanEvidence()
+			for i := range ev.History.Confirmed {
+				if ev.History.Confirmed[i].Got.OrderID == "102" {
+					ev.History.Confirmed[i].Final = orders.Status(tt.final)
+				}
+			}
+			ev.Store = storeOf(ev)
+			ev.Store.Orders["102"][0].Status = tt.stored
+			if tt.final == "expired" { // its unit came back everywhere
+				for _, r := range ev.After {
+					for id, it := range r.Items {
+						if id == ev.Store.Orders["102"][0].ItemID {
+							it.Sold--
+							it.Remaining++
+							r.Items[id] = it
+						}
+					}
+				}
+				ev.Store.SoldUnits[ev.Store.Orders["102"][0].ItemID]--
+			}
+			v := Check(ev)
+			got := strings.Join(v.Problems, "\n")
+			if (tt.want == "") != v.Pass || !strings.Contains(got, tt.want) || (tt.want != "" && v.Violations[Lost] == 0) {
+				t.Errorf("Check() pass %v, problems %q; want %q", v.Pass, v.Problems, tt.want)
+			}
+		})
 	}
 }

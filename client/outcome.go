@@ -74,6 +74,8 @@ var byAPICode = map[string]Outcome{
 	"overloaded":      OutcomeOverloaded,
 	"unavailable":     OutcomeUnavailable,
 	"unknown_outcome": OutcomeUnknown,
+	// A command no server of the shard can apply yet: refused before Raft.
+	"upgrade_in_progress": OutcomeUnavailable,
 }
 
 // tableCode is a (status, API code) pair of sale's error table.

@@ -15,6 +15,7 @@ type StoredOrder struct {
 	UserID    string
 	RequestID string // "" when the store does not say
 	Quantity  int64
+	Status    string // "" when the store does not say
 }
 
 // OrderStore reads the order store behind the cluster (the sharded MySQL

@@ -1,12 +1,14 @@
 package faults
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"sort"
 	"time"
 
 	"github.com/flashstock/flashstock/client"
+	"github.com/flashstock/flashstock/orders"
 )
 
 // detailsMax bounds the anomaly lines kept per scenario.
@@ -83,6 +85,33 @@ type Final struct {
 	RunStartMs, RunEndMs float64
 	// HotItem is the item whose confirmations measure availability.
 	HotItem string
+	// PayWindow is the nodes' --payment-window; 0: none, orders are final
+	// when confirmed.
+	PayWindow time.Duration
+}
+
+// RestockTally counts the restocks of a scenario: those sent; acknowledged
+// (OK), of unknown outcome, definitely not applied (Failed: refused, or
+// shed on every attempt); and their units per item.
+type RestockTally struct {
+	Sent         int              `json:"sent"`
+	OK           int              `json:"ok"`
+	Unknown      int              `json:"unknown"`
+	Failed       int              `json:"failed"`
+	Units        map[string]int64 `json:"units,omitempty"`         // acknowledged
+	UnknownUnits map[string]int64 `json:"unknown_units,omitempty"` // of unknown outcome
+}
+
+// PaymentTally counts the orders the shoppers paid, by what they were
+// told: paid, order_expired (too late), unknown (no decided answer), or
+// not paid otherwise (Other: every attempt shed, or a refusal other than
+// order_expired, an anomaly).
+type PaymentTally struct {
+	Orders  int `json:"orders"`
+	Paid    int `json:"paid"`
+	Expired int `json:"expired"`
+	Unknown int `json:"unknown"`
+	Other   int `json:"other,omitempty"`
 }
 
 // Result is the checked outcome of one scenario.
@@ -104,6 +133,19 @@ type Result struct {
 	// Units confirmed and units sold (as most nodes report), per item.
 	Units map[string]int64 `json:"units"`
 	Sold  map[string]int64 `json:"sold"`
+	// Stock that came back. PayWindow is the nodes' payment window (0:
+	// none); Restocks and Payments count what the admin and the shoppers
+	// sent; Returned is, per item, the units of confirmed orders that gave
+	// them back (expired or cancelled); Resold is, per item, the units of
+	// those sold again, at least: the units confirmed beyond the final
+	// stock. Unexpired counts the orders still confirmed, neither paid nor
+	// expired, when read after their payment window (an anomaly).
+	PayWindow time.Duration    `json:"pay_window,omitempty"`
+	Restocks  RestockTally     `json:"restocks"`
+	Payments  PaymentTally     `json:"payments"`
+	Returned  map[string]int64 `json:"returned_units,omitempty"`
+	Resold    map[string]int64 `json:"resold_units,omitempty"`
+	Unexpired int              `json:"unexpired,omitempty"`
 	// Violations per invariant (client.Check's).
 	Oversell  int `json:"oversell"`
 	Lost      int `json:"lost"`
@@ -137,12 +179,17 @@ func (r *Result) anomaly(format string, args ...any) {
 	}
 }
 
+// purchasePhase reports whether the events of a phase are purchase
+// attempts that may decide a purchase: the sale's and the settling's.
+// Lookups (verify), payments, final reads, restocks and faults are not.
+func purchasePhase(phase string) bool { return phase == PhaseRun || phase == PhaseSettle }
+
 // Summarize groups a history's purchase attempts by request ID. Lookups
 // (the verify phase) do not change a purchase's outcome.
 func Summarize(events []Event) map[string]*Op {
 	ops := map[string]*Op{}
 	for _, e := range events {
-		if e.Phase == PhaseNemesis || e.Phase == PhaseVerify || e.RequestID == "" {
+		if !purchasePhase(e.Phase) || e.RequestID == "" {
 			continue
 		}
 		op := ops[e.RequestID]
@@ -192,9 +239,84 @@ func sortedOps(ops map[string]*Op) []*Op {
 	return out
 }
 
+// restocks tallies the restock events by restock (RequestID): one
+// acknowledged attempt makes it OK; else an unknown one makes it unknown
+// (it is never sent again); else it was not applied.
+func restocks(events []Event) RestockTally {
+	type restock struct {
+		item   string
+		delta  int64
+		answer tally
+	}
+	byID := map[string]*restock{}
+	var ids []string
+	for _, e := range events {
+		if e.Phase != PhaseRestock {
+			continue
+		}
+		r := byID[e.RequestID]
+		if r == nil {
+			r = &restock{item: e.Item, delta: e.Delta}
+			byID[e.RequestID] = r
+			ids = append(ids, e.RequestID)
+		}
+		r.answer.add(e.Outcome)
+	}
+	t := RestockTally{Units: map[string]int64{}, UnknownUnits: map[string]int64{}}
+	for _, id := range ids {
+		r := byID[id]
+		t.Sent++
+		switch {
+		case r.answer.ok > 0:
+			t.OK++
+			t.Units[r.item] += r.delta
+		case r.answer.info > 0:
+			t.Unknown++
+			t.UnknownUnits[r.item] += r.delta
+		default:
+			t.Failed++
+		}
+	}
+	return t
+}
+
+// payments returns what each paid order's buyer was told, by order ID: an
+// acknowledged attempt makes it paid; else order_expired makes it expired;
+// else an unknown attempt makes it unknown; else (shed or refused
+// otherwise) it was not paid.
+func payments(events []Event) map[string]client.PaymentOutcome {
+	answers := map[string]*tally{}
+	expired := map[string]bool{}
+	for _, e := range events {
+		if e.Phase != PhasePay {
+			continue
+		}
+		if answers[e.OrderID] == nil {
+			answers[e.OrderID] = &tally{}
+		}
+		answers[e.OrderID].add(e.Outcome)
+		expired[e.OrderID] = expired[e.OrderID] || e.Code == "order_expired"
+	}
+	out := make(map[string]client.PaymentOutcome, len(answers))
+	for id, t := range answers {
+		switch {
+		case t.ok > 0:
+			out[id] = client.PaymentPaid
+		case expired[id]:
+			out[id] = client.PaymentExpired
+		case t.info > 0:
+			out[id] = client.PaymentUnknown
+		default:
+			out[id] = client.PaymentNone
+		}
+	}
+	return out
+}
+
 // evidence turns a scenario's history and final state into what
 // client.Check judges: every confirmed purchase must be returned by its
-// request ID on every node.
+// request ID on every node; with a payment window, each confirmed order
+// carries its final status and what its buyer was told when paying it.
 func evidence(ops []*Op, events []Event, f Final) client.Evidence {
 	ev := client.Evidence{
 		History:       client.History{ConfirmedQty: map[string]int64{}, UnknownQty: map[string]int64{}},
@@ -203,6 +325,9 @@ func evidence(ops []*Op, events []Event, f Final) client.Evidence {
 		ReplayTargets: make([]string, nodes),
 		Store:         f.Store,
 	}
+	rs := restocks(events)
+	ev.History.RestockedQty, ev.History.RestockUnknownQty = rs.Units, rs.UnknownUnits
+	finals, paid := finalStatuses(events), payments(events)
 	for _, it := range f.Items {
 		ev.Items = append(ev.Items, it.ID)
 		ev.Before[it.ID] = client.ItemState{ID: it.ID, Stock: it.Stock, Remaining: it.Stock, PerUserLimit: int64(it.Limit)}
@@ -219,7 +344,7 @@ func evidence(ops []*Op, events []Event, f Final) client.Evidence {
 			for _, o := range op.Orders {
 				ev.History.Confirmed = append(ev.History.Confirmed, client.ConfirmedOrder{
 					ItemID: op.Item, UserID: op.User, RequestID: op.RequestID, Quantity: int64(op.Quantity),
-					Got: client.OrderView{OrderID: o},
+					Got: client.OrderView{OrderID: o}, Final: orders.Status(finals[o].status), Payment: paid[o],
 				})
 			}
 		case OutcomeInfo:
@@ -267,8 +392,103 @@ func Evaluate(fault string, events []Event, f Final) Result {
 	for _, it := range v.Items {
 		r.Sold[it.ID] = it.Sold
 	}
+	stockBack(&r, ev, v, events, f)
 	availability(&r, events, f)
 	return r
+}
+
+// stockBack counts the stock that came back: restocks, payments, the units
+// of orders that expired and how many were sold again. With a payment
+// window, an order whose final status was never read, or read still
+// confirmed past its deadline, or read in two final statuses, is an
+// anomaly; so is a lookup, after the final reads, that shows another final
+// status than they did, and a payment whose answer the clock contradicts
+// (payWindowAnomalies).
+func stockBack(r *Result, ev client.Evidence, v client.Verdict, events []Event, f Final) {
+	r.PayWindow = f.PayWindow
+	r.Restocks = restocks(events)
+	for _, p := range payments(events) {
+		r.Payments.Orders++
+		switch p {
+		case client.PaymentPaid:
+			r.Payments.Paid++
+		case client.PaymentExpired:
+			r.Payments.Expired++
+		case client.PaymentUnknown:
+			r.Payments.Unknown++
+		default:
+			r.Payments.Other++
+		}
+	}
+	r.Returned, r.Resold = map[string]int64{}, map[string]int64{}
+	for _, it := range v.Items {
+		if it.Returned > 0 {
+			r.Returned[it.ID] = it.Returned
+		}
+		if n := it.Confirmed - it.Stock; it.Returned > 0 && n > 0 {
+			r.Resold[it.ID] = n
+		}
+	}
+	if f.PayWindow <= 0 {
+		return
+	}
+	finals := finalStatuses(events)
+	unread := 0
+	for _, c := range ev.History.Confirmed {
+		fr := finals[c.Got.OrderID]
+		switch {
+		case fr.status == "":
+			unread++
+		case fr.status == string(orders.StatusConfirmed):
+			r.Unexpired++
+		}
+		if fr.conflict != "" {
+			r.anomaly("order %s read %s and %s after its payment window", c.Got.OrderID, fr.status, fr.conflict)
+		}
+	}
+	if unread > 0 {
+		r.anomaly("%d confirmed orders' final status could not be read: they count as held", unread)
+	}
+	if r.Unexpired > 0 {
+		r.anomaly("%d confirmed orders were neither paid nor expired %v past their payment window", r.Unexpired, finalMargin)
+	}
+	for _, e := range events {
+		if fr := finals[e.OrderID]; e.Phase == PhaseVerify && e.Outcome == OutcomeOK && settledStatus(e.OrderStatus) &&
+			settledStatus(fr.status) && e.OrderStatus != fr.status {
+			r.anomaly("verify %s on n%d: order %s %s, read %s after its window", e.RequestID, e.Node, e.OrderID, e.OrderStatus, fr.status)
+		}
+	}
+	payWindowAnomalies(r, events, f.PayWindow)
+}
+
+// payWindowAnomalies notes payments whose answer the suite's clock
+// contradicts (the nodes share it): order_expired although the payment was
+// answered before the window could have closed (counted from the start of
+// the purchase, before the leader stamped it), or paid although it was sent
+// after the window had closed for sure (counted from the confirmation).
+func payWindowAnomalies(r *Result, events []Event, window time.Duration) {
+	type span struct{ start, end float64 }
+	confirmed := map[string]span{}
+	for _, e := range events {
+		if purchasePhase(e.Phase) && e.Outcome == OutcomeOK {
+			if _, ok := confirmed[e.OrderID]; !ok {
+				confirmed[e.OrderID] = span{e.StartMs, e.EndMs}
+			}
+		}
+	}
+	windowMs := float64(window) / float64(time.Millisecond)
+	for _, e := range events {
+		c, ok := confirmed[e.OrderID]
+		switch {
+		case e.Phase != PhasePay || !ok:
+		case e.Code == "order_expired" && e.EndMs-c.start < windowMs:
+			r.anomaly("pay %s attempt %d on n%d: order_expired %v after the purchase was sent (window %v)",
+				e.OrderID, e.Attempt, e.Node, msDuration(e.EndMs-c.start).Round(time.Millisecond), window)
+		case e.Outcome == OutcomeOK && e.Attempt == 1 && e.StartMs-c.end > windowMs:
+			r.anomaly("pay %s on n%d: paid, sent %v after the confirmation (window %v)",
+				e.OrderID, e.Node, msDuration(e.StartMs-c.end).Round(time.Millisecond), window)
+		}
+	}
 }
 
 // count tallies the purchases' outcomes; a purchase left unknown after the
@@ -296,24 +516,34 @@ func (r *Result) count(ops []*Op) {
 }
 
 // anomalies notes answers a correct cluster under these faults does not
-// give: a 5xx other than 503, a refusal other than sold out or the limit,
-// and any refusal of a hot purchase (every one has a user of its own, within
-// the limit: a refusal means a retry did not find its own earlier order).
+// give: a 5xx other than 503, a refusal other than sold out or the limit
+// (order_expired for a payment), any refusal of a hot purchase (every one
+// has a user of its own, within the limit: a refusal means a retry did not
+// find its own earlier order), and any refusal of a restock or of a final
+// read.
 func anomalies(r *Result, events []Event, hot string) {
 	for _, e := range events {
 		switch {
 		case e.Phase == PhaseNemesis:
 		case e.Status >= 500 && e.Status != 503,
-			e.Outcome == OutcomeFail && !expectedCode(e.Code):
-			r.anomaly("%s %s attempt %d on n%d: %d %s", e.Phase, e.RequestID, e.Attempt, e.Node, e.Status, e.Code)
-		case e.Outcome == OutcomeFail && e.Item == hot:
+			e.Outcome == OutcomeFail && !expectedCode(e.Phase, e.Code):
+			r.anomaly("%s %s attempt %d on n%d: %d %s", e.Phase, cmp.Or(e.OrderID, e.RequestID), e.Attempt, e.Node, e.Status, e.Code)
+		case e.Outcome == OutcomeFail && e.Item == hot && purchasePhase(e.Phase):
 			r.anomaly("%s %s (hot, a user of its own) attempt %d on n%d: %d %s", e.Phase, e.RequestID, e.Attempt, e.Node, e.Status, e.Code)
 		}
 	}
 }
 
-// expectedCode reports whether a refusal is one a sale produces.
-func expectedCode(code string) bool { return code == "sold_out" || code == "limit_exceeded" }
+// expectedCode reports whether a refusal is one a sale produces in phase.
+func expectedCode(phase, code string) bool {
+	switch phase {
+	case PhasePay:
+		return code == "order_expired"
+	case PhaseRestock, PhaseFinal:
+		return false
+	}
+	return code == "sold_out" || code == "limit_exceeded"
+}
 
 // availability measures the hot item's confirmations around the faults; no
 // confirmation after the last heal is a violation.

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,6 +119,7 @@ func TestSummarize(t *testing.T) {
 		{"unknown, settled by a refusal", []string{"run:info", "settle:shed", "settle:fail"}, OutcomeInfo, OutcomeFail, true},
 		{"unknown, settled by the order", []string{"run:info", "settle:ok"}, OutcomeInfo, OutcomeOK, true},
 		{"lookups change nothing", []string{"run:info", "verify:ok"}, OutcomeInfo, OutcomeInfo, true},
+		{"payments and final reads change nothing", []string{"run:info", "pay:ok", "final:ok"}, OutcomeInfo, OutcomeInfo, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,6 +197,182 @@ func TestEvaluateViolations(t *testing.T) {
 			}
 			if len(r.Violations) == 0 {
 				t.Errorf("no violation described")
+			}
+		})
+	}
+}
+
+// restock records one restock attempt of item; a restock that applied
+// (applied) adds delta to every node's view.
+func (s *sale) restock(item, id string, delta int64, attempt, status int, code string, applied bool) {
+	s.add(Event{Phase: PhaseRestock, Item: item, RequestID: id, Delta: delta, Attempt: attempt, Status: status, Code: code})
+	if !applied {
+		return
+	}
+	for _, v := range s.final.Views {
+		it := v.Items[item]
+		it.Stock += delta
+		it.Remaining += delta
+		v.Items[item] = it
+	}
+}
+
+// pay records one payment attempt of order, afterMs after the last event
+// (0: 10 ms).
+func (s *sale) pay(item, user, rid, order string, attempt, status int, code string, afterMs float64) {
+	e := Event{Phase: PhasePay, Item: item, User: user, RequestID: rid, OrderID: order, Attempt: attempt, Status: status, Code: code}
+	if afterMs > 0 {
+		s.ms += afterMs
+		e.StartMs, e.EndMs = s.ms, s.ms+5
+	}
+	if status == 200 {
+		e.OrderStatus = "paid"
+	}
+	s.add(e)
+}
+
+// finalRead records the final read of order in status; an expired order's
+// units go back to every node's view and out of the order store's count.
+func (s *sale) finalRead(item, order, status string, qty int) {
+	s.add(Event{Phase: PhaseFinal, Item: item, OrderID: order, Status: 200, OrderStatus: status})
+	if status != "expired" && status != "cancelled" {
+		return
+	}
+	for _, v := range s.final.Views {
+		it := v.Items[item]
+		it.Sold -= int64(qty)
+		it.Remaining += int64(qty)
+		v.Items[item] = it
+	}
+	s.final.Store.SoldUnits[item] -= int64(qty)
+}
+
+// stockBackSale is a sale with a payment window and restocks: lim sells
+// out, one order expires and its units are sold again, one restock of each
+// item is acknowledged (hot's after a shed attempt), one of lim's outcome
+// is unknown and did not apply, and one was refused.
+func stockBackSale() *sale {
+	s := newSale()
+	s.final.PayWindow = 2 * time.Second
+	s.buy("hot", "u1", "r1", 2, "1001")
+	s.buy("lim", "a", "r3", 2, "1003")
+	s.buy("lim", "b", "r4", 2, "1004")
+	s.restock("hot", "R1-hot", 10, 1, 503, "overloaded", false)
+	s.restock("hot", "R1-hot", 10, 2, 200, "", true)
+	s.restock("lim", "R1-lim", 2, 1, 200, "", true)
+	s.restock("lim", "R2-lim", 2, 1, 503, "unknown_outcome", false)
+	s.restock("lim", "R3-lim", 2, 1, 400, "invalid_argument", false)
+	s.pay("hot", "u1", "r1", "1001", 1, 0, "", 0)   // a timeout...
+	s.pay("hot", "u1", "r1", "1001", 2, 200, "", 0) // ...then paid
+	s.pay("lim", "a", "r3", "1003", 1, 409, "order_expired", 2100)
+	s.pay("lim", "b", "r4", "1004", 1, 0, "", 0) // unknown: it was paid
+	s.finalRead("hot", "1001", "paid", 2)
+	s.finalRead("lim", "1003", "expired", 2)
+	s.finalRead("lim", "1004", "paid", 2)
+	s.buy("lim", "c", "r5", 2, "1005") // 1003's units sold again, with the restock
+	s.finalRead("lim", "1005", "expired", 2)
+	s.buy("lim", "a", "r6", 2, "1006") // a buys again: 1003 holds nothing
+	s.finalRead("lim", "1006", "confirmed", 2)
+	return s
+}
+
+func TestEvaluateStockComesBack(t *testing.T) {
+	r := stockBackSale().evaluate()
+	if !r.Passed() {
+		t.Fatalf("Evaluate = %+v; want pass", r)
+	}
+	want := RestockTally{Sent: 4, OK: 2, Unknown: 1, Failed: 1,
+		Units: map[string]int64{"hot": 10, "lim": 2}, UnknownUnits: map[string]int64{"lim": 2}}
+	if fmt.Sprint(r.Restocks) != fmt.Sprint(want) {
+		t.Errorf("Restocks = %+v; want %+v", r.Restocks, want)
+	}
+	if want := (PaymentTally{Orders: 3, Paid: 1, Expired: 1, Unknown: 1}); r.Payments != want {
+		t.Errorf("Payments = %+v; want %+v", r.Payments, want)
+	}
+	if r.Returned["lim"] != 4 || r.Resold["lim"] != 2 || r.Unexpired != 1 || r.Sold["lim"] != 4 {
+		t.Errorf("Returned %v, Resold %v, Unexpired %d, Sold %v; want lim 4, lim 2, 1, lim 4", r.Returned, r.Resold, r.Unexpired, r.Sold)
+	}
+	if len(r.Anomalies) != 2 { // the refused restock, the order that never expired
+		t.Errorf("anomalies = %q; want the refused restock and the order never expired", r.Anomalies)
+	}
+	// Answers the clock contradicts (the nodes share it): expired before the
+	// window could close, paid after it closed for sure.
+	s := stockBackSale()
+	s.buy("hot", "u8", "r8", 1, "1008")
+	s.pay("hot", "u8", "r8", "1008", 1, 409, "order_expired", 0)
+	s.finalRead("hot", "1008", "expired", 1)
+	s.buy("hot", "u9", "r9", 1, "1009")
+	s.pay("hot", "u9", "r9", "1009", 1, 200, "", 2500)
+	s.finalRead("hot", "1009", "paid", 1)
+	got := strings.Join(s.evaluate().Anomalies, "\n")
+	for _, want := range []string{"pay 1008 attempt 1 on n0: order_expired", "pay 1009 on n0: paid, sent 2.5"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("anomalies = %q; want one mentioning %q", got, want)
+		}
+	}
+
+	rep := &Report{Results: []Result{r}}
+	for _, want := range []string{
+		"restocks 4 sent, 2 acknowledged (hot +10, lim +2), 1 unknown (lim +2), 1 not applied",
+		"payment window 2s: 3 orders paid for, 1 paid, 1 expired, 1 unknown",
+		"units returned by expired orders lim 4, sold again at least lim 2; 1 orders never expired",
+	} {
+		if md := rep.Markdown(); !strings.Contains(md, want) {
+			t.Errorf("Markdown() lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestEvaluateStockComesBackViolations(t *testing.T) {
+	tests := []struct {
+		name  string
+		spoil func(s *sale)
+		want  func(r Result) int
+	}{
+		{"paid order expired", func(s *sale) {
+			s.pay("lim", "c", "r5", "1005", 1, 200, "", 0)
+		}, func(r Result) int { return r.Lost }},
+		{"acknowledged restock not applied", func(s *sale) {
+			for _, v := range s.final.Views {
+				it := v.Items["hot"]
+				it.Stock -= 10
+				it.Remaining -= 10
+				v.Items["hot"] = it
+			}
+		}, func(r Result) int { return r.Lost }},
+		{"expired units still counted as sold", func(s *sale) {
+			for _, v := range s.final.Views {
+				it := v.Items["lim"]
+				it.Sold += 2
+				it.Remaining -= 2
+				v.Items["lim"] = it
+			}
+			s.final.Store.SoldUnits["lim"] += 2
+		}, func(r Result) int { return r.Oversell }},
+		{"restock lost, units sold beyond the stock", func(s *sale) {
+			s.restock("lim", "R4-lim", 1, 1, 200, "", true)
+			s.buy("lim", "d", "r7", 1, "1007")
+			s.buy("lim", "e", "r8", 2, "1008")
+			for i := range s.final.Views { // the acknowledged restock never applied: stock 6, 7 held
+				v := s.final.Views[i].Items["lim"]
+				v.Stock--
+				v.Remaining--
+				s.final.Views[i].Items["lim"] = v
+			}
+		}, func(r Result) int { return r.Oversell }},
+		{"user over the limit on held units", func(s *sale) {
+			s.finalRead("lim", "1006", "paid", 2)
+			s.buy("lim", "a", "r9", 1, "1009")
+			s.restock("lim", "R4-lim", 1, 1, 200, "", true)
+		}, func(r Result) int { return r.Limit }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := stockBackSale()
+			tt.spoil(s)
+			r := s.evaluate()
+			if tt.want(r) == 0 || r.Passed() {
+				t.Fatalf("Evaluate = %+v; want the violation counted", r)
 			}
 		})
 	}
@@ -308,7 +486,8 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestFaultsListed(t *testing.T) {
-	want := []string{"kill-leader", "kill-follower", "pause-leader", "partition-leader", "raft-cut-leader", "split-1-2", "delay-loss", "mariadb-restart"}
+	want := []string{"kill-leader", "kill-follower", "pause-leader", "partition-leader", "raft-cut-leader", "split-1-2", "delay-loss", "mariadb-restart",
+		"disk-full-leader", "slow-disk-leader"}
 	if got := Faults(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("Faults() = %v; want %v", got, want)
 	}

@@ -60,14 +60,17 @@ type Cluster struct {
 	dsns   []string
 	api    *client.Client
 	keys   clusterKeys
+	disks  *disks   // each node's file system and cgroup; nil for none
+	extra  []string // the scenario's own node flags (a --payment-window)
 	mu     sync.Mutex
 	procs  [nodes]*proc
 	starts [nodes]int
 }
 
-// startCluster launches the three nodes and waits until all are ready.
-func (e *Env) startCluster(ctx context.Context, dataDir, logDir string, dsns []string) (*Cluster, error) {
-	c := &Cluster{e: e, dir: dataDir, logDir: logDir, dsns: dsns}
+// startCluster launches the three nodes, with the flags extra added, and
+// waits until all are ready.
+func (e *Env) startCluster(ctx context.Context, dataDir, logDir string, dsns []string, dk *disks, extra ...string) (*Cluster, error) {
+	c := &Cluster{e: e, dir: dataDir, logDir: logDir, dsns: dsns, disks: dk, extra: extra}
 	var err error
 	if c.keys, err = makeClusterKeys(filepath.Join(dataDir, "keys"), e); err != nil {
 		return nil, err
@@ -127,6 +130,7 @@ func (c *Cluster) launch(i int) error {
 	// The cluster's keys, as production runs: the nodes' addresses are not
 	// loopback, so a node would refuse to start without them.
 	args = append(args, c.keys.args(i)...)
+	args = append(args, c.extra...)
 	logf, err := os.OpenFile(filepath.Join(c.logDir, fmt.Sprintf("n%d.log", i)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -139,6 +143,14 @@ func (c *Cluster) launch(i int) error {
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("faults: start n%d: %w", i, err)
+	}
+	if c.disks != nil {
+		if err := c.disks[i].join(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			logf.Close()
+			return fmt.Errorf("faults: n%d into its blkio cgroup: %w", i, err)
+		}
 	}
 	p := &proc{cmd: cmd, done: make(chan struct{})}
 	go func() {

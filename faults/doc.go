@@ -33,7 +33,13 @@
 // not from shoppers or MariaDB); a 1|2 split with a follower alone;
 // packet delay and loss on every node (tc netem delay 50ms 20ms loss 5%,
 // or, on kernels without sch_netem, the same behaviour from a userspace
-// NFQUEUE delayer, see Delayer); MariaDB stopped mid-sale and restarted.
+// NFQUEUE delayer, see Delayer); MariaDB stopped mid-sale and restarted;
+// the leader's disk filled, and slowed to 20 write IOPS (disk.go: each node
+// on a loop-mounted ext4 of its own, in a blkio cgroup of its own). Admins
+// restock during every sale, some restocks while the fault is on, and one
+// scenario runs with a payment window: buyers pay about half their orders,
+// the rest expire and their units are sold again, so the checker judges
+// stock that comes back too.
 //
 // # Workload and history
 //

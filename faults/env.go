@@ -386,6 +386,10 @@ var tools = []struct{ names, pkg string }{
 	{"mariadb-admin|mysqladmin", "mariadb-client"},
 	{"flock", "util-linux"},
 	{"setsid", "util-linux"},
+	// The disk faults (disk.go): a file system per node on a loop device.
+	{"losetup", "mount"},
+	{"lsblk", "util-linux"},
+	{"mkfs.ext4", "e2fsprogs"},
 }
 
 // checkTools fails with the Debian packages to install when a tool is

@@ -16,6 +16,16 @@ const (
 	PhaseSettle  = "settle"  // retries that settle unknown outcomes
 	PhaseVerify  = "verify"  // lookups of confirmed orders on every node
 	PhaseNemesis = "nemesis" // fault injected or healed
+	// PhaseRestock: an admin's restock (POST /v1/items/{id}/stock) during
+	// the sale; RequestID names the restock (it is not sent: a restock has
+	// no idempotency key), Delta is its units.
+	PhaseRestock = "restock"
+	// PhasePay: a buyer paying a confirmed order (POST
+	// /v1/orders/{id}/pay); RequestID is the purchase's.
+	PhasePay = "pay"
+	// PhaseFinal: an order read after the payment window closed on every
+	// order (GET /v1/orders/{id} as admin); OrderStatus is its final status.
+	PhaseFinal = "final"
 )
 
 // Outcomes of an attempt, from the client's classification (client.Outcome,
@@ -45,23 +55,25 @@ func historyOutcome(o client.Outcome) string {
 
 // Event is one line of a history: one HTTP attempt, or a nemesis action.
 type Event struct {
-	Seq       int64   `json:"seq"`
-	Phase     string  `json:"phase"`
-	Item      string  `json:"item,omitempty"`
-	User      string  `json:"user,omitempty"`
-	RequestID string  `json:"request_id,omitempty"`
-	Quantity  int     `json:"quantity,omitempty"`
-	Attempt   int     `json:"attempt,omitempty"`
-	Node      int     `json:"node"` // -1: not sent to a node
-	StartMs   float64 `json:"start_ms"`
-	EndMs     float64 `json:"end_ms"`
-	Status    int     `json:"status,omitempty"`
-	Code      string  `json:"code,omitempty"`
-	OrderID   string  `json:"order_id,omitempty"`
-	Err       string  `json:"err,omitempty"`
-	Outcome   string  `json:"outcome"`          // ok, fail, shed, info; for nemesis events "inject" or "heal"
-	Answer    string  `json:"answer,omitempty"` // the client's outcome (client.Outcome.String)
-	Note      string  `json:"note,omitempty"`
+	Seq         int64   `json:"seq"`
+	Phase       string  `json:"phase"`
+	Item        string  `json:"item,omitempty"`
+	User        string  `json:"user,omitempty"`
+	RequestID   string  `json:"request_id,omitempty"`
+	Quantity    int     `json:"quantity,omitempty"`
+	Attempt     int     `json:"attempt,omitempty"`
+	Node        int     `json:"node"` // -1: not sent to a node
+	StartMs     float64 `json:"start_ms"`
+	EndMs       float64 `json:"end_ms"`
+	Status      int     `json:"status,omitempty"`
+	Code        string  `json:"code,omitempty"`
+	OrderID     string  `json:"order_id,omitempty"`
+	OrderStatus string  `json:"order_status,omitempty"` // of the order the answer carried: confirmed, paid, expired, cancelled
+	Delta       int64   `json:"delta,omitempty"`        // a restock's units
+	Err         string  `json:"err,omitempty"`
+	Outcome     string  `json:"outcome"`          // ok, fail, shed, info; for nemesis events "inject" or "heal"
+	Answer      string  `json:"answer,omitempty"` // the client's outcome (client.Outcome.String)
+	Note        string  `json:"note,omitempty"`
 }
 
 // History records events in memory and streams them to a JSON-lines file.
@@ -70,9 +82,10 @@ type History struct {
 	t0 time.Time
 	mu struct {
 		sync.Mutex
-		events []Event
-		w      *bufio.Writer
-		f      *os.File
+		events  []Event
+		injects int // nemesis "inject" events
+		w       *bufio.Writer
+		f       *os.File
 	}
 }
 
@@ -98,6 +111,9 @@ func (h *History) Add(e Event) {
 	defer h.mu.Unlock()
 	e.Seq = int64(len(h.mu.events))
 	h.mu.events = append(h.mu.events, e)
+	if e.Phase == PhaseNemesis && e.Outcome == "inject" {
+		h.mu.injects++
+	}
 	if h.mu.w != nil {
 		b, _ := json.Marshal(e)
 		h.mu.w.Write(b)
@@ -108,6 +124,13 @@ func (h *History) Add(e Event) {
 // Nemesis records a fault action (outcome "inject" or "heal").
 func (h *History) Nemesis(action, note string, start time.Time) {
 	h.Add(Event{Phase: PhaseNemesis, Node: -1, StartMs: h.Ms(start), EndMs: h.Ms(time.Now()), Outcome: action, Note: note})
+}
+
+// Injects returns how many times a fault was injected so far.
+func (h *History) Injects() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mu.injects
 }
 
 // Events returns a copy of the events so far.

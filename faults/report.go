@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 )
@@ -121,6 +122,9 @@ func (r *Report) Markdown() string {
 			fmt.Fprintf(&b, " %s.", strings.Join(res.Notes, "; "))
 		}
 		b.WriteString("\n")
+		if back := res.StockBack(); back != "" {
+			fmt.Fprintf(&b, "  - stock back: %s\n", back)
+		}
 		if res.Error != "" {
 			fmt.Fprintf(&b, "  - error: %s\n", oneLine(res.Error))
 		}
@@ -132,6 +136,59 @@ func (r *Report) Markdown() string {
 		}
 	}
 	return b.String()
+}
+
+// StockBack describes the stock that came back in a scenario: restocks
+// (acknowledged and unknown units per item), payments by outcome, and the
+// units of orders that expired, with those sold again; "" for none.
+func (r *Result) StockBack() string {
+	var parts []string
+	if rs := r.Restocks; rs.Sent > 0 {
+		s := fmt.Sprintf("restocks %d sent, %d acknowledged (%s)", rs.Sent, rs.OK, unitsText(rs.Units, "+"))
+		if rs.Unknown > 0 {
+			s += fmt.Sprintf(", %d unknown (%s)", rs.Unknown, unitsText(rs.UnknownUnits, "+"))
+		}
+		if rs.Failed > 0 {
+			s += fmt.Sprintf(", %d not applied", rs.Failed)
+		}
+		parts = append(parts, s)
+	}
+	if r.PayWindow > 0 {
+		p := r.Payments
+		s := fmt.Sprintf("payment window %v: %d orders paid for, %d paid, %d expired, %d unknown", r.PayWindow, p.Orders, p.Paid, p.Expired, p.Unknown)
+		if p.Other > 0 {
+			s += fmt.Sprintf(", %d not paid (shed or refused)", p.Other)
+		}
+		parts = append(parts, s)
+	}
+	if len(r.Returned) > 0 {
+		s := "units returned by expired orders " + unitsText(r.Returned, "")
+		if len(r.Resold) > 0 {
+			s += ", sold again at least " + unitsText(r.Resold, "")
+		}
+		if r.Unexpired > 0 {
+			s += fmt.Sprintf("; %d orders never expired", r.Unexpired)
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// unitsText lists units per item, in item order, each with sign before it.
+func unitsText(units map[string]int64, sign string) string {
+	ids := make([]string, 0, len(units))
+	for id := range units {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = fmt.Sprintf("%s %s%d", id, sign, units[id])
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func oneLine(s string) string {

@@ -36,6 +36,13 @@ type faultSpec struct {
 	// cycle injects the fault, keeps it for hold and heals it, recording
 	// both in the history. An error means it could not heal.
 	cycle func(ctx context.Context, s *scenario, hold time.Duration) error
+	// disks gives each node a file system and a blkio cgroup of its own
+	// (disk.go), for the disk faults.
+	disks bool
+	// payWindow runs the nodes with this --payment-window: the shoppers
+	// pay half of their orders, the rest expire and their units are sold
+	// again. 0: none, orders are final when confirmed.
+	payWindow time.Duration
 }
 
 // onLeader makes a cycle that waits for the leader of the hot item's shard
@@ -55,9 +62,10 @@ func holdHalf(d time.Duration) time.Duration    { return min(max(d/2, holdMin), 
 
 var faultList = []faultSpec{
 	{
-		name:  "kill-leader",
-		about: "SIGKILL the leader of the hot item's shard; restart it on its data dir after the hold",
-		hold:  holdQuarter,
+		name:      "kill-leader",
+		about:     fmt.Sprintf("SIGKILL the leader of the hot item's shard; restart it on its data dir after the hold; a %v payment window", payWindowShort),
+		hold:      holdQuarter,
+		payWindow: payWindowShort,
 		cycle: onLeader(func(ctx context.Context, s *scenario, l int, hold time.Duration) error {
 			return s.killRestart(ctx, l, "leader", hold)
 		}),
@@ -164,6 +172,20 @@ var faultList = []faultSpec{
 			return err
 		},
 	},
+	{
+		name:  "disk-full-leader",
+		about: "fill the data dir's file system of the hot shard's leader (its own ext4 on a loop device); free it after the hold",
+		hold:  holdQuarter,
+		cycle: onLeader(fillLeader),
+		disks: true,
+	},
+	{
+		name:  "slow-disk-leader",
+		about: fmt.Sprintf("throttle the hot shard's leader's disk to %d write IOPS (cgroup blkio on its loop device: fsyncs of 100 ms and more); lift it after the hold", slowDiskIOPS),
+		hold:  func(d time.Duration) time.Duration { return max(holdQuarter(d), leaderMoveWait) },
+		cycle: onLeader(slowLeader),
+		disks: true,
+	},
 }
 
 // Faults lists the scenario names in the order the suite runs them.
@@ -186,11 +208,12 @@ func faultByName(name string) (faultSpec, bool) {
 
 // scenario is one fault's run.
 type scenario struct {
-	e  *Env
-	c  *Cluster
-	h  *History
-	w  *workload
-	mu struct {
+	e     *Env
+	c     *Cluster
+	h     *History
+	w     *workload
+	disks *disks // nil unless the fault needs them
+	mu    struct {
 		sync.Mutex
 		notes    []string
 		problems []string
@@ -299,8 +322,16 @@ func (e *Env) RunScenario(ctx context.Context, name, outDir string) (res Result)
 	if err != nil {
 		return fail(err)
 	}
+	var dk *disks
+	if f.disks {
+		if dk, err = e.setupDisks(ctx, dataDir); err != nil {
+			return fail(err)
+		}
+		// After the cluster is closed (defers run last first).
+		defer dk.teardown(context.Background(), e)
+	}
 	e.logf("%s: starting a cluster", name)
-	c, err := e.startCluster(ctx, dataDir, dir, nodeDSNs)
+	c, err := e.startCluster(ctx, dataDir, dir, nodeDSNs, dk, nodeArgs(f.payWindow)...)
 	if err != nil {
 		return fail(err)
 	}
@@ -327,12 +358,13 @@ func (e *Env) RunScenario(ctx context.Context, name, outDir string) (res Result)
 	defer h.Close()
 	d := e.cfg.Duration
 	w := newWorkload(c.api, h, d, e.cfg.Rate, e.cfg.Shoppers)
+	w.setPayWindow(f.payWindow)
 	for _, it := range []ItemSpec{w.hot, w.lim} {
 		if err := c.createItem(ctx, it); err != nil {
 			return fail(err)
 		}
 	}
-	s := &scenario{e: e, c: c, h: h, w: w}
+	s := &scenario{e: e, c: c, h: h, w: w, disks: dk}
 
 	// The sale, with the fault in cycles.
 	hold := f.hold(d)
@@ -396,14 +428,9 @@ func (e *Env) RunScenario(ctx context.Context, name, outDir string) (res Result)
 	}
 
 	w.settle(ctx, h.Events())
-	units := map[string]int64{}
-	for _, op := range Summarize(h.Events()) {
-		if op.Outcome == OutcomeOK {
-			units[op.Item] += int64(op.Quantity)
-		}
-	}
+	units := w.held(ctx, h.Events()) // with a payment window, after every order's window closed
 	items := []ItemSpec{w.hot, w.lim}
-	final := Final{Items: items, RunStartMs: h.Ms(runStart), RunEndMs: h.Ms(runEnd), HotItem: w.hot.ID}
+	final := Final{Items: items, RunStartMs: h.Ms(runStart), RunEndMs: h.Ms(runEnd), HotItem: w.hot.ID, PayWindow: w.payWindow}
 	final.Views = w.views(ctx, items, units)
 	sold := map[string]int64{}
 	for _, it := range items {

@@ -3,6 +3,8 @@ package faults
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,7 @@ import (
 	"github.com/flashstock/flashstock/client/storecheck"
 	"github.com/flashstock/flashstock/internal/backoff"
 	"github.com/flashstock/flashstock/internal/clock"
+	"github.com/flashstock/flashstock/orders"
 )
 
 // Bounds on the checks after the sale.
@@ -22,6 +25,13 @@ const (
 	flushTimeout   = 60 * time.Second  // the order store caught up with Raft
 	verifyWorkers  = 32
 	lookupAttempts = 5
+	// finalMargin is waited past the last confirmation's payment deadline
+	// before the final reads: the leader's expiry tick (1 s) and the
+	// replication of its Expire command.
+	finalMargin = 3 * time.Second
+	// finalTimeout bounds the final reads: an order still confirmed past
+	// its deadline is read again until then.
+	finalTimeout = 60 * time.Second
 	// lookupUnansweredMax lookups left without a definite answer by one
 	// node stop the lookups on that node.
 	lookupUnansweredMax = 20
@@ -30,6 +40,7 @@ const (
 // Backoff of the checks' retries.
 var (
 	settleBackoff = backoff.Policy{Base: 200 * time.Millisecond, Max: time.Second}
+	finalBackoff  = backoff.Policy{Base: 250 * time.Millisecond, Max: 2 * time.Second}
 	lookupBackoff = backoff.Policy{Base: 200 * time.Millisecond, Max: 800 * time.Millisecond}
 )
 
@@ -44,7 +55,7 @@ func (w *workload) settle(ctx context.Context, events []Event) {
 	parallel(ctx, len(todo), verifyWorkers, func(k int) {
 		op := todo[k]
 		for n := 0; ctx.Err() == nil; n++ {
-			if decided(w.purchase(PhaseSettle, items[op.Item], op.User, op.RequestID, op.Quantity, 1, deadline)) {
+			if out, _ := w.purchase(PhaseSettle, items[op.Item], op.User, op.RequestID, op.Quantity, 1, deadline); decided(out) {
 				return
 			}
 			select {
@@ -56,8 +67,99 @@ func (w *workload) settle(ctx context.Context, events []Event) {
 	})
 }
 
-// views waits until every node reports sold = the confirmed units of each
-// item, and returns what each node last reported.
+// held returns, per item, the units of the confirmed purchases that still
+// hold them. With a payment window it first waits until every order's
+// window has closed (the last confirmation's deadline, plus finalMargin)
+// and reads every confirmed order's final status (finals): those that
+// expired gave their units back.
+func (w *workload) held(ctx context.Context, events []Event) map[string]int64 {
+	ops := opsWith(events, OutcomeOK)
+	units := map[string]int64{}
+	for _, op := range ops {
+		units[op.Item] += int64(op.Quantity)
+	}
+	if w.payWindow <= 0 {
+		return units
+	}
+	var lastMs float64
+	for _, e := range events {
+		if e.Outcome == OutcomeOK && (e.Phase == PhaseRun || e.Phase == PhaseSettle) {
+			lastMs = max(lastMs, e.EndMs)
+		}
+	}
+	_ = clock.Sleep(ctx, time.Until(w.hist.t0.Add(msDuration(lastMs)+w.payWindow+finalMargin)))
+	w.finals(ctx, ops)
+	finals := finalStatuses(w.hist.Events())
+	for _, op := range ops {
+		if orders.Status(finals[op.Order].status).Returned() {
+			units[op.Item] -= int64(op.Quantity)
+		}
+	}
+	return units
+}
+
+// finals reads every order of ops as admin, recording each read, until it
+// shows a final status (paid, expired, cancelled) or finalTimeout runs
+// out; every order is read at least once.
+func (w *workload) finals(ctx context.Context, ops []*Op) {
+	deadline := time.Now().Add(finalTimeout)
+	parallel(ctx, len(ops), verifyWorkers, func(k int) {
+		op := ops[k]
+		for _, order := range op.Orders {
+			for n := 0; ctx.Err() == nil; n++ {
+				start := time.Now()
+				r := w.api.Do(ctx, client.Any, http.MethodGet, "/v1/orders/"+url.PathEscape(order), nil, client.AsAdmin)
+				ev := Event{Phase: PhaseFinal, Item: op.Item, User: op.User, RequestID: op.RequestID, Quantity: op.Quantity,
+					OrderID: order, Attempt: n + 1, OrderStatus: orderStatus(r)}
+				w.record(&ev, start, r)
+				if settledStatus(ev.OrderStatus) || time.Now().After(deadline) {
+					break
+				}
+				_ = finalBackoff.Sleep(ctx, min(n, 3), nil)
+			}
+		}
+	})
+}
+
+// settledStatus reports whether an order's status is final: paid, expired
+// or cancelled.
+func settledStatus(s string) bool {
+	return s == string(orders.StatusPaid) || orders.Status(s).Returned()
+}
+
+// finalRead is what the final reads of one order showed.
+type finalRead struct {
+	status string // the settled status read; else "confirmed" if it was read; else ""
+	// conflict names a second settled status read for the same order
+	// (statuses only move forward: a replica that disagrees).
+	conflict string
+}
+
+// finalStatuses returns what the final reads showed, by order ID.
+func finalStatuses(events []Event) map[string]finalRead {
+	out := map[string]finalRead{}
+	for _, e := range events {
+		if e.Phase != PhaseFinal || e.OrderStatus == "" {
+			continue
+		}
+		f := out[e.OrderID]
+		switch {
+		case !settledStatus(e.OrderStatus):
+			if f.status == "" {
+				f.status = e.OrderStatus
+			}
+		case !settledStatus(f.status):
+			f.status = e.OrderStatus
+		case f.status != e.OrderStatus:
+			f.conflict = e.OrderStatus
+		}
+		out[e.OrderID] = f
+	}
+	return out
+}
+
+// views waits until every node reports sold = the units held of each item
+// and the same stock, and returns what each node last reported.
 func (w *workload) views(ctx context.Context, items []ItemSpec, units map[string]int64) []client.ItemReads {
 	deadline := time.Now().Add(viewsTimeout)
 	for {
@@ -70,9 +172,11 @@ func (w *workload) views(ctx context.Context, items []ItemSpec, units map[string
 }
 
 // readViews reads every item on every node once; agree is set when every
-// node could read every item and reports units[item] sold.
+// node could read every item and reports units[item] sold and the same
+// stock (a restock applied everywhere).
 func (w *workload) readViews(ctx context.Context, items []ItemSpec, units map[string]int64) (out []client.ItemReads, agree bool) {
 	agree = true
+	stock := map[string]int64{}
 	for i := 0; i < nodes; i++ {
 		r := client.ItemReads{Target: nodeName(i), Items: map[string]client.ItemState{}, Errs: map[string]string{}}
 		for _, it := range items {
@@ -82,6 +186,10 @@ func (w *workload) readViews(ctx context.Context, items []ItemSpec, units map[st
 				continue
 			}
 			r.Items[it.ID] = v
+			if s, ok := stock[it.ID]; ok && s != v.Stock {
+				agree = false
+			}
+			stock[it.ID] = v.Stock
 			agree = agree && v.Sold == units[it.ID]
 		}
 		out = append(out, r)
@@ -108,7 +216,7 @@ func (w *workload) lookups(ctx context.Context, events []Event) {
 			return
 		}
 		for a := 1; a <= lookupAttempts && time.Now().Before(deadline); a++ {
-			if decided(w.attempt(PhaseVerify, items[op.Item], op.User, op.RequestID, op.Quantity, a, node)) {
+			if out, _ := w.attempt(PhaseVerify, items[op.Item], op.User, op.RequestID, op.Quantity, a, node); decided(out) {
 				return
 			}
 			if a < lookupAttempts {
@@ -120,7 +228,8 @@ func (w *workload) lookups(ctx context.Context, events []Event) {
 }
 
 // storeState waits until the order store holds every confirmed order and
-// the units sold in Raft, then returns what it holds.
+// exactly the units sold in Raft (more while the expiries of orders it
+// holds are not flushed yet), then returns what it holds.
 func storeState(ctx context.Context, dsns []string, sold map[string]int64, events []Event) *client.StoreEvidence {
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	st, err := storecheck.Open(octx, dsns, 0)
@@ -138,7 +247,27 @@ func storeState(ctx context.Context, dsns []string, sold map[string]int64, event
 	sort.Strings(ids)
 	rctx, cancel := context.WithTimeout(ctx, flushTimeout)
 	defer cancel()
-	return client.ReadStore(rctx, st, ids, sold, 500*time.Millisecond)
+	var last *client.StoreEvidence
+	for {
+		got := client.ReadStore(rctx, st, ids, sold, 500*time.Millisecond)
+		if got.Err != "" && last != nil {
+			return last
+		}
+		if got.Err != "" || sameUnits(got.SoldUnits, sold) || clock.Sleep(rctx, 500*time.Millisecond) != nil {
+			return got
+		}
+		last = got
+	}
+}
+
+// sameUnits reports whether the store holds exactly the units sold.
+func sameUnits(stored, sold map[string]int64) bool {
+	for id, n := range sold {
+		if stored[id] != n {
+			return false
+		}
+	}
+	return true
 }
 
 // parallel runs fn(0..n-1) on at most workers goroutines.

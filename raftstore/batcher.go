@@ -34,10 +34,13 @@ const (
 	// FeatureAdminCommands: cancelling an order and ending a sale
 	// (CmdCancel, CmdEndSale).
 	FeatureAdminCommands
+	// FeatureOutboxAppend: one outbox entry per change of an order
+	// (CmdOutboxAppend).
+	FeatureOutboxAppend
 )
 
 // Features is every feature this version reads.
-const Features = FeaturePurchaseEntry | FeatureAdminCommands
+const Features = FeaturePurchaseEntry | FeatureAdminCommands | FeatureOutboxAppend
 
 type batcher struct {
 	sh *Shard

@@ -32,6 +32,10 @@ const (
 	// (FeatureAdminCommands).
 	CmdCancel  CommandType = 9
 	CmdEndSale CommandType = 10
+	// CmdOutboxAppend switches the shard's outbox to appending every
+	// change of an order as an entry of its own (FSM.outboxLocked); a
+	// leader writes it once every server applies it (FeatureOutboxAppend).
+	CmdOutboxAppend CommandType = 11
 )
 
 // The decoder enforces sale's bounds on IDs, names and purchases per entry,
@@ -125,6 +129,12 @@ type Cancel struct {
 type EndSale struct {
 	Stamp  int64
 	ItemID string
+}
+
+// OutboxAppend switches the outbox to one entry per change (see
+// FSM.outboxLocked). It is written once per shard.
+type OutboxAppend struct {
+	Stamp int64
 }
 
 // MarkFlushed records that every order with an ID up to and including UpTo
@@ -290,6 +300,12 @@ func (e *EndSale) Encode(dst []byte) ([]byte, error) {
 	return wire.AppendString(dst, e.ItemID), nil
 }
 
+// Encode appends the wire form of o to dst.
+func (o *OutboxAppend) Encode(dst []byte) ([]byte, error) {
+	dst = append(dst, byte(CmdOutboxAppend))
+	return binary.AppendVarint(dst, o.Stamp), nil
+}
+
 // Encode appends the wire form of s to dst. It refuses a command
 // the decoder would refuse.
 func (s *SetPaused) Encode(dst []byte) ([]byte, error) {
@@ -402,6 +418,8 @@ func Decode(data []byte) (any, error) {
 		e.Stamp = d.Varint()
 		e.ItemID = d.String(sale.IDLenMax)
 		cmd = e
+	case CmdOutboxAppend:
+		cmd = &OutboxAppend{Stamp: d.Varint()}
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", errMalformed, data[0])
 	}

@@ -82,6 +82,7 @@ func commandCases() []struct {
 		{"cancel extremes", &raftstore.Cancel{Stamp: math.MinInt64, OrderID: math.MaxUint64}},
 		{"end sale", &raftstore.EndSale{Stamp: 12, ItemID: "sku-1"}},
 		{"end sale long id", &raftstore.EndSale{Stamp: math.MaxInt64, ItemID: long}},
+		{"outbox append", &raftstore.OutboxAppend{Stamp: 13}},
 	}
 }
 
@@ -119,6 +120,7 @@ func TestCommandTypeByte(t *testing.T) {
 		{&raftstore.PurchaseEntry{Groups: []raftstore.PurchaseGroup{{ItemID: "a", Purchases: manyPurchases(1)}}}, 8},
 		{&raftstore.Cancel{}, 9},
 		{&raftstore.EndSale{}, 10},
+		{&raftstore.OutboxAppend{}, 11},
 	}
 	for _, tc := range tests {
 		if got := raftstore.CommandType(must(tc.cmd.Encode(nil))[0]); got != tc.want {

@@ -84,6 +84,9 @@ type state struct {
 	nextSeq       uint64
 	flushedUpTo   uint64 // a Seq
 	lastStamp     int64
+	// appendChanges is set by CmdOutboxAppend: a change of an order still
+	// waiting gets an entry of its own rather than pendingStatus.
+	appendChanges bool
 
 	// Payment window: unpaid orders and their deadlines (a min-heap,
 	// rebuilt from awaiting on restore), and recently settled orders (paid
@@ -175,6 +178,10 @@ func (f *FSM) Apply(l *raft.Log) any {
 	case *EndSale:
 		now := f.advanceLocked(c.Stamp)
 		return f.endSaleLocked(c, now)
+	case *OutboxAppend:
+		f.advanceLocked(c.Stamp)
+		f.mu.appendChanges = true
+		return nil
 	}
 	panic(fmt.Sprintf("raftstore: shard %d index %d: unhandled command %T", f.shard, l.Index, cmd))
 }

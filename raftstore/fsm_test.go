@@ -58,6 +58,8 @@ func stampOf(cmd encoder) int64 {
 		return c.Stamp
 	case *raftstore.EndSale:
 		return c.Stamp
+	case *raftstore.OutboxAppend:
+		return c.Stamp
 	}
 	panic(fmt.Sprintf("unknown command %T", cmd))
 }
@@ -901,6 +903,9 @@ func randomLog(t testing.TB, seed uint64, n int, cfg raftstore.FSMConfig) (log [
 		case k < 98:
 			// Only the first item's sale ends: the others stay open.
 			cmd = &raftstore.EndSale{Stamp: stamp, ItemID: items[0]}
+			if rng.IntN(2) == 0 { // half the logs switch their outbox early on
+				cmd = &raftstore.OutboxAppend{Stamp: stamp}
+			}
 		default:
 			cmd = &raftstore.SetPaused{Stamp: stamp, ItemID: id, Paused: rng.IntN(2) == 0}
 		}
@@ -985,7 +990,7 @@ func TestFSMResponsesAreSentinels(t *testing.T) {
 // and one more entry on one of them makes the dumps differ.
 func TestFSMDump(t *testing.T) {
 	cfg := raftstore.FSMConfig{DedupRetention: 24 * time.Hour, DedupMax: 1000, OrderRetention: time.Hour, OrderRetentionMax: 50}
-	log, _, _, _ := randomLog(t, 7, 2000, cfg)
+	log, _, _, _ := randomLog(t, 11, 2000, cfg)
 	a, b := raftstore.NewFSM(1, cfg), raftstore.NewFSM(1, cfg)
 	for i, data := range log {
 		a.Apply(logEntry(uint64(i+1), data))

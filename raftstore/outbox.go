@@ -13,10 +13,11 @@ import (
 //
 // Entries are appended and never changed in place, so a snapshot may hold
 // a slice of the outbox while Apply goes on. A later change of an order
-// still waiting (a payment, an expiry) keeps its entry and Seq, as the
-// log's meaning has always been; its new status goes to pendingStatus, a
-// layered map that snapshots seal like the others, and readers see the
-// entry with it.
+// still waiting (a payment, an expiry, a cancel) gets an entry of its own
+// once the shard's log has switched (CmdOutboxAppend), superseding the
+// waiting one; before, as earlier versions do, its new status went to
+// pendingStatus, a layered map that snapshots seal like the others, and
+// readers see the entry with it (outboxLocked says why that lost changes).
 
 // outboxEntry is one change waiting for the order store.
 type outboxEntry struct {
@@ -32,13 +33,26 @@ type recentOrder struct {
 	expires int64
 }
 
-// outboxLocked queues a change of o for the order store. A change to an
-// order still waiting in the outbox updates that entry's status instead,
-// so the store sees each order's latest state.
+// outboxLocked queues a change of o for the order store.
+//
+// A change to an order whose entry still waits gets an entry of its own,
+// with the next Seq, and the waiting entry is superseded (readers skip an
+// entry that is not its order's latest). Before CmdOutboxAppend the change
+// only updated the waiting entry's status (pendingStatus), and that lost
+// it whenever the flusher had read the entry before the change and then
+// marked it flushed: the store kept the older status (a paid or expired
+// order stayed "confirmed"). The superseding entry keeps the waiting
+// entry's change flag: the log still holds the order as not in the store.
 func (f *FSM) outboxLocked(o orders.Order, change bool) {
-	if _, ok := f.mu.pendingSeq.get(o.ID); ok {
-		f.mu.pendingStatus.set(o.ID, statusCode(o.Status))
-		return
+	if seq, ok := f.mu.pendingSeq.get(o.ID); ok {
+		if !f.mu.appendChanges {
+			f.mu.pendingStatus.set(o.ID, statusCode(o.Status))
+			return
+		}
+		if i := f.pendingIndexLocked(seq); i >= 0 {
+			change = f.mu.pending[i].change
+		}
+		f.mu.pendingStatus.delete(o.ID)
 	}
 	f.mu.nextSeq++
 	o.Seq = f.mu.nextSeq
@@ -125,7 +139,7 @@ func (f *FSM) PendingByUser(user string) []orders.Order {
 	var out []orders.Order
 	live := f.mu.live()
 	for i := range live {
-		if live[i].order.UserID == user {
+		if live[i].order.UserID == user && f.mu.latest(&live[i]) {
 			out = append(out, f.mu.current(&live[i]))
 		}
 	}
@@ -143,7 +157,7 @@ func (f *FSM) PendingUnits() map[string]int64 {
 	live := f.mu.live()
 	for i := range live {
 		e := &live[i]
-		if seq, _ := f.mu.pendingSeq.get(e.order.ID); seq != e.order.Seq {
+		if !f.mu.latest(e) {
 			continue // an earlier change of an order changed again since
 		}
 		switch o := f.mu.current(e); {
@@ -169,14 +183,30 @@ func (f *FSM) Unflushed(max int) []orders.Order {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	live := f.mu.live()
-	if len(live) > max {
-		live = live[:max]
-	}
-	out := make([]orders.Order, len(live))
-	for i := range live {
-		out[i] = f.mu.current(&live[i])
+	out := make([]orders.Order, 0, min(len(live), max))
+	// A superseded entry always has its order's latest entry after it, so
+	// the watermark of what is returned covers the superseded ones skipped.
+	for i := 0; i < len(live) && len(out) < max; i++ {
+		if f.mu.latest(&live[i]) {
+			out = append(out, f.mu.current(&live[i]))
+		}
 	}
 	return out
+}
+
+// latest reports whether e is its order's latest outbox entry; a
+// superseded one is skipped by readers and dropped when flushed.
+func (s *state) latest(e *outboxEntry) bool {
+	seq, _ := s.pendingSeq.get(e.order.ID)
+	return seq == e.order.Seq
+}
+
+// AppendsChanges reports whether the outbox gives every change of an order
+// an entry of its own (CmdOutboxAppend applied).
+func (f *FSM) AppendsChanges() bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.mu.appendChanges
 }
 
 // FlushedUpTo returns the flushed watermark: every order with an ID up to

@@ -151,3 +151,52 @@ func TestFSMPaymentSurvivesSnapshot(t *testing.T) {
 		t.Errorf("outboxes differ after restore:\n%+v\n%+v", r.f.Unflushed(10), g.Unflushed(10))
 	}
 }
+
+// TestFSMChangeDuringFlushReachesStore: the flusher reads an order, the
+// buyer pays it, then the flusher marks what it read as flushed. The
+// payment must still reach the store. Before CmdOutboxAppend the payment
+// only updated the waiting entry, and marking that entry flushed dropped it:
+// the store kept the order as confirmed.
+func TestFSMChangeDuringFlushReachesStore(t *testing.T) {
+	for _, appendChanges := range []bool{false, true} {
+		r := newFSMRig(t, 0, testFSMConfig)
+		if appendChanges {
+			r.apply(&raftstore.OutboxAppend{Stamp: 1})
+		}
+		r.create(raftstore.CreateItem{Stamp: 1, ID: "a", Stock: 5, PerUserLimit: 2})
+		o := r.buyWithWindow(10*sec, "a", time.Minute, p("u1", "r1", 1))[0].Order
+		read := r.f.Unflushed(10) // the flusher writes this batch...
+		if len(read) != 1 || read[0].Status != orders.StatusConfirmed {
+			t.Fatalf("Unflushed = %+v; want the confirmed order", read)
+		}
+		if _, err := r.pay(20*sec, o.ID, "u1"); err != nil { // ...while the buyer pays
+			t.Fatal(err)
+		}
+		r.apply(&raftstore.MarkFlushed{Stamp: 21 * sec, UpTo: read[len(read)-1].Seq})
+		left := r.f.Unflushed(10)
+		paidLeft := len(left) == 1 && left[0].ID == o.ID && left[0].Status == orders.StatusPaid
+		if appendChanges && !paidLeft {
+			t.Errorf("with OutboxAppend: Unflushed after the flush = %+v; want the payment still waiting", left)
+		}
+		if !appendChanges && len(left) != 0 {
+			// Every replica must keep the earlier versions' behaviour
+			// until the log switches, or replicas of two versions would
+			// number the outbox differently mid-upgrade.
+			t.Errorf("without OutboxAppend: Unflushed = %+v; want the earlier versions' behaviour (the change lost)", left)
+		}
+		if appendChanges {
+			// The superseded entry is not read twice, and a snapshot
+			// keeps the mode and the entries.
+			if got := r.f.PendingByUser("u1"); len(got) != 1 || got[0].Status != orders.StatusPaid {
+				t.Errorf("PendingByUser = %+v; want the one order, paid", got)
+			}
+			back := restored(t, 0, testFSMConfig, snapshotBytes(t, r.f))
+			if !back.AppendsChanges() {
+				t.Error("restored FSM lost the outbox mode")
+			}
+			if u := back.Unflushed(10); len(u) != 1 || u[0].Status != orders.StatusPaid {
+				t.Errorf("restored Unflushed = %+v; want the payment", u)
+			}
+		}
+	}
+}

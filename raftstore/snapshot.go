@@ -53,8 +53,12 @@ const (
 	frameSettled
 	frameRecentRef
 	frameRecent
-	frameEnd = 0xff
+	frameModes // the log's mode switches (CmdOutboxAppend); absent: none
+	frameEnd   = 0xff
 )
+
+// modeAppendChanges is the bit of frameModes that CmdOutboxAppend set.
+const modeAppendChanges = 1
 
 // frameMax bounds a frame: the writer cuts frames at frameTarget, and one
 // record is far below it.
@@ -94,18 +98,19 @@ type fsmSnapshot struct {
 	lastStamp                     int64
 	items                         []sale.Item
 
-	buyers     layeredView[fingerprint, int32]
-	requests   layeredView[fingerprint, dedupEntry]
-	requestQ   []expiryRef[fingerprint]
-	outbox     []outboxEntry
-	outboxNow  layeredView[uint64, orderStatus] // statuses changed while waiting
-	awaiting   layeredView[uint64, orders.Order]
-	settled    layeredView[uint64, orders.Order]
-	settledQ   []expiryRef[uint64]
-	recent     layeredView[uint64, recentOrder]
-	recentQ    []expiryRef[uint64]
-	releaseAll func() // releases the views, under the FSM's lock
-	once       sync.Once
+	buyers        layeredView[fingerprint, int32]
+	requests      layeredView[fingerprint, dedupEntry]
+	requestQ      []expiryRef[fingerprint]
+	outbox        []outboxEntry
+	outboxNow     layeredView[uint64, orderStatus] // statuses changed while waiting
+	appendChanges bool
+	awaiting      layeredView[uint64, orders.Order]
+	settled       layeredView[uint64, orders.Order]
+	settledQ      []expiryRef[uint64]
+	recent        layeredView[uint64, recentOrder]
+	recentQ       []expiryRef[uint64]
+	releaseAll    func() // releases the views, under the FSM's lock
+	once          sync.Once
 }
 
 // Snapshot seals the state. Raft calls it on the FSM goroutine, so Apply
@@ -117,22 +122,23 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	defer f.mu.Unlock()
 	st := &f.mu.state
 	s := &fsmSnapshot{
-		f:           f,
-		applied:     f.applied.Load(),
-		nextSeq:     st.nextSeq,
-		flushedUpTo: st.flushedUpTo,
-		lastStamp:   st.lastStamp,
-		items:       make([]sale.Item, 0, len(st.items)),
-		buyers:      st.bought.view(),
-		requests:    st.dedup.view(),
-		requestQ:    st.dedupQueue.live(),
-		outbox:      st.live(),
-		outboxNow:   st.pendingStatus.view(),
-		awaiting:    st.awaiting.view(),
-		settled:     st.settled.view(),
-		settledQ:    st.settledQueue.live(),
-		recent:      st.recent.view(),
-		recentQ:     st.recentQueue.live(),
+		f:             f,
+		applied:       f.applied.Load(),
+		nextSeq:       st.nextSeq,
+		flushedUpTo:   st.flushedUpTo,
+		lastStamp:     st.lastStamp,
+		items:         make([]sale.Item, 0, len(st.items)),
+		buyers:        st.bought.view(),
+		requests:      st.dedup.view(),
+		requestQ:      st.dedupQueue.live(),
+		outbox:        st.live(),
+		outboxNow:     st.pendingStatus.view(),
+		appendChanges: st.appendChanges,
+		awaiting:      st.awaiting.view(),
+		settled:       st.settled.view(),
+		settledQ:      st.settledQueue.live(),
+		recent:        st.recent.view(),
+		recentQ:       st.recentQueue.live(),
 	}
 	for _, it := range st.items {
 		s.items = append(s.items, *it)
@@ -215,6 +221,9 @@ func (s *fsmSnapshot) write(w io.Writer, canonical bool) error {
 		b = binary.AppendUvarint(b, s.nextSeq)
 		return binary.AppendUvarint(b, s.flushedUpTo)
 	})
+	if s.appendChanges {
+		fw.record(frameModes, func(b []byte) []byte { return binary.AppendUvarint(b, modeAppendChanges) })
+	}
 	items := s.items
 	if canonical {
 		items = slices.Clone(items)
@@ -498,6 +507,12 @@ func readSnapshot(br *bufio.Reader) (state, uint64, error) {
 			case frameRequest:
 				k := readFingerprint(r)
 				st.dedup.load(k, readDedup(r))
+			case frameModes:
+				modes := r.Uvarint()
+				if modes&^modeAppendChanges != 0 {
+					r.Err = wire.ErrMalformed
+				}
+				st.appendChanges = modes&modeAppendChanges != 0
 			case frameOutbox:
 				o := readOrder(r)
 				st.pending = append(st.pending, outboxEntry{order: o, change: r.Bool()})

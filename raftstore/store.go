@@ -464,11 +464,12 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 // busy shard's entries carry hundreds of purchases each: counted in
 // entries alone, its log would grow to gigabytes between snapshots, or
 // with a small count it would snapshot every few seconds for nothing.
+//
+// The same loop, on the leader, switches the shard's outbox to one entry
+// per change (CmdOutboxAppend) once every server applies it: a cluster
+// upgraded from a version without it switches once its last voter is new.
 func (sh *Shard) snapshotBySize() {
 	defer sh.wg.Done()
-	if sh.cfg.SnapshotBytes == 0 {
-		return
-	}
 	t := time.NewTicker(snapshotCheckInterval)
 	defer t.Stop()
 	for {
@@ -477,12 +478,24 @@ func (sh *Shard) snapshotBySize() {
 			return
 		case <-t.C:
 		}
-		if sh.fsm.bytesSinceSnapshot() < sh.cfg.SnapshotBytes {
+		sh.switchOutbox()
+		if sh.cfg.SnapshotBytes == 0 || sh.fsm.bytesSinceSnapshot() < sh.cfg.SnapshotBytes {
 			continue
 		}
 		if err := sh.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
 			sh.log.Warn("snapshot by size", "err", err)
 		}
+	}
+}
+
+// switchOutbox writes CmdOutboxAppend on the leader of a shard that has
+// not switched, once every server can apply it.
+func (sh *Shard) switchOutbox() {
+	if !sh.Ready() || sh.fsm.AppendsChanges() || !sh.allowed(FeatureOutboxAppend) {
+		return
+	}
+	if _, err := sh.apply(&OutboxAppend{Stamp: sh.stamp()}, 16); err != nil {
+		sh.log.Debug("switch outbox", "err", err)
 	}
 }
 

@@ -58,6 +58,7 @@ func (s *Store) Orders(ctx context.Context, orderIDs []string) (map[string][]cli
 		for _, o := range list {
 			out[k] = append(out[k], client.StoredOrder{
 				OrderID: k, ItemID: o.ItemID, UserID: o.UserID, RequestID: o.RequestID, Quantity: int64(o.Quantity),
+				Status: string(o.Status),
 			})
 		}
 	}
