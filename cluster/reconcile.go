@@ -75,7 +75,8 @@ type Reconciler struct {
 	lastBalance   time.Time
 	balanceIndex  map[int]uint64 // shard -> applied index at the last balance
 	lastJoin      time.Time
-	leadsChanged  chan struct{} // LeadershipChanged: publish Leads now (buffer of 1)
+	evacFailed    map[int]time.Time // shard -> when its last evacuating transfer failed
+	leadsChanged  chan struct{}     // LeadershipChanged: publish Leads now (buffer of 1)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -158,7 +159,7 @@ func newReconciler(cfg ReconcilerConfig, groups []shardGroup, m members, place p
 		return nil, err
 	}
 	return &Reconciler{cfg: cfg, groups: groups, m: m, place: place, log: log,
-		nonvoterSince: make(map[string]time.Time), balanceIndex: make(map[int]uint64),
+		nonvoterSince: make(map[string]time.Time), balanceIndex: make(map[int]uint64), evacFailed: make(map[int]time.Time),
 		leadsChanged: make(chan struct{}, 1)}, nil
 }
 
@@ -222,7 +223,7 @@ func (r *Reconciler) Tick(now time.Time) {
 		}
 	}
 	if sick := r.sick(); sick != "" {
-		r.evacuate(alive, sick)
+		r.evacuate(alive, sick, now)
 	} else if now.Sub(r.lastBalance) >= r.cfg.BalanceInterval {
 		r.lastBalance = now
 		r.balance(alive)
@@ -533,8 +534,10 @@ func leastLoaded(cands []raftstore.Server, load map[string]int) raftstore.Server
 // node stays a voter), and its purchases stop waiting for this node's
 // disk. Each transfer stalls its shard for about an election, once;
 // without one the shard would be slow, or refuse purchases, for as long as
-// the disk is. A shard with no healthy voter to take it stays here.
-func (r *Reconciler) evacuate(alive map[string]Member, why string) {
+// the disk is. A shard with no healthy voter to take it stays here; one
+// whose transfer failed is tried again after BalanceInterval, not at every
+// round (each attempt stalls the shard).
+func (r *Reconciler) evacuate(alive map[string]Member, why string, now time.Time) {
 	self := r.m.Self().ID
 	load := map[string]int{}
 	for i := range r.groups {
@@ -543,7 +546,7 @@ func (r *Reconciler) evacuate(alive map[string]Member, why string) {
 		}
 	}
 	for i, sh := range r.groups {
-		if !sh.Ready() {
+		if !sh.Ready() || now.Sub(r.evacFailed[i]) < r.cfg.BalanceInterval {
 			continue
 		}
 		servers, err := sh.Servers()
@@ -564,6 +567,7 @@ func (r *Reconciler) evacuate(alive map[string]Member, why string) {
 		r.log.Warn("sick leader: transfer leadership", "shard", i, "to", to.ID, "why", why)
 		if err := sh.TransferLeadership(to.ID, to.Addr); err != nil {
 			r.log.Warn("sick leader: transfer leadership", "shard", i, "to", to.ID, "err", err)
+			r.evacFailed[i] = now
 			continue
 		}
 		load[to.ID]++

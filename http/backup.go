@@ -151,7 +151,11 @@ func (r *backupRoutes) restore(c echo.Context) error {
 	if ct := req.Header.Get(echo.HeaderContentType); ct != echo.MIMEOctetStream {
 		return &apiError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type", message: "Content-Type must be " + echo.MIMEOctetStream}
 	}
-	_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(backupTransferMax))
+	// The upload and the restore both outlast the server's timeouts: the
+	// answer must not be cut off after the shard was restored.
+	rc := http.NewResponseController(c.Response())
+	_ = rc.SetReadDeadline(time.Now().Add(backupTransferMax))
+	_ = rc.SetWriteDeadline(time.Now().Add(backupTransferMax))
 	info, err := r.b.RestoreBackup(req.Context(), shard, req.Body)
 	if err != nil {
 		return backupError(c, err)

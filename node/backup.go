@@ -75,15 +75,15 @@ func (n *Node) notLeader(shard int) error {
 	}
 	for _, m := range n.members.Members() {
 		if m.ID == e.Leader && e.Leader != "" {
-			e.LeaderHTTP = reachableHTTP(m.HTTPAddr, m.GossipAddr)
+			e.LeaderHTTP = ReachableHTTP(m.HTTPAddr, m.GossipAddr)
 		}
 	}
 	return e
 }
 
-// reachableHTTP returns an HTTP address other hosts can dial: a node bound
+// ReachableHTTP returns an HTTP address other hosts can dial: a node bound
 // to every interface gossips 0.0.0.0, for which its gossip host stands in.
-func reachableHTTP(httpAddr, gossipAddr string) string {
+func ReachableHTTP(httpAddr, gossipAddr string) string {
 	host, port, err := net.SplitHostPort(httpAddr)
 	if err != nil || !net.ParseIP(host).IsUnspecified() && host != "" {
 		return httpAddr

@@ -270,12 +270,25 @@ func (sh *Shard) RestoreBackup(ctx context.Context, r io.Reader, max int64) (Bac
 	if !sh.Ready() {
 		return h, sale.ErrNotLeader
 	}
-	err = sh.waitRaft(ctx, func() error { return sh.raft.Restore(meta, f, sh.cfg.ApplyTimeout) })
+	// Not cut short by ctx: the guard must hold, and the file stay, until
+	// Raft is done with both, or a flusher could commit a watermark read
+	// before the restore over the restored outbox. The call is bounded by
+	// Raft: ApplyTimeout to be taken up, then the restore itself, which a
+	// shutdown ends.
+	err = sh.raft.Restore(meta, f, sh.cfg.ApplyTimeout)
 	// Whatever the answer, the state may have changed: a watermark read
 	// before must not be committed after.
 	sh.guard.gen.Add(1)
 	if err != nil {
 		return h, fmt.Errorf("raftstore: restore: %w", mapRaftError(err))
+	}
+	// Raft.Restore installs the snapshot on this leader only; the
+	// followers take it when replication finds the gap in their logs. A
+	// leader lost before a quorum has it would hand the group to a
+	// follower with the old state, and the restore would be gone: answer
+	// only once an entry after it commits.
+	if err := sh.waitRaft(ctx, func() error { return sh.raft.Barrier(backupWaitMax).Error() }); err != nil {
+		return h, fmt.Errorf("raftstore: restore applied on the leader, not yet on a quorum: %w", sale.ErrUnknownOutcome)
 	}
 	return h, nil
 }

@@ -79,7 +79,7 @@ func TestFSMCancelReturnsUnitOnce(t *testing.T) {
 	if got := r.buy(40*sec, "a", p("u2", "", 1))[0].Outcome; got != C {
 		t.Errorf("u2 buying again after the cancel = %v; want confirmed", got)
 	}
-	// The request ID still names the original order, now cancelled.
+	// An order that was not cancelled keeps its request ID's answer.
 	if o, ok := r.f.LookupRequest("a", "u1", "r1"); !ok || o.Status != orders.StatusConfirmed {
 		t.Errorf("LookupRequest(r1) = %+v, %v; want the uncancelled order", o, ok)
 	}

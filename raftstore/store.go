@@ -525,6 +525,7 @@ func (sh *Shard) watchLeadership() {
 			}
 			if sh.raft.State() == raft.Leader {
 				sh.ready.Store(true)
+				sh.switchOutbox() // at once, not at the next housekeeping round
 				if sh.cfg.OnLeadership != nil {
 					sh.cfg.OnLeadership(sh.id, true)
 				}
@@ -727,8 +728,15 @@ func (sh *Shard) EndSale(itemID string) (sale.Item, error) {
 // Cancel cancels an order (FSM.cancelLocked says which) and returns it,
 // cancelled. Like EndSale it waits for every server of the shard to apply
 // it.
+//
+// It also waits for the shard's outbox switch (CmdOutboxAppend): before it,
+// a cancel applied while the flusher held the order's entry would never
+// reach the store, and the store would go on counting a unit the sale
+// sells again. (Pay and expiry keep the earlier versions' way until the
+// switch, which the leader writes within a second of the last voter's
+// upgrade.)
 func (sh *Shard) Cancel(orderID uint64) (orders.Order, error) {
-	if !sh.allowed(FeatureAdminCommands) {
+	if !sh.allowed(FeatureAdminCommands) || !sh.fsm.AppendsChanges() {
 		return orders.Order{}, sale.ErrFeatureUnavailable
 	}
 	return sh.applyOrder(&Cancel{Stamp: sh.stamp(), OrderID: orderID}, 24)

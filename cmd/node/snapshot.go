@@ -426,13 +426,7 @@ func leaderBase(o *adminOpts, st *node.Status, shard int) (string, error) {
 	}
 	for _, m := range st.Members {
 		if m.ID == leader && m.HTTPAddr != "" {
-			addr := m.HTTPAddr
-			if host, port, err := net.SplitHostPort(addr); err == nil && (host == "" || net.ParseIP(host).IsUnspecified()) {
-				if gh, _, err := net.SplitHostPort(m.GossipAddr); err == nil {
-					addr = net.JoinHostPort(gh, port)
-				}
-			}
-			return scheme + "://" + addr, nil
+			return scheme + "://" + node.ReachableHTTP(m.HTTPAddr, m.GossipAddr), nil
 		}
 	}
 	return "", fmt.Errorf("shard %d: its leader %s is not among the members", shard, leader)

@@ -138,8 +138,8 @@ func appliedVersions(ctx context.Context, conn *sql.Conn) ([]int, error) {
 //
 // Identifiers are compared byte for byte (utf8mb4_bin): user "alice" and user
 // "Alice" are different users. The (user_id, order_id) key serves ListByUser.
-// items holds, per item, the quantity and the number of orders that are not
-// expired in this database; Write keeps it in step with the order rows.
+// items holds, per item, the quantity and the number of orders that are
+// neither expired nor cancelled in this database; Write keeps it in step with the order rows.
 func createOrderTables(ctx context.Context, c *sql.Conn, l layout) error {
 	for t := range l.tables {
 		_, err := c.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+orders.TableName(t)+` (

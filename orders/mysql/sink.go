@@ -234,8 +234,8 @@ func (s *Sink) ListByUser(ctx context.Context, userID string, limit int) ([]orde
 	return list, nil
 }
 
-// SoldByItem returns, per item, the quantity of all orders that are not
-// expired, summed over every table of every database. It scans the order
+// SoldByItem returns, per item, the quantity of all orders that are neither
+// expired nor cancelled, summed over every table of every database. It scans the order
 // tables rather than trusting the items counters, so reconciliation can
 // compare it with the Raft state; it reads every row and is meant for
 // occasional use, not for the request path.
@@ -264,7 +264,7 @@ func (s *Sink) SoldByItem(ctx context.Context) (map[string]int64, error) {
 
 // ItemTotals are the items-table counters of one item summed over all
 // databases: the quantity sold and the number of orders, counting orders that
-// are not expired.
+// are neither expired nor cancelled.
 type ItemTotals struct {
 	Sold   int64
 	Orders int64

@@ -329,7 +329,7 @@ func writeRows(ctx context.Context, tx *sql.Tx, table string, rows []orders.Orde
 			return err
 		}
 	}
-	// Deterministic order: confirmed, expired, paid.
+	// Deterministic order: cancelled, confirmed, expired, paid.
 	statuses := make([]orders.Status, 0, len(changed))
 	for st := range changed {
 		statuses = append(statuses, st)
