@@ -95,7 +95,7 @@ func TestStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := client.StoredOrder{OrderID: first, ItemID: "hot", UserID: "u1", RequestID: "r1", Quantity: 2}
+	want := client.StoredOrder{OrderID: first, ItemID: "hot", UserID: "u1", RequestID: "r1", Quantity: 2, Status: "confirmed"}
 	if len(got) != 1 || len(got[first]) != 1 || got[first][0] != want {
 		t.Errorf("Orders() = %+v; want %s once as %+v, %s absent", got, first, want, missing)
 	}
