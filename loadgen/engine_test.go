@@ -373,13 +373,16 @@ func TestRun(t *testing.T) {
 			if !rep.Passed() {
 				t.Fatalf("verdict FAIL %q; want PASS\n%s", rep.Verify.Problems, table.String())
 			}
+			// A purchase whose every send went unanswered (a timeout on a
+			// loaded machine) stays unknown: it may be any of the others.
 			by := rep.Purchases.ByOutcome
+			slack := rep.UnknownPurchases
 			for _, w := range []struct {
 				o    client.Outcome
 				want int64
 			}{{client.OutcomeConfirmed, tt.wantConfirmed}, {client.OutcomeSoldOut, tt.wantSoldOut}, {client.OutcomeLimitExceeded, tt.wantLimit}} {
-				if w.want != 0 && by[w.o.String()] != w.want {
-					t.Errorf("purchases %s = %d; want %d\n%s", w.o, by[w.o.String()], w.want, table.String())
+				if got := by[w.o.String()]; w.want != 0 && (got > w.want || got < w.want-slack) {
+					t.Errorf("purchases %s = %d; want %d (%d unknown)\n%s", w.o, got, w.want, slack, table.String())
 				}
 			}
 			if rep.Verify.OrdersChecked == 0 {
