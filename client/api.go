@@ -134,8 +134,10 @@ type ClusterStatus struct {
 // (Any for the next one). A 2xx answer whose body has no order is
 // OutcomeBadResponse.
 func (c *Client) Purchase(ctx context.Context, target int, item, user, requestID string, quantity int) (Reply, OrderView) {
+	who := AsUser(user)
+	who.IdempotencyKey = requestID
 	r := c.Do(ctx, target, http.MethodPost, "/v1/items/"+url.PathEscape(item)+"/purchase",
-		purchaseBody{Quantity: quantity, RequestID: requestID}, AsUser(user))
+		purchaseBody{Quantity: quantity, RequestID: requestID}, who)
 	if !r.Outcome.OK() {
 		return r, OrderView{}
 	}

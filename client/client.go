@@ -149,6 +149,10 @@ func (c *Client) Next() int {
 type Auth struct {
 	User  string // a shopper, through the Identity; "" for none
 	Admin bool   // the admin token, when there is one (wins over User)
+	// IdempotencyKey is sent as the Idempotency-Key header: a purchase's
+	// request_id, which a proxy can see without reading the body (nginx
+	// resends keyed purchases to another node).
+	IdempotencyKey string
 }
 
 // AsAdmin sends a request with the admin token.
@@ -237,6 +241,9 @@ func (c *Client) authorize(req *http.Request, hasBody bool, who Auth) {
 		req.Header.Set("Authorization", "Bearer "+c.adminToken)
 	case who.User != "":
 		c.identity.Authorize(req.Header, who.User)
+	}
+	if who.IdempotencyKey != "" {
+		req.Header.Set("Idempotency-Key", who.IdempotencyKey)
 	}
 }
 

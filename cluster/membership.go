@@ -46,6 +46,11 @@ type Meta struct {
 	// Leads is the set of shards this node leads, a hex bit set, so that
 	// nodes outside a shard's group can still route to its leader.
 	Leads string `json:"leads,omitempty"`
+	// LeadTerms are the Raft terms of the shards in Leads, in shard order:
+	// two members may both claim a shard (a leader paused or cut off still
+	// claims it until gossip gives up on it), and the higher term is the
+	// real leader. Absent from a node of an earlier version.
+	LeadTerms []uint64 `json:"lterms,omitempty"`
 	// Follows is the set of shards this node follows with a leader it
 	// hears from, in the same form, but never empty once published ("00"
 	// for none): a leader hands a shard only to a node that hears it, and
@@ -72,6 +77,23 @@ func (m *Meta) IsGateway() bool { return m.Role == config.RoleGateway }
 
 // LeadsShard reports whether the meta says its node leads shard.
 func (m *Meta) LeadsShard(shard int) bool { return hasShard(m.Leads, shard) }
+
+// LeadTerm returns the term the meta claims shard's leadership in, 0 when
+// it does not say (or does not claim the shard).
+func (m *Meta) LeadTerm(shard int) uint64 {
+	if !m.LeadsShard(shard) {
+		return 0
+	}
+	for i, s := range ShardSet(m.Leads) {
+		if s == shard {
+			if i < len(m.LeadTerms) {
+				return m.LeadTerms[i]
+			}
+			return 0
+		}
+	}
+	return 0
+}
 
 // HearsLeader reports whether the node hears shard's leader: it says it
 // follows the shard with a known leader, or it says nothing (an earlier

@@ -23,3 +23,29 @@ func TestMetaHearsLeader(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimantHighestTerm: while a paused or cut-off leader still claims
+// its shard in gossip, the leader elected after it claims it in a higher
+// term, and routing follows the higher term whatever the IDs' order.
+func TestClaimantHighestTerm(t *testing.T) {
+	claim := func(id string, shards []int, terms []uint64) Member {
+		return Member{Meta: Meta{ID: id, Leads: EncodeLeads(shards), LeadTerms: terms}, State: StateAlive}
+	}
+	tests := []struct {
+		name    string
+		members []Member
+		shard   int
+		want    string
+	}{
+		{"one claim", []Member{claim("n1", []int{0, 3}, []uint64{4, 7}), claim("n2", []int{1}, []uint64{2})}, 3, "n1"},
+		{"the newer term wins over the lower ID", []Member{claim("n1", []int{2}, []uint64{5}), claim("n3", []int{0, 2}, []uint64{1, 6})}, 2, "n3"},
+		{"an earlier version says no term: the one that does wins", []Member{claim("n1", []int{2}, nil), claim("n2", []int{2}, []uint64{3})}, 2, "n2"},
+		{"no terms at all: the first, as before", []Member{claim("n1", []int{2}, nil), claim("n2", []int{2}, nil)}, 2, "n1"},
+		{"nobody", []Member{claim("n1", []int{1}, []uint64{1})}, 2, ""},
+	}
+	for _, tt := range tests {
+		if got := claimant(tt.members, tt.shard); got != tt.want {
+			t.Errorf("%s: claimant(shard %d) = %q; want %q", tt.name, tt.shard, got, tt.want)
+		}
+	}
+}

@@ -62,18 +62,32 @@ func (p *LeaderPlacement) ShardOwner(shard int) (string, bool, bool) {
 
 // LeaderOf returns the ID of the shard's leader as this node knows it: from
 // its own replica when it has one, else from the members' gossiped Leads.
+// When two live members claim the shard (the old leader is paused or cut
+// off, and gossip has not yet given up on it), the claim in the higher
+// term wins: the new leader's, gossiped the moment it was elected, rather
+// than whichever ID sorts first.
 func (p *LeaderPlacement) LeaderOf(shard int) string {
 	if p.store != nil {
 		if _, id := p.store.Shard(shard).Leader(); id != "" {
 			return id
 		}
 	}
-	for _, mb := range p.m.Alive() {
-		if mb.LeadsShard(shard) {
-			return mb.ID
+	return claimant(p.m.Alive(), shard)
+}
+
+// claimant returns the member whose gossip claims shard in the highest
+// term (the first, in the members' order, on a tie or without terms).
+func claimant(members []Member, shard int) string {
+	best, bestTerm := "", uint64(0)
+	for _, mb := range members {
+		if !mb.LeadsShard(shard) {
+			continue
+		}
+		if t := mb.LeadTerm(shard); best == "" || t > bestTerm {
+			best, bestTerm = mb.ID, t
 		}
 	}
-	return ""
+	return best
 }
 
 // Rendezvous orders node IDs by highest-random-weight hashing for a shard:

@@ -96,6 +96,8 @@ type shardGroup interface {
 	IsLeader() bool
 	// HasLeader reports whether this node knows the group's leader.
 	HasLeader() bool
+	// Term is the group's current Raft term as this node knows it.
+	Term() uint64
 	Servers() ([]raftstore.Server, error)
 	AddNonvoter(id, addr string) error
 	// Promote makes a server a voter at addr, adding it if it is not in
@@ -260,10 +262,12 @@ func (r *Reconciler) rejoin(alive map[string]Member, now time.Time) {
 // outside those groups.
 func (r *Reconciler) publishLeads() {
 	var led, follows []int
+	var terms []uint64
 	for i, sh := range r.groups {
 		switch {
 		case sh.IsLeader():
 			led = append(led, i)
+			terms = append(terms, sh.Term())
 		case sh.HasLeader():
 			// Not Replica(): Raft forgets a leader it has not heard from
 			// for a heartbeat timeout, well before Replica's contact bound.
@@ -275,7 +279,7 @@ func (r *Reconciler) publishLeads() {
 		fol = "00"
 	}
 	sick := r.sick()
-	if err := r.m.UpdateMeta(func(m *Meta) { m.Leads, m.Follows, m.Sick = leads, fol, sick }, time.Second); err != nil {
+	if err := r.m.UpdateMeta(func(m *Meta) { m.Leads, m.LeadTerms, m.Follows, m.Sick = leads, terms, fol, sick }, time.Second); err != nil {
 		r.log.Debug("publish leads", "err", err)
 	}
 }

@@ -36,6 +36,7 @@ type fakeGroup struct {
 	notReady    bool // leads, but before its post-election barrier
 	hasLeader   bool // as a follower: hears a leader
 	applied     uint64
+	term        uint64
 	unreachable map[string]bool
 	serversErr  error
 }
@@ -44,6 +45,7 @@ func (g *fakeGroup) ID() int         { return g.id }
 func (g *fakeGroup) Ready() bool     { return g.leader && !g.notReady }
 func (g *fakeGroup) IsLeader() bool  { return g.leader }
 func (g *fakeGroup) HasLeader() bool { return g.leader || g.hasLeader }
+func (g *fakeGroup) Term() uint64    { return g.term }
 func (g *fakeGroup) Servers() ([]raftstore.Server, error) {
 	if g.serversErr != nil {
 		return nil, g.serversErr

@@ -272,6 +272,9 @@ func (s *Server) endSale(c echo.Context) error {
 	return c.JSON(http.StatusOK, s.itemJSON(it))
 }
 
+// idempotencyKeyHeader carries a purchase's request ID outside its body.
+const idempotencyKeyHeader = "Idempotency-Key"
+
 type purchaseBody struct {
 	Quantity  *int32 `json:"quantity"`
 	RequestID string `json:"request_id"`
@@ -301,6 +304,17 @@ func (s *Server) purchase(c echo.Context) error {
 	b, err := decodePurchase(c)
 	if err != nil {
 		return err
+	}
+	// The request ID may come as an Idempotency-Key header too, which a
+	// proxy can see without reading the body: nginx resends only keyed
+	// purchases to another node (deploy/swarm/nginx.conf).
+	if key := c.Request().Header.Get(idempotencyKeyHeader); key != "" {
+		switch {
+		case b.RequestID == "":
+			b.RequestID = key
+		case b.RequestID != key:
+			return invalid("the Idempotency-Key header and request_id differ")
+		}
 	}
 	qty, err := parsePurchase(&b)
 	if err != nil {

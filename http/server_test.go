@@ -98,6 +98,7 @@ type req struct {
 	bearer             string // Authorization: Bearer
 	chunked            bool   // no Content-Length
 	remote             string // the client's address; "" means httptest's 192.0.2.1:1234
+	key                string // Idempotency-Key
 }
 
 func (r req) String() string { return r.method + " " + r.path + " " + strconv.Quote(r.body) }
@@ -117,6 +118,9 @@ func serve(h http.Handler, r req) *httptest.ResponseRecorder {
 	}
 	if r.user != "" {
 		hr.Header.Set("X-User-ID", r.user)
+	}
+	if r.key != "" {
+		hr.Header.Set("Idempotency-Key", r.key)
 	}
 	if r.bearer != "" {
 		hr.Header.Set("Authorization", "Bearer "+r.bearer)

@@ -621,6 +621,9 @@ func (sh *Shard) HasLeader() bool {
 	return addr != ""
 }
 
+// Term returns the shard's current Raft term as this node knows it.
+func (sh *Shard) Term() uint64 { return sh.raft.CurrentTerm() }
+
 // Leader returns the leader's address and ID, empty if unknown.
 func (sh *Shard) Leader() (addr, id string) {
 	a, i := sh.raft.LeaderWithID()
