@@ -11,7 +11,7 @@ RACE_PKGS := ./raftstore/... ./actors/... ./http/... ./orders/... ./config/... .
 # multi-node tests run without -race.
 CLUSTER_PKGS := ./node/... ./cluster/...
 
-.PHONY: build run test check unit e2e fuzz faults k8s-check promtool-check locust-smoke bench soak bench-scale console-shots clean
+.PHONY: build run test check unit e2e fuzz faults k8s-check promtool-check locust-smoke swarm-e2e bench soak bench-scale console-shots clean
 
 build:
 	$(GO) build -o bin/node ./cmd/node
@@ -72,6 +72,16 @@ promtool-check:
 	promtool check config deploy/swarm/prometheus.yml
 	promtool check rules deploy/swarm/flashstock-rules.yml
 	amtool check-config deploy/swarm/alertmanager.yml
+
+# swarm-e2e: the Swarm stack end to end (deploy/swarm/e2e.sh): builds the
+# images (the Debian root filesystems cached in ~/.cache/flashstock-swarm),
+# deploys on a single-host swarm, loadgen crowds through nginx across a
+# leader kill, 10 s pauses of a leader and a gateway, three-voter checks,
+# verification against both MariaDB databases; without E2E_QUICK=1 also an
+# nginx update, gateway scaling, a rolling upgrade and an alert. Needs root,
+# Docker and debootstrap. CI runs E2E_QUICK=1 after make test.
+swarm-e2e:
+	deploy/swarm/e2e.sh
 
 # locust-smoke: the article's Locust shoppers (deploy/locust) against one
 # node for 15 s, headless; fails on any failed request or broken invariant.
