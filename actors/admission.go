@@ -113,21 +113,15 @@ func (e *Engine) answerFromReplica(sh *raftstore.Shard, r sale.Request) (o order
 // order's shard. Paying twice is a no-op; paying an expired order is
 // sale.ErrOrderExpired.
 func (e *Engine) Pay(ctx context.Context, id uint64, user string) (orders.Order, error) {
-	if err := e.admit(); err != nil {
-		return orders.Order{}, err
-	}
-	defer e.inflight.Add(-1)
-	o, _, err := e.Order(ctx, id)
-	if err != nil {
-		return orders.Order{}, err
-	}
-	if o.UserID != user {
-		return orders.Order{}, sale.ErrOrderNotFound
-	}
-	if e.store != nil && e.store.Shard(orders.ShardOfID(id)).PayWindow() == 0 {
-		return orders.Order{}, sale.ErrPaymentNotRequired // (a gateway's owner says so)
-	}
-	return e.callOrder(ctx, o.ItemID, &pay{orderID: id, userID: user})
+	return e.onOrder(ctx, id, func(o orders.Order) (message, error) {
+		if o.UserID != user {
+			return nil, sale.ErrOrderNotFound
+		}
+		if e.store != nil && e.store.Shard(orders.ShardOfID(id)).PayWindow() == 0 {
+			return nil, sale.ErrPaymentNotRequired // (a gateway's owner says so)
+		}
+		return &pay{orderID: id, userID: user}, nil
+	})
 }
 
 // CancelOrder cancels an order for an admin, on the leader of the order's
@@ -137,6 +131,14 @@ func (e *Engine) Pay(ctx context.Context, id uint64, user string) (orders.Order,
 // the shard keeps (--order-retention after it was stored)
 // sale.ErrOrderNotCancellable.
 func (e *Engine) CancelOrder(ctx context.Context, id uint64) (orders.Order, error) {
+	return e.onOrder(ctx, id, func(orders.Order) (message, error) { return &cancelOrder{orderID: id}, nil })
+}
+
+// onOrder reads order id, to learn its item and so its owner, and sends
+// the owner the command cmd makes of it (pay, cancel), or returns cmd's
+// refusal. Both commands are idempotent, so an attempt whose outcome is
+// unknown is sent again.
+func (e *Engine) onOrder(ctx context.Context, id uint64, cmd func(orders.Order) (message, error)) (orders.Order, error) {
 	if err := e.admit(); err != nil {
 		return orders.Order{}, err
 	}
@@ -145,14 +147,11 @@ func (e *Engine) CancelOrder(ctx context.Context, id uint64) (orders.Order, erro
 	if err != nil {
 		return orders.Order{}, err
 	}
-	return e.callOrder(ctx, o.ItemID, &cancelOrder{orderID: id})
-}
-
-// callOrder sends an order command (pay, cancel) to the owner of the
-// order's item; both are idempotent, so an attempt whose outcome is
-// unknown is sent again.
-func (e *Engine) callOrder(ctx context.Context, item string, m message) (orders.Order, error) {
-	reply, err := e.call(ctx, item, m, true)
+	m, err := cmd(o)
+	if err != nil {
+		return orders.Order{}, err
+	}
+	reply, err := e.call(ctx, o.ItemID, m, true)
 	if err != nil {
 		return orders.Order{}, err
 	}

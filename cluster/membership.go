@@ -10,6 +10,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math/bits"
 	"net"
 	"reflect"
 	"slices"
@@ -81,16 +82,8 @@ func (m *Meta) LeadsShard(shard int) bool { return hasShard(m.Leads, shard) }
 // LeadTerm returns the term the meta claims shard's leadership in, 0 when
 // it does not say (or does not claim the shard).
 func (m *Meta) LeadTerm(shard int) uint64 {
-	if !m.LeadsShard(shard) {
-		return 0
-	}
-	for i, s := range ShardSet(m.Leads) {
-		if s == shard {
-			if i < len(m.LeadTerms) {
-				return m.LeadTerms[i]
-			}
-			return 0
-		}
+	if i, ok := shardRank(m.Leads, shard); ok && i < len(m.LeadTerms) {
+		return m.LeadTerms[i]
 	}
 	return 0
 }
@@ -116,11 +109,49 @@ func ShardSet(set string) []int {
 }
 
 func hasShard(set string, shard int) bool {
-	b, err := hex.DecodeString(set)
-	if err != nil || shard/8 >= len(b) {
-		return false
+	_, ok := shardRank(set, shard)
+	return ok
+}
+
+// shardRank returns the position of shard among the shards of a Leads or
+// Follows set (how many smaller shards it holds), and whether the set holds
+// it. It reads the hex in place: placement asks it for every purchase a
+// gateway forwards.
+func shardRank(set string, shard int) (int, bool) {
+	if shard < 0 || len(set)%2 != 0 || 2*(shard/8) >= len(set) {
+		return 0, false
 	}
-	return b[shard/8]&(1<<(shard%8)) != 0
+	rank := 0
+	for i := 0; 2*i < len(set); i++ {
+		hi, ok1 := unhex(set[2*i])
+		lo, ok2 := unhex(set[2*i+1])
+		if !ok1 || !ok2 {
+			return 0, false // not a set: as hex.DecodeString would refuse it
+		}
+		b := hi<<4 | lo
+		switch {
+		case i < shard/8:
+			rank += bits.OnesCount8(b)
+		case i == shard/8:
+			if b&(1<<(shard%8)) == 0 {
+				return 0, false
+			}
+			rank += bits.OnesCount8(b & (1<<(shard%8) - 1))
+		}
+	}
+	return rank, true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // EncodeLeads returns the Leads form of a set of shards.

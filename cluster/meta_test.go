@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"slices"
 	"testing"
 )
 
@@ -46,6 +47,27 @@ func TestClaimantHighestTerm(t *testing.T) {
 	for _, tt := range tests {
 		if got := claimant(tt.members, tt.shard); got != tt.want {
 			t.Errorf("%s: claimant(shard %d) = %q; want %q", tt.name, tt.shard, got, tt.want)
+		}
+	}
+}
+
+// TestShardRank: membership of a shard in a Leads set and its position
+// among the set's shards, read from the hex in place, as ShardSet decodes
+// it; a malformed set holds nothing.
+func TestShardRank(t *testing.T) {
+	for _, set := range []string{"", "01", "05", "ff", "0201", "80ff03", "0000000001"} {
+		shards := ShardSet(set)
+		for shard := -1; shard < 44; shard++ {
+			want := slices.Index(shards, shard)
+			got, ok := shardRank(set, shard)
+			if ok != (want >= 0) || (ok && got != want) {
+				t.Errorf("shardRank(%q, %d) = %d, %v; want %d (ShardSet %v)", set, shard, got, ok, want, shards)
+			}
+		}
+	}
+	for _, bad := range []string{"0", "zz", "01z", "1g"} {
+		if _, ok := shardRank(bad, 0); ok {
+			t.Errorf("shardRank(%q, 0) holds shard 0; want a malformed set to hold nothing", bad)
 		}
 	}
 }

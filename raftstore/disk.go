@@ -231,9 +231,8 @@ type DiskHealth struct {
 	WriteFailing bool   // a write failed for want of space within writeErrorHold
 	WriteFails   uint64 // such writes since start
 	// Slow is set while the log's writes are persistently slow (see
-	// writeLatency); SlowWrites of Writes in the last few seconds were.
-	Slow               bool
-	Writes, SlowWrites int
+	// writeLatency).
+	Slow bool
 }
 
 // Trouble reports whether the store must not take purchases.
@@ -246,11 +245,9 @@ func (s *Store) DiskHealth() DiskHealth {
 	d.mu.Lock()
 	reserve := d.reserve
 	d.mu.Unlock()
-	h := DiskHealth{FreeBytes: d.free.Load(), ReserveBytes: reserve, Low: d.low.Load(),
+	return DiskHealth{FreeBytes: d.free.Load(), ReserveBytes: reserve, Low: d.low.Load(),
 		WriteFailing: last != 0 && time.Since(time.Unix(0, last)) < writeErrorHold, WriteFails: d.writeFails.Load(),
 		Slow: d.slow.Load()}
-	h.Writes, h.SlowWrites = d.writes.window(time.Now())
-	return h
 }
 
 // Sick names what makes this node a poor leader now: "disk_full" (it

@@ -451,7 +451,7 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 	sh.wg.Add(3)
 	go sh.watchLeadership()
 	go sh.watchPeers(obsCh)
-	go sh.snapshotBySize()
+	go sh.housekeep()
 	if cfg.PayWindow > 0 {
 		sh.wg.Add(1)
 		go sh.expireLoop()
@@ -459,16 +459,16 @@ func (s *Store) openShard(id int, dir string) (*Shard, error) {
 	return sh, nil
 }
 
-// snapshotBySize takes a snapshot whenever SnapshotBytes of commands were
-// applied since the last one. Raft's own trigger counts entries, and a
+// housekeep runs the shard's periodic chores. It takes a snapshot whenever
+// SnapshotBytes of commands were applied since the last one. Raft's own trigger counts entries, and a
 // busy shard's entries carry hundreds of purchases each: counted in
 // entries alone, its log would grow to gigabytes between snapshots, or
 // with a small count it would snapshot every few seconds for nothing.
 //
-// The same loop, on the leader, switches the shard's outbox to one entry
+// On the leader, it switches the shard's outbox to one entry
 // per change (CmdOutboxAppend) once every server applies it: a cluster
 // upgraded from a version without it switches once its last voter is new.
-func (sh *Shard) snapshotBySize() {
+func (sh *Shard) housekeep() {
 	defer sh.wg.Done()
 	t := time.NewTicker(snapshotCheckInterval)
 	defer t.Stop()
