@@ -335,7 +335,7 @@ type Readiness struct {
 type ShardReadiness struct {
 	Shard  int    `json:"shard"`
 	Leader string `json:"leader,omitempty"` // the leader this node reaches; empty: none
-	Seat   bool   `json:"seat"`             // this node holds a replica of the shard
+	Seat   bool   `json:"seat"`             // this node is a server of the shard's group, as its replica knows
 	Served bool   `json:"served"`           // this node can serve the shard's items now
 }
 

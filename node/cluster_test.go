@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -165,12 +166,24 @@ func (tc *testCluster) restart(i int) {
 	tc.nodes[i] = nd
 }
 
-// replicas returns the live nodes that hold a seat in item's shard.
+// replicas returns the live nodes that hold a seat in item's shard, as
+// its leader's configuration has them: a replica removed while it was away
+// never hears of it and still thinks it has one. Without a leader, as each
+// replica knows itself.
 func (tc *testCluster) replicas(item string) []int {
+	var servers []raftstore.Server
+	if l := tc.leaderOf(item); l >= 0 {
+		st := tc.nodes[l].Store()
+		servers, _ = st.Shard(st.ShardFor(item)).Servers()
+	}
 	var out []int
 	for _, i := range tc.live() {
 		st := tc.nodes[i].Store()
-		if st.Shard(st.ShardFor(item)).HasConfiguration() {
+		in := st.Shard(st.ShardFor(item)).InGroup()
+		if servers != nil {
+			in = slices.ContainsFunc(servers, func(s raftstore.Server) bool { return s.ID == tc.cfgs[i].Name })
+		}
+		if in {
 			out = append(out, i)
 		}
 	}
@@ -1023,7 +1036,7 @@ func TestClusterMoreNodesThanReplicas(t *testing.T) {
 	for i, nd := range tc.nodes {
 		seats := 0
 		for s := 0; s < nd.Store().Shards(); s++ {
-			if nd.Store().Shard(s).HasConfiguration() {
+			if nd.Store().Shard(s).InGroup() {
 				seats++
 			}
 		}
@@ -1076,7 +1089,7 @@ func TestClusterZoneDownMidSale(t *testing.T) {
 	for s := 0; s < 8; s++ {
 		seen := map[string]bool{}
 		for i, nd := range tc.nodes {
-			if nd.Store().Shard(s).HasConfiguration() {
+			if nd.Store().Shard(s).InGroup() {
 				seen[zones[i]] = true
 			}
 		}
@@ -1115,4 +1128,62 @@ func TestClusterZoneDownMidSale(t *testing.T) {
 	for i, it := range items {
 		tc.checkSale(sales[i], it, 1_000_000)
 	}
+}
+
+// TestClusterRemovedReplicaReturns: a follower is down long enough that the
+// leader removes it and seats the spare node; restarted, it never hears of
+// its removal (the leader no longer sends to it), so its replica still
+// holds the old configuration and hears no leader. It must serve the
+// shard as a gateway does, through the leader gossip names, not stay
+// unready for good.
+func TestClusterRemovedReplicaReturns(t *testing.T) {
+	tc := newTestClusterWith(t, 4, nil, func(c *config.Config) { c.Shards = 1 })
+	tc.mustDo(0, "POST", "/v1/items", "admin", map[string]any{"id": "back", "stock": 1000}, 201)
+	leader := tc.leaderOf("back")
+	group := tc.replicas("back")
+	victim := -1
+	for _, i := range group {
+		if i != leader && i != 0 { // n0 is the gossip seed: it has no one to join
+			victim = i
+			break
+		}
+	}
+	if leader < 0 || len(group) != 3 || victim < 0 {
+		t.Fatalf("leader n%d, group %v; want a leader and three seats", leader, group)
+	}
+	tc.nodes[victim].Kill()
+	tc.nodes[victim] = nil
+	waitFor(t, 30*time.Second, fmt.Sprintf("n%d removed and the spare seated as a voter", victim), func() bool {
+		servers, err := tc.nodes[leader].Store().Shard(0).Servers()
+		if err != nil || len(servers) != 3 {
+			return false
+		}
+		for _, s := range servers {
+			if s.ID == tc.cfgs[victim].Name || !s.Voter {
+				return false
+			}
+		}
+		return true
+	})
+	tc.restart(victim)
+	nd := tc.nodes[victim]
+	if !nd.Store().Shard(0).InGroup() {
+		t.Skipf("n%d heard of its removal before it went down; nothing stale to test", victim)
+	}
+	waitFor(t, 15*time.Second, fmt.Sprintf("n%d, removed while away, ready for every shard", victim), func() bool {
+		return nd.Readiness().All
+	})
+	if r := nd.Readiness().Shards[0]; r.Leader != tc.cfgs[leader].Name {
+		t.Errorf("n%d routes shard 0 to %q; want the leader n%d", victim, r.Leader, leader)
+	}
+	s := newSale()
+	for u := 0; u < 20; u++ {
+		key := fmt.Sprintf("u%d/r", u)
+		r, err := doAt(nd.HTTPAddr(), "POST", "/v1/items/back/purchase", fmt.Sprint("u", u), map[string]any{"request_id": "r"})
+		s.record(key, r, err)
+		if err != nil || r.status != 201 {
+			t.Fatalf("purchase through n%d: %v %+v", victim, err, r)
+		}
+	}
+	tc.checkSale(s, "back", 1000)
 }

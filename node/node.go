@@ -437,15 +437,18 @@ func (n *Node) Readiness() httpapi.Readiness {
 	r := httpapi.Readiness{All: !n.stopped.Load(), Shards: make([]httpapi.ShardReadiness, n.cfg.Shards)}
 	for i := range r.Shards {
 		sr := httpapi.ShardReadiness{Shard: i}
-		var sh *raftstore.Shard
 		if n.store != nil {
-			sh = n.store.Shard(i)
-			sr.Seat = sh.HasConfiguration()
+			sh := n.store.Shard(i)
+			if sr.Seat = sh.InGroup(); sr.Seat {
+				if _, sr.Leader = sh.Leader(); sr.Leader != "" {
+					sr.Served = !sh.IsLeader() || sh.Ready()
+				}
+			}
 		}
-		if sr.Seat {
-			_, sr.Leader = sh.Leader()
-			sr.Served = sr.Leader != "" && (!sh.IsLeader() || sh.Ready())
-		} else if id := n.place.LeaderOf(i); id != "" {
+		// No seat, or a replica that hears no leader (cut off, or removed
+		// while it was away and never told: it still thinks it has a seat):
+		// purchases go where gossip says, as from a gateway (ShardOwner).
+		if id := n.place.LeaderOf(i); sr.Leader == "" && id != "" && id != n.members.Self().ID {
 			m, ok := n.members.Member(id)
 			sr.Leader, sr.Served = id, ok && m.State == cluster.StateAlive
 		}

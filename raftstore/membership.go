@@ -41,6 +41,25 @@ func (sh *Shard) HasConfiguration() bool {
 	return err == nil && len(servers) > 0
 }
 
+// InGroup reports whether this node is a server of the group's latest
+// configuration as its replica knows it: false before bootstrap or the
+// first contact from a leader, and after a committed removal reached it.
+// A replica removed while it was cut off never hears of its removal and
+// still reports true; it also hears no leader (callers fall back to
+// gossip then: node.Readiness).
+func (sh *Shard) InGroup() bool {
+	servers, err := sh.Servers()
+	if err != nil {
+		return false
+	}
+	for _, s := range servers {
+		if s.ID == sh.cfg.NodeID {
+			return true
+		}
+	}
+	return false
+}
+
 // Bootstrap creates the shard group with the given voters. Every voter must
 // call it with the same list. It is an error on a shard that has state.
 func (sh *Shard) Bootstrap(voters []Server) error {
