@@ -220,6 +220,15 @@ func (tc *testCluster) waitReady() {
 	}
 }
 
+// waitLeader waits up to 10 s for a leader of the item's shard (an
+// election may be under way) and returns its index.
+func (tc *testCluster) waitLeader(item string) int {
+	tc.t.Helper()
+	l := -1
+	waitFor(tc.t, 10*time.Second, "a leader for "+item, func() bool { l = tc.leaderOf(item); return l >= 0 })
+	return l
+}
+
 // leaderOf returns the index of the node leading the item's shard.
 func (tc *testCluster) leaderOf(item string) int {
 	for i, nd := range tc.nodes {
@@ -326,6 +335,23 @@ func (tc *testCluster) mustDo(i int, method, path, user string, body any, want i
 	}
 	if r.status != want {
 		tc.t.Fatalf("n%d %s %s = %d %v; want %d", i, method, path, r.status, r.body, want)
+	}
+	return r.body
+}
+
+// mustBuy buys one unit of item as user through node i, with a request
+// ID: a leader that moves mid-request (an election, the balancer) answers
+// 503, and the same request is sent again until it has its order, new
+// (201) or remembered (200).
+func (tc *testCluster) mustBuy(i int, item, user string) map[string]any {
+	tc.t.Helper()
+	var r response
+	var err error
+	if !eventually(15*time.Second, func() bool {
+		r, err = tc.do(i, "POST", "/v1/items/"+item+"/purchase", user, map[string]any{"quantity": 1, "request_id": "buy"})
+		return err == nil && r.status != 503
+	}) || (r.status != 201 && r.status != 200) {
+		tc.t.Fatalf("n%d buy %s as %s = %d %v %v; want 201 or 200", i, item, user, r.status, r.body, err)
 	}
 	return r.body
 }
@@ -596,7 +622,7 @@ func TestClusterReadYourOrderOnAnyNode(t *testing.T) {
 	tc.mustDo(0, "POST", "/v1/items", "admin", map[string]any{"id": "ryw", "stock": 100}, 201)
 	for round := range 12 {
 		user := fmt.Sprintf("ryw-%d", round)
-		o := tc.mustDo(round%3, "POST", "/v1/items/ryw/purchase", user, map[string]any{"quantity": 1}, 201)
+		o := tc.mustBuy(round%3, "ryw", user)
 		for i := range tc.nodes {
 			got := tc.mustDo(i, "GET", "/v1/orders/"+o["order_id"].(string), user, nil, 200)
 			if got["user_id"] != user {
@@ -650,7 +676,13 @@ func TestClusterLeaderMovesMidSale(t *testing.T) {
 // sale's shard keeps its leader, and its shoppers never wait for an
 // election.
 func TestClusterBalanceSparesHotShard(t *testing.T) {
-	tc := newTestCluster(t, 3, nil)
+	// Only the balancer may move the hot shard here: no slow-disk verdict
+	// (fsyncs on a starved CI machine can pass 50 ms), and a leader lease
+	// that a scheduling hiccup does not end.
+	tc := newTestClusterWith(t, 3, nil, func(c *config.Config) {
+		c.SlowDiskWrite = 0
+		c.HeartbeatTimeout = time.Second
+	})
 	n0 := tc.nodes[0]
 	// An item on shard 0: in shard order, the first a balancer would pick.
 	item := "hotb"
@@ -712,10 +744,7 @@ func TestClusterLeaderKillMidSale(t *testing.T) {
 	wg := tc.buy(ctx, s, "hot", 32)
 	s.waitSales(t, "sales", 1000)
 
-	victim := tc.leaderOf("hot")
-	if victim < 0 {
-		t.Fatal("no leader for hot")
-	}
+	victim := tc.waitLeader("hot")
 	s.mu.Lock()
 	before := len(s.confirmed)
 	s.maxGap = 0
@@ -748,7 +777,7 @@ func TestClusterMinorityCannotCommit(t *testing.T) {
 	wg := tc.buy(ctx, s, "part", 16)
 	s.waitSales(t, "sales", 500)
 
-	old := tc.leaderOf("part")
+	old := tc.waitLeader("part")
 	shard := tc.nodes[old].Store().ShardFor("part")
 	var others []string
 	for i, nd := range tc.nodes {
@@ -1043,8 +1072,8 @@ func TestClusterMoreNodesThanReplicas(t *testing.T) {
 		if seats == nd.Store().Shards() {
 			t.Errorf("n%d holds a seat in all %d shards; want 3 of 6 nodes per shard", i, seats)
 		}
-		if r := nd.Readiness(); !r.All {
-			t.Errorf("n%d: readiness %+v; want every shard served", i, r)
+		if !eventually(10*time.Second, func() bool { return nd.Readiness().All }) {
+			t.Errorf("n%d: readiness %+v; want every shard served", i, nd.Readiness())
 		}
 	}
 	items := make([]string, 12)
@@ -1086,15 +1115,33 @@ func TestClusterZoneDownMidSale(t *testing.T) {
 		c.Region = zones[i]
 		c.Shards = 8
 	})
+	// Each shard's voters, as its leader has them (a node removed while
+	// gossip thought it dead may still think it has a seat), are three in
+	// three zones: placement spreads them, and moves a doubled zone's seat.
 	for s := 0; s < 8; s++ {
-		seen := map[string]bool{}
-		for i, nd := range tc.nodes {
-			if nd.Store().Shard(s).InGroup() {
-				seen[zones[i]] = true
+		var seen map[string]int
+		if !eventually(30*time.Second, func() bool {
+			seen = map[string]int{}
+			for _, nd := range tc.nodes {
+				if !nd.Store().Shard(s).Ready() {
+					continue
+				}
+				servers, err := nd.Store().Shard(s).Servers()
+				if err != nil {
+					return false
+				}
+				for _, sv := range servers {
+					var i int
+					fmt.Sscanf(sv.ID, "n%d", &i)
+					if !sv.Voter {
+						return false
+					}
+					seen[zones[i]]++
+				}
 			}
-		}
-		if len(seen) != 3 {
-			t.Fatalf("shard %d has seats in zones %v; want all three", s, seen)
+			return len(seen) == 3 && seen["hk-1a"] == 1 && seen["hk-1b"] == 1 && seen["hk-1c"] == 1
+		}) {
+			t.Fatalf("shard %d has voters in zones %v; want one in each of three", s, seen)
 		}
 	}
 	items := make([]string, 16)
@@ -1139,7 +1186,7 @@ func TestClusterZoneDownMidSale(t *testing.T) {
 func TestClusterRemovedReplicaReturns(t *testing.T) {
 	tc := newTestClusterWith(t, 4, nil, func(c *config.Config) { c.Shards = 1 })
 	tc.mustDo(0, "POST", "/v1/items", "admin", map[string]any{"id": "back", "stock": 1000}, 201)
-	leader := tc.leaderOf("back")
+	leader := tc.waitLeader("back")
 	group := tc.replicas("back")
 	victim := -1
 	for _, i := range group {
@@ -1173,8 +1220,8 @@ func TestClusterRemovedReplicaReturns(t *testing.T) {
 	waitFor(t, 15*time.Second, fmt.Sprintf("n%d, removed while away, ready for every shard", victim), func() bool {
 		return nd.Readiness().All
 	})
-	if r := nd.Readiness().Shards[0]; r.Leader != tc.cfgs[leader].Name {
-		t.Errorf("n%d routes shard 0 to %q; want the leader n%d", victim, r.Leader, leader)
+	if l := tc.waitLeader("back"); nd.Readiness().Shards[0].Leader != tc.cfgs[l].Name {
+		t.Errorf("n%d routes shard 0 to %q; want the leader n%d", victim, nd.Readiness().Shards[0].Leader, l)
 	}
 	s := newSale()
 	for u := 0; u < 20; u++ {

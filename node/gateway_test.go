@@ -203,8 +203,8 @@ func TestRestockStalenessIsBounded(t *testing.T) {
 	g := tc.startGateway("g0", nil)
 	gw := g.HTTPAddr()
 	tc.mustDo(0, "POST", "/v1/items", "admin", map[string]any{"id": "rs", "stock": 1}, 201)
-	owner := tc.leaderOf("rs")
-	tc.mustDo(owner, "POST", "/v1/items/rs/purchase", "first", map[string]any{"quantity": 1}, 201)
+	owner := tc.waitLeader("rs")
+	tc.mustBuy(owner, "rs", "first")
 	addrs := []string{gw}
 	for i := range tc.nodes {
 		addrs = append(addrs, tc.cfgs[i].HTTPAddr)

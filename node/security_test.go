@@ -336,6 +336,6 @@ func TestClusterPortsRefuseStrangers(t *testing.T) {
 	// And the cluster sells as before.
 	tc.mustDo(1, "POST", "/v1/items", "admin", map[string]any{"id": "still", "stock": 10}, 201)
 	for i := range tc.nodes {
-		tc.mustDo(i, "POST", "/v1/items/still/purchase", fmt.Sprintf("u%d", i), nil, 201)
+		tc.mustBuy(i, "still", fmt.Sprintf("u%d", i))
 	}
 }

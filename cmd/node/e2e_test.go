@@ -475,6 +475,7 @@ func TestRateLimitsAndReconcile(t *testing.T) {
 	n := startNode(t, t.TempDir(), "--rate-user", "1")
 	n.mustDo("POST", "/v1/items", "admin", map[string]any{"id": "rl", "stock": 100, "per_user_limit": 100}, 201)
 	var ok, limited int
+	start := time.Now()
 	for i := 0; i < 10; i++ {
 		r, _ := n.api.Purchase(context.Background(), 0, "rl", "greedy", fmt.Sprintf("q%d", i), 1)
 		switch r.Outcome {
@@ -489,21 +490,23 @@ func TestRateLimitsAndReconcile(t *testing.T) {
 			t.Fatalf("purchase = %v %d %s %v", r.Outcome, r.Status, r.Code, r.Err)
 		}
 	}
-	if ok != 2 || limited != 8 { // burst 2 at 1/s
-		t.Fatalf("10 rapid purchases: %d ok, %d limited; want 2 and 8", ok, limited)
+	// A burst of 2 at 1/s: 2 confirmed and 8 limited when the ten take
+	// under a second, as they do; a starved machine refills a token a second.
+	if refill := int(time.Since(start) / time.Second); ok < 2 || ok > 2+refill || limited != 10-ok || limited == 0 {
+		t.Fatalf("10 rapid purchases in %v: %d ok, %d limited; want 2 (+1 a second) and the rest", time.Since(start), ok, limited)
 	}
-	if got := n.remaining("rl"); got != 98 {
-		t.Fatalf("remaining = %d; want 98: rejected purchases must change nothing", got)
+	if got := n.remaining("rl"); got != int64(100-ok) {
+		t.Fatalf("remaining = %d; want %d: rejected purchases must change nothing", got, 100-ok)
 	}
 	n.mustDo("POST", "/v1/items/rl/purchase", "other", nil, 201) // others are unaffected
 	waitFor(t, 10*time.Second, func() bool {
 		code, m, err := n.do("GET", "/v1/admin/reconcile", "admin", nil)
 		return err == nil && code == 200 && m["differences"].(float64) == 0 && len(m["items"].([]any)) == 1 &&
-			m["items"].([]any)[0].(map[string]any)["store_sold"].(float64) == 3
+			m["items"].([]any)[0].(map[string]any)["store_sold"].(float64) == float64(ok+1)
 	})
 	list := n.mustDo("GET", "/v1/users/me/orders", "greedy", nil, 200)
-	if got := len(list["orders"].([]any)); got != 2 {
-		t.Fatalf("greedy's orders = %d; want 2", got)
+	if got := len(list["orders"].([]any)); got != ok {
+		t.Fatalf("greedy's orders = %d; want %d", got, ok)
 	}
 }
 
@@ -512,7 +515,7 @@ func TestRateLimitsAndReconcile(t *testing.T) {
 // order_expired; a pay racing the expiry gets one definite answer that
 // matches the order's final state. A restock reopens a sold-out item.
 func TestPaymentWindow(t *testing.T) {
-	n := startNode(t, t.TempDir(), "--payment-window", "1500ms", "--rate-user", "0")
+	n := startNode(t, t.TempDir(), "--payment-window", "3s", "--rate-user", "0")
 	n.mustDo("POST", "/v1/items", "admin", map[string]any{"id": "pw", "stock": 2}, 201)
 	paid := n.mustDo("POST", "/v1/items/pw/purchase", "alice", nil, 201)
 	late := n.mustDo("POST", "/v1/items/pw/purchase", "bob", nil, 201)

@@ -115,14 +115,31 @@ func (w *tbWriter) end() {
 	w.ended = true
 }
 
+// handedOut holds the ports FreeAddr returned in this process: a port
+// picked but not yet bound (a node process about to start) looks free,
+// and a second pick of it would fail one of the two nodes at bind.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
 // FreeAddr returns a 127.0.0.1 address whose port is free for TCP and UDP
-// (gossip uses both). Ports come from 20000-31999, below Linux's ephemeral
-// range (32768 and up), so that a port picked here is not taken by some
-// outgoing connection before the test binds it.
+// (gossip uses both), and that it never returned before in this process.
+// Ports come from 20000-31999, below Linux's ephemeral range (32768 and
+// up), so that a port picked here is not taken by some outgoing connection
+// before the test binds it.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = make(map[int]bool)
+	}
 	for range 1000 {
 		port := 20000 + rand.IntN(12000)
+		if handedOut.ports[port] {
+			continue
+		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -134,6 +151,7 @@ func FreeAddr(tb testing.TB) string {
 			continue
 		}
 		pc.Close()
+		handedOut.ports[port] = true
 		return addr
 	}
 	tb.Fatal("no free port in 20000-31999")
